@@ -1,0 +1,409 @@
+// Package job defines the two records that cross the spool between the
+// receiver and the worker, and is the trust boundary for both.
+//
+// Each record has exactly one accepted byte form: the output of Marshal.
+// Parse decodes strictly (unknown fields refused, version checked, every
+// field re-validated) and then re-encodes; input that differs from its own
+// canonical encoding in any byte (whitespace, key order, escapes, duplicate
+// keys, trailing data) is refused. A record carries only data: IDs, enums,
+// numbers and a sanitised title, never a path, a URL, a flag or a command.
+package job
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/ytkeep/ytkeep/internal/videourl"
+)
+
+// Version is the only record version this build reads and writes.
+const Version = 1
+
+// MaxRecordSize is the largest job or result file accepted, in bytes.
+const MaxRecordSize = 4096
+
+// MaxTitleRunes caps the title carried in a result.
+const MaxTitleRunes = 200
+
+// ParseError reports why a record was refused. Every ParseError is a
+// security event: the other side wrote something this build never writes.
+type ParseError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ParseError) Error() string {
+	if e.Field == "" {
+		return "malformed record: " + e.Msg
+	}
+	return fmt.Sprintf("malformed record: field %s: %s", e.Field, e.Msg)
+}
+
+func perr(field, format string, args ...any) error {
+	return &ParseError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Format is the quality the user asked for.
+type Format string
+
+// The accepted formats.
+const (
+	FormatBest  Format = "best"
+	FormatAudio Format = "audio"
+	Format1080  Format = "1080p"
+	Format720   Format = "720p"
+	Format480   Format = "480p"
+	Format360   Format = "360p"
+)
+
+// Formats lists every accepted format, default first.
+var Formats = []Format{FormatBest, FormatAudio, Format1080, Format720, Format480, Format360}
+
+// ParseFormat maps user text (case-insensitive) to a Format.
+func ParseFormat(s string) (Format, bool) {
+	s = strings.ToLower(s)
+	for _, f := range Formats {
+		if string(f) == s {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// Valid reports whether f is one of Formats.
+func (f Format) Valid() bool {
+	for _, g := range Formats {
+		if f == g {
+			return true
+		}
+	}
+	return false
+}
+
+var idEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// NewID returns a fresh random job ID: 26 characters of [a-z2-7].
+func NewID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand panics internally if it cannot)
+	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// ValidID reports whether id has the form NewID produces.
+func ValidID(id string) bool {
+	if len(id) != 26 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidSlackID reports whether s looks like a Slack team, user or channel
+// ID: 2 to 32 characters of [A-Z0-9].
+func ValidSlackID(s string) bool {
+	if len(s) < 2 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Job is a request to keep one video, written by the receiver.
+//
+// It deliberately omits the response_url: that is a bearer token for
+// posting into the user's channel, and the worker never needs it; the
+// receiver keeps it in its private state, keyed by ID.
+type Job struct {
+	V       int    `json:"v"`
+	ID      string `json:"id"`
+	Video   string `json:"video"`
+	Format  Format `json:"format"`
+	Team    string `json:"team"`
+	User    string `json:"user"`
+	Channel string `json:"channel"`
+	Created int64  `json:"created"` // Unix seconds
+}
+
+// Validate checks every field.
+func (j *Job) Validate() error {
+	switch {
+	case j.V != Version:
+		return perr("v", "version %d, want %d", j.V, Version)
+	case !ValidID(j.ID):
+		return perr("id", "not a job ID")
+	case !videourl.ValidID(j.Video):
+		return perr("video", "not a video ID")
+	case !j.Format.Valid():
+		return perr("format", "unknown format")
+	case !ValidSlackID(j.Team):
+		return perr("team", "not a Slack ID")
+	case !ValidSlackID(j.User):
+		return perr("user", "not a Slack ID")
+	case !ValidSlackID(j.Channel):
+		return perr("channel", "not a Slack ID")
+	case j.Created < 1_500_000_000 || j.Created > 1<<40:
+		return perr("created", "implausible time")
+	}
+	return nil
+}
+
+// FileName is the spool file name for the job.
+func (j *Job) FileName() string { return j.ID + ".job" }
+
+// Marshal validates j and returns its canonical encoding.
+func (j *Job) Marshal() ([]byte, error) {
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(j)
+}
+
+// ParseJob decodes and validates a job record in canonical form.
+func ParseJob(data []byte) (*Job, error) {
+	var j Job
+	if err := strictDecode(data, &j); err != nil {
+		return nil, err
+	}
+	if err := j.Validate(); err != nil {
+		return nil, err
+	}
+	if err := canonical(data, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// Status is the state a result reports.
+type Status string
+
+// The result statuses. Started is informational; Done and Failed are final.
+const (
+	StatusStarted Status = "started"
+	StatusDone    Status = "done"
+	StatusFailed  Status = "failed"
+)
+
+// Final reports whether no further result follows for the job.
+func (s Status) Final() bool { return s == StatusDone || s == StatusFailed }
+
+// Class says, in a word, why a job failed.
+type Class string
+
+// The failure classes.
+const (
+	ClassNone        Class = ""
+	ClassUnavailable Class = "unavailable"  // the video could not be fetched
+	ClassTooLarge    Class = "too_large"    // over the size cap
+	ClassTimeout     Class = "timeout"      // over the wall-clock limit
+	ClassBadOutput   Class = "bad_output"   // the downloader produced nothing acceptable
+	ClassSandbox     Class = "sandbox"      // the downloader broke a sandbox rule
+	ClassGaveUp      Class = "gave_up"      // crashed too many times
+	ClassInternal    Class = "internal"     // our own fault
+	ClassRejected    Class = "rejected"     // the job record was refused
+)
+
+var classes = map[Class]string{
+	ClassUnavailable: "the video could not be downloaded (it may be private, removed or region-locked)",
+	ClassTooLarge:    "the video is larger than the configured size limit",
+	ClassTimeout:     "the download took longer than the configured time limit",
+	ClassBadOutput:   "the downloader produced no file of an allowed type",
+	ClassSandbox:     "the downloader broke a sandbox rule and was stopped (reported to the admins)",
+	ClassGaveUp:      "the download crashed repeatedly and was abandoned",
+	ClassInternal:    "an internal error occurred (see the worker's log)",
+	ClassRejected:    "the job was refused by the worker",
+}
+
+// Describe returns the failure class in plain words.
+func (c Class) Describe() string {
+	if s, ok := classes[c]; ok {
+		return s
+	}
+	return "unknown failure"
+}
+
+// Allowed media extensions of stored files.
+var allowedExt = map[string]bool{
+	"mp4": true, "webm": true, "mkv": true, "m4a": true, "mp3": true, "opus": true, "ogg": true,
+}
+
+// AllowedExt reports whether ext (without dot) is an allowed media type.
+func AllowedExt(ext string) bool { return allowedExt[ext] }
+
+// StoredName is the file name the worker gives a stored video.
+func StoredName(video string, f Format, ext string) string {
+	return video + "-" + string(f) + "." + ext
+}
+
+// ValidStoredName reports whether name has the form StoredName produces
+// with an allowed extension.
+func ValidStoredName(name string) bool {
+	dot := strings.LastIndexByte(name, '.')
+	if dot < 0 || !AllowedExt(name[dot+1:]) {
+		return false
+	}
+	base := name[:dot]
+	if len(base) < 13 || base[11] != '-' {
+		return false
+	}
+	f := Format(base[12:])
+	return videourl.ValidID(base[:11]) && f.Valid()
+}
+
+// Result reports progress or the outcome of a job, written by the worker.
+type Result struct {
+	V        int    `json:"v"`
+	Job      string `json:"job"`
+	Status   Status `json:"status"`
+	Class    Class  `json:"class,omitempty"`
+	Title    string `json:"title,omitempty"`
+	Duration int64  `json:"duration,omitempty"` // seconds
+	Size     int64  `json:"size,omitempty"`     // bytes
+	File     string `json:"file,omitempty"`     // stored name, see StoredName
+	Cached   bool   `json:"cached,omitempty"`   // answered from an earlier download
+}
+
+// Validate checks every field and their combinations.
+func (r *Result) Validate() error {
+	if r.V != Version {
+		return perr("v", "version %d, want %d", r.V, Version)
+	}
+	if !ValidID(r.Job) {
+		return perr("job", "not a job ID")
+	}
+	if r.Title != SanitizeTitle(r.Title) {
+		return perr("title", "not sanitised")
+	}
+	if r.Duration < 0 || r.Duration > 7*24*3600 {
+		return perr("duration", "out of range")
+	}
+	if r.Size < 0 || r.Size > 1<<40 {
+		return perr("size", "out of range")
+	}
+	switch r.Status {
+	case StatusStarted:
+		if r.Class != ClassNone || r.File != "" || r.Size != 0 || r.Cached {
+			return perr("status", "started carries no outcome")
+		}
+	case StatusDone:
+		if r.Class != ClassNone {
+			return perr("class", "done carries no failure class")
+		}
+		if !ValidStoredName(r.File) {
+			return perr("file", "not a stored name")
+		}
+	case StatusFailed:
+		if _, ok := classes[r.Class]; !ok {
+			return perr("class", "unknown failure class")
+		}
+		if r.File != "" || r.Size != 0 || r.Cached {
+			return perr("status", "failed carries no file")
+		}
+	default:
+		return perr("status", "unknown status")
+	}
+	return nil
+}
+
+// FileName is the spool file name of the result: one per job and status.
+func (r *Result) FileName() string { return r.Job + "." + string(r.Status) + ".result" }
+
+// Marshal validates r and returns its canonical encoding.
+func (r *Result) Marshal() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// ParseResult decodes and validates a result record in canonical form.
+func ParseResult(data []byte) (*Result, error) {
+	var r Result
+	if err := strictDecode(data, &r); err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if err := canonical(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// SanitizeTitle makes untrusted text (a video title) safe to store and show:
+// valid UTF-8, no control, format or private-use characters, runs of white
+// space folded to one space, at most MaxTitleRunes runes. It is idempotent.
+func SanitizeTitle(s string) string {
+	var b strings.Builder
+	n := 0
+	space := false
+	for _, r := range strings.ToValidUTF8(s, "\uFFFD") {
+		if n >= MaxTitleRunes {
+			break
+		}
+		if unicode.IsSpace(r) {
+			space = b.Len() > 0
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || unicode.Is(unicode.Co, r) {
+			continue
+		}
+		if space {
+			if n+1 >= MaxTitleRunes {
+				break
+			}
+			b.WriteByte(' ')
+			n++
+			space = false
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+func strictDecode(data []byte, v any) error {
+	if len(data) > MaxRecordSize {
+		return perr("", "%d bytes, over the %d-byte limit", len(data), MaxRecordSize)
+	}
+	if !utf8.Valid(data) {
+		return perr("", "not UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return perr("", "%v", err)
+	}
+	if dec.More() {
+		return perr("", "trailing data")
+	}
+	return nil
+}
+
+// canonical refuses data unless it is byte-for-byte the encoding of v.
+func canonical(data []byte, v any) error {
+	want, err := json.Marshal(v)
+	if err != nil {
+		return perr("", "%v", err)
+	}
+	if !bytes.Equal(data, want) {
+		return perr("", "not in canonical form")
+	}
+	return nil
+}
