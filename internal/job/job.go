@@ -208,14 +208,14 @@ type Class string
 // The failure classes.
 const (
 	ClassNone        Class = ""
-	ClassUnavailable Class = "unavailable"  // the video could not be fetched
-	ClassTooLarge    Class = "too_large"    // over the size cap
-	ClassTimeout     Class = "timeout"      // over the wall-clock limit
-	ClassBadOutput   Class = "bad_output"   // the downloader produced nothing acceptable
-	ClassSandbox     Class = "sandbox"      // the downloader broke a sandbox rule
-	ClassGaveUp      Class = "gave_up"      // crashed too many times
-	ClassInternal    Class = "internal"     // our own fault
-	ClassRejected    Class = "rejected"     // the job record was refused
+	ClassUnavailable Class = "unavailable" // the video could not be fetched
+	ClassTooLarge    Class = "too_large"   // over the size cap
+	ClassTimeout     Class = "timeout"     // over the wall-clock limit
+	ClassBadOutput   Class = "bad_output"  // the downloader produced nothing acceptable
+	ClassSandbox     Class = "sandbox"     // the downloader broke a sandbox rule
+	ClassGaveUp      Class = "gave_up"     // crashed too many times
+	ClassInternal    Class = "internal"    // our own fault
+	ClassRejected    Class = "rejected"    // the job record was refused
 )
 
 var classes = map[Class]string{
