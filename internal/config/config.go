@@ -1,0 +1,383 @@
+// Package config loads ytkeep's one TOML configuration file.
+//
+// Decoding is strict: an unknown key is an error. Each daemon calls the
+// check for its own part (CheckReceiver, CheckWorker) once at start; every
+// bad value or combination is reported there, and every weakening of a
+// security default is listed by Warnings so that it can be announced at
+// each start. Secrets are never in the file, only paths to them.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+)
+
+// Config is the whole file. Field comments are the reference; the README
+// and ytkeep.example.toml repeat them for admins.
+type Config struct {
+	Spool    Spool    `toml:"spool"`
+	Receiver Receiver `toml:"receiver"`
+	Worker   Worker   `toml:"worker"`
+	Log      Log      `toml:"log"`
+	Testing  Testing  `toml:"testing"`
+}
+
+// Spool locates the directories shared by the two daemons.
+type Spool struct {
+	// Dir holds incoming/, results/, receiver/ and worker/ (see the README
+	// for owners and modes). Default /var/spool/ytkeep.
+	Dir string `toml:"dir"`
+}
+
+// Receiver configures the Slack-facing daemon.
+type Receiver struct {
+	// Mode is "http": Slack posts slash commands to Listen.
+	Mode string `toml:"mode"`
+	// Listen is the address to listen on. Without TLS it must be a loopback
+	// address (behind a reverse proxy). Default 127.0.0.1:3000.
+	Listen string `toml:"listen"`
+	// Path is the request URL path. Default /slack/commands.
+	Path string `toml:"path"`
+	// TLSCertFile and TLSKeyFile enable HTTPS when both are set.
+	TLSCertFile string `toml:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file"`
+	// SigningSecretFile holds the app's signing secret. If empty, the
+	// systemd credential "signing_secret" is used, then the environment
+	// variable YTKEEP_SIGNING_SECRET.
+	SigningSecretFile string `toml:"signing_secret_file"`
+	// Command is the slash command name. Default /ytkeep.
+	Command string `toml:"command"`
+	// AllowedTeams, AllowedChannels and AllowedUsers are allowlists of Slack
+	// IDs. Nothing is allowed unless listed. Channels and users accept "*"
+	// for any (announced as a warning at every start); teams do not.
+	AllowedTeams    []string `toml:"allowed_teams"`
+	AllowedChannels []string `toml:"allowed_channels"`
+	AllowedUsers    []string `toml:"allowed_users"`
+}
+
+// Worker configures the downloading daemon.
+type Worker struct {
+	// YtDlp is the absolute path of yt-dlp. Default /usr/bin/yt-dlp.
+	YtDlp string `toml:"ytdlp"`
+	// FFmpeg is the absolute path of ffmpeg. Default /usr/bin/ffmpeg.
+	FFmpeg string `toml:"ffmpeg"`
+	// DownloadsDir receives stored videos and their metadata sidecars.
+	// Default /var/lib/ytkeep/downloads.
+	DownloadsDir string `toml:"downloads_dir"`
+	// Concurrency is the number of downloads at once (1-16). Default 2.
+	Concurrency int `toml:"concurrency"`
+	// JobTimeoutSeconds is the wall-clock limit of one download. Default 1800.
+	JobTimeoutSeconds int `toml:"job_timeout_seconds"`
+	// MaxFileMB caps the size of a stored file. Default 2048.
+	MaxFileMB int `toml:"max_file_mb"`
+	// MaxAttempts bounds retries of a job whose worker crashed. Default 3.
+	MaxAttempts int `toml:"max_attempts"`
+	// SocketTimeoutSeconds is yt-dlp's --socket-timeout. Default 30.
+	SocketTimeoutSeconds int `toml:"socket_timeout_seconds"`
+}
+
+// Log configures the JSON log on standard error.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `toml:"level"`
+}
+
+// Testing holds options that exist only for tests and the demo. Each is
+// refused for anything but loopback addresses and announced at start.
+type Testing struct {
+	// MediaBaseURL replaces YouTube: the worker downloads
+	// MediaBaseURL + ID + ".mp4" with yt-dlp's generic extractor.
+	MediaBaseURL string `toml:"media_base_url"`
+	// AllowLoopbackResponseURL lets response_url point at a loopback
+	// http:// address (a simulated Slack).
+	AllowLoopbackResponseURL bool `toml:"allow_loopback_response_url"`
+}
+
+const maxConfigSize = 1 << 20
+
+// Load reads, strictly decodes and completes the configuration file.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read config %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than 1 MiB", path)
+	}
+	return Parse(string(data))
+}
+
+// Parse decodes a configuration from TOML text and fills in defaults.
+func Parse(text string) (*Config, error) {
+	var c Config
+	md, err := toml.Decode(text, &c)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't parse config: %w", err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		keys := make([]string, len(und))
+		for i, k := range und {
+			keys[i] = k.String()
+		}
+		return nil, fmt.Errorf("config has unknown keys: %s", strings.Join(keys, ", "))
+	}
+	c.defaults()
+	if err := c.checkCommon(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) defaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defInt := func(i *int, v int) {
+		if *i == 0 {
+			*i = v
+		}
+	}
+	def(&c.Spool.Dir, "/var/spool/ytkeep")
+	def(&c.Receiver.Mode, "http")
+	def(&c.Receiver.Listen, "127.0.0.1:3000")
+	def(&c.Receiver.Path, "/slack/commands")
+	def(&c.Receiver.Command, "/ytkeep")
+	def(&c.Worker.YtDlp, "/usr/bin/yt-dlp")
+	def(&c.Worker.FFmpeg, "/usr/bin/ffmpeg")
+	def(&c.Worker.DownloadsDir, "/var/lib/ytkeep/downloads")
+	defInt(&c.Worker.Concurrency, 2)
+	defInt(&c.Worker.JobTimeoutSeconds, 1800)
+	defInt(&c.Worker.MaxFileMB, 2048)
+	defInt(&c.Worker.MaxAttempts, 3)
+	defInt(&c.Worker.SocketTimeoutSeconds, 30)
+	def(&c.Log.Level, "info")
+}
+
+func (c *Config) checkCommon() error {
+	var errs []error
+	if !filepath.IsAbs(c.Spool.Dir) {
+		errs = append(errs, errors.New("spool.dir must be an absolute path"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level))
+	}
+	if u := c.Testing.MediaBaseURL; u != "" {
+		if err := checkLoopbackURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("testing.media_base_url: %w", err))
+		} else if !strings.HasSuffix(u, "/") {
+			errs = append(errs, errors.New("testing.media_base_url must end with /"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckReceiver reports every problem with the receiver's settings.
+func (c *Config) CheckReceiver() error {
+	r := &c.Receiver
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if r.Mode != "http" {
+		add("receiver.mode %q is not supported (use \"http\")", r.Mode)
+	}
+	host, port, err := net.SplitHostPort(r.Listen)
+	if err != nil || port == "" {
+		add("receiver.listen %q is not host:port", r.Listen)
+	}
+	tls := r.TLSCertFile != "" || r.TLSKeyFile != ""
+	if tls && (r.TLSCertFile == "" || r.TLSKeyFile == "") {
+		add("receiver.tls_cert_file and receiver.tls_key_file must be set together")
+	}
+	if err == nil && !tls && !isLoopbackHost(host) {
+		add("receiver.listen %q is not a loopback address: plain HTTP is only allowed on loopback (set tls_cert_file and tls_key_file, or put a TLS reverse proxy in front)", r.Listen)
+	}
+	if !strings.HasPrefix(r.Path, "/") {
+		add("receiver.path must start with /")
+	}
+	if !strings.HasPrefix(r.Command, "/") || len(r.Command) < 2 {
+		add("receiver.command must start with / (e.g. /ytkeep)")
+	}
+	if len(r.AllowedTeams) == 0 {
+		add("receiver.allowed_teams is empty: list the Slack team IDs (T…) that may use ytkeep")
+	}
+	for _, t := range r.AllowedTeams {
+		if t == "*" {
+			add("receiver.allowed_teams may not contain \"*\": list team IDs")
+		} else if !job.ValidSlackID(t) {
+			add("receiver.allowed_teams: %q is not a Slack ID", t)
+		}
+	}
+	for name, list := range map[string][]string{"allowed_channels": r.AllowedChannels, "allowed_users": r.AllowedUsers} {
+		if len(list) == 0 {
+			add("receiver.%s is empty: list Slack IDs, or [\"*\"] for any", name)
+		}
+		for _, v := range list {
+			if v != "*" && !job.ValidSlackID(v) {
+				add("receiver.%s: %q is not a Slack ID", name, v)
+			}
+		}
+	}
+	if r.SigningSecretFile != "" && !filepath.IsAbs(r.SigningSecretFile) {
+		add("receiver.signing_secret_file must be an absolute path")
+	}
+	return errors.Join(errs...)
+}
+
+// CheckWorker reports every problem with the worker's settings.
+func (c *Config) CheckWorker() error {
+	w := &c.Worker
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for name, p := range map[string]string{"ytdlp": w.YtDlp, "ffmpeg": w.FFmpeg, "downloads_dir": w.DownloadsDir} {
+		if !filepath.IsAbs(p) {
+			add("worker.%s must be an absolute path", name)
+		}
+	}
+	if w.Concurrency < 1 || w.Concurrency > 16 {
+		add("worker.concurrency %d is not between 1 and 16", w.Concurrency)
+	}
+	if w.JobTimeoutSeconds < 10 || w.JobTimeoutSeconds > 6*3600 {
+		add("worker.job_timeout_seconds %d is not between 10 and 21600", w.JobTimeoutSeconds)
+	}
+	if w.MaxFileMB < 1 || w.MaxFileMB > 100*1024 {
+		add("worker.max_file_mb %d is not between 1 and 102400", w.MaxFileMB)
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > 10 {
+		add("worker.max_attempts %d is not between 1 and 10", w.MaxAttempts)
+	}
+	if w.SocketTimeoutSeconds < 1 || w.SocketTimeoutSeconds > 600 {
+		add("worker.socket_timeout_seconds %d is not between 1 and 600", w.SocketTimeoutSeconds)
+	}
+	if rel, err := filepath.Rel(c.Spool.Dir, w.DownloadsDir); err == nil && !strings.HasPrefix(rel, "..") {
+		add("worker.downloads_dir must not be inside spool.dir")
+	}
+	return errors.Join(errs...)
+}
+
+// Warnings lists every weakening of a security default in force.
+func (c *Config) Warnings() []string {
+	var w []string
+	if c.Testing.MediaBaseURL != "" {
+		w = append(w, "TEST MODE: testing.media_base_url is set; videos are fetched from "+c.Testing.MediaBaseURL+" instead of YouTube")
+	}
+	if c.Testing.AllowLoopbackResponseURL {
+		w = append(w, "TEST MODE: testing.allow_loopback_response_url is set; replies may go to loopback http:// addresses")
+	}
+	for _, v := range c.Receiver.AllowedChannels {
+		if v == "*" {
+			w = append(w, "receiver.allowed_channels is \"*\": every channel of the allowed teams may use ytkeep")
+		}
+	}
+	for _, v := range c.Receiver.AllowedUsers {
+		if v == "*" {
+			w = append(w, "receiver.allowed_users is \"*\": every user of the allowed teams may use ytkeep")
+		}
+	}
+	return w
+}
+
+// SigningSecret reads the signing secret: from signing_secret_file, else the
+// systemd credential, else YTKEEP_SIGNING_SECRET. It also returns where it
+// came from, for the start-up log.
+func (c *Config) SigningSecret() (secret, source string, err error) {
+	path := c.Receiver.SigningSecretFile
+	if path == "" {
+		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+			path = filepath.Join(dir, "signing_secret")
+		}
+	}
+	if path != "" {
+		b, err := readSecretFile(path)
+		if err != nil {
+			return "", "", err
+		}
+		return b, path, nil
+	}
+	if s := os.Getenv("YTKEEP_SIGNING_SECRET"); s != "" {
+		return strings.TrimSpace(s), "environment YTKEEP_SIGNING_SECRET", nil
+	}
+	return "", "", errors.New("no signing secret: set receiver.signing_secret_file, a systemd credential named signing_secret, or YTKEEP_SIGNING_SECRET")
+}
+
+func readSecretFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("signing secret %s is not a regular file", path)
+	}
+	if st.Mode().Perm()&0o007 != 0 {
+		return "", fmt.Errorf("signing secret %s is readable or writable by others (mode %v): chmod o-rwx", path, st.Mode().Perm())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", fmt.Errorf("signing secret file %s is empty", path)
+	}
+	return s, nil
+}
+
+// ResponseURLAllowed reports whether the receiver may post to raw, a
+// response_url from a verified request: https://hooks.slack.com/ only, or
+// a loopback http URL when the test option allows it.
+func (c *Config) ResponseURLAllowed(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	if u.Scheme == "https" && u.Host == "hooks.slack.com" && strings.HasPrefix(u.Path, "/") {
+		return true
+	}
+	return c.Testing.AllowLoopbackResponseURL && u.Scheme == "http" && checkLoopbackURL(raw) == nil
+}
+
+func checkLoopbackURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q has user info", raw)
+	}
+	if !isLoopbackHost(u.Hostname()) {
+		return fmt.Errorf("%q is not a loopback address (test options accept only 127.0.0.0/8 and ::1)", raw)
+	}
+	return nil
+}
+
+// isLoopbackHost accepts only literal loopback IPs: a name could resolve
+// anywhere.
+func isLoopbackHost(h string) bool {
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}

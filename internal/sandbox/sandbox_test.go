@@ -1,0 +1,149 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the launcher, as the worker binary does.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == ChildFlag {
+		ChildMain()
+	}
+	os.Exit(m.Run())
+}
+
+var limits = Limits{CPUSeconds: 30, FileBytes: 1 << 20, OpenFiles: 64, Processes: 4096}
+
+func run(t *testing.T, spec *Spec, timeout time.Duration) (*Outcome, string, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	d, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	self, _ := os.Executable()
+	var out, errb bytes.Buffer
+	o, err := Run(context.Background(), self, spec, d, &out, &errb, timeout)
+	if err != nil {
+		t.Fatalf("Run: %v (stderr %q)", err, errb.String())
+	}
+	return o, out.String(), errb.String(), dir
+}
+
+func TestChildEnvironmentAndDirectory(t *testing.T) {
+	o, out, stderr, dir := run(t, &Spec{Path: "/bin/sh", Args: []string{"-c", "env; pwd; grep NoNewPrivs /proc/self/status; exec /bin/ls /proc/self/fd"}, Env: []string{"ONLY=1"}, Limits: limits}, 10*time.Second)
+	if o.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", o.ExitCode, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var env []string
+	for _, l := range lines {
+		if strings.Contains(l, "=") {
+			env = append(env, l)
+		}
+	}
+	// sh adds PWD and may add SHLVL/_; nothing of ours may leak.
+	for _, e := range env {
+		k := e[:strings.IndexByte(e, '=')]
+		if k != "ONLY" && k != "PWD" && k != "SHLVL" && k != "_" {
+			t.Errorf("unexpected environment variable %s", e)
+		}
+	}
+	if !strings.Contains(out, "\n"+dir+"\n") {
+		t.Errorf("working directory not the job dir %s:\n%s", dir, out)
+	}
+	if !strings.Contains(out, "NoNewPrivs:\t1") {
+		t.Errorf("no_new_privs not set:\n%s", out)
+	}
+	// Only stdin/stdout/stderr (and ls's own directory fd) are open.
+	fds := strings.Fields(out[strings.Index(out, "NoNewPrivs"):])[2:]
+	if len(fds) != 4 || fds[3] != "3" {
+		t.Errorf("descriptors leaked into the program: %v", fds)
+	}
+}
+
+func TestChildLimits(t *testing.T) {
+	o, out, stderr, _ := run(t, &Spec{Path: "/bin/cat", Args: []string{"/proc/self/limits"}, Limits: limits}, 10*time.Second)
+	if o.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", o.ExitCode, stderr)
+	}
+	for _, want := range []string{
+		"Max cpu time              30                   30",
+		"Max file size             1048576              1048576",
+		"Max processes             4096                 4096",
+		"Max open files            64                   64",
+		"Max core file size        0                    0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("limits lack %q:\n%s", want, out)
+		}
+	}
+	// RLIMIT_FSIZE is enforced: writing past it fails.
+	o, _, _, dir := run(t, &Spec{Path: "/bin/dd", Args: []string{"if=/dev/zero", "of=big", "bs=1M", "count=3"}, Limits: limits}, 10*time.Second)
+	if o.ExitCode == 0 && o.Signal == 0 {
+		t.Error("dd wrote past RLIMIT_FSIZE")
+	}
+	if st, err := os.Stat(filepath.Join(dir, "big")); err == nil && st.Size() > 1<<20 {
+		t.Errorf("file grew to %d bytes", st.Size())
+	}
+}
+
+func TestTimeoutKillsWholeGroup(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	spec := &Spec{Path: "/bin/sh", Args: []string{"-c", "sleep 60 & echo $! > " + pidFile + "; wait"}, Limits: limits}
+	o, _, _, _ := run(t, spec, 500*time.Millisecond)
+	if !o.TimedOut || o.Signal != syscall.SIGKILL {
+		t.Fatalf("outcome %+v, want a timeout kill", o)
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(st), ") Z ") {
+			break // gone, or a zombie awaiting its reaper
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("background process %d survived the group kill", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestSpecRefused(t *testing.T) {
+	d, _ := os.Open(t.TempDir())
+	defer d.Close()
+	self, _ := os.Executable()
+	for name, s := range map[string]*Spec{
+		"relative":  {Path: "sh", Limits: limits},
+		"no limits": {Path: "/bin/sh"},
+	} {
+		if _, err := Run(context.Background(), self, s, d, nil, nil, time.Second); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestLauncherWithoutDescriptors(t *testing.T) {
+	self, _ := os.Executable()
+	p, err := os.StartProcess(self, []string{self, ChildFlag}, &os.ProcAttr{Files: []*os.File{nil, nil, nil}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := p.Wait()
+	if st.ExitCode() != 126 {
+		t.Fatalf("launcher without spec exited %d, want 126", st.ExitCode())
+	}
+}

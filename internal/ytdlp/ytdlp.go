@@ -1,0 +1,282 @@
+// Package ytdlp builds yt-dlp's command line and reads what yt-dlp prints.
+//
+// The argument vector is fixed: only the video ID (checked to be 11
+// characters of [A-Za-z0-9_-]) and the format enum vary, and the URL is
+// rebuilt from the ID after "--". Flags are used only when the installed
+// yt-dlp lists them in --help, and the hardening flags are required: if
+// one is missing, Args fails rather than run a weaker command.
+//
+// Everything yt-dlp prints is untrusted (it carries text from the video
+// page); the parsers here bound it and extract only typed fields.
+package ytdlp
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/videourl"
+)
+
+// Capabilities is what the installed yt-dlp supports.
+type Capabilities struct {
+	Version string          // e.g. 2023.03.04
+	flags   map[string]bool // long options listed by --help
+}
+
+var versionRE = regexp.MustCompile(`^(\d{4})\.(\d{2})\.(\d{2})(\.\d+)?$`)
+
+// ParseVersion reads the output of yt-dlp --version.
+func ParseVersion(out []byte) (string, error) {
+	v := strings.TrimSpace(string(out))
+	if !versionRE.MatchString(v) {
+		return "", fmt.Errorf("unrecognised yt-dlp version %q", truncate(v, 40))
+	}
+	return v, nil
+}
+
+var flagRE = regexp.MustCompile(`(?m)^\s+(?:-\w, )?(--[a-z0-9][a-z0-9-]*)`)
+
+// ParseHelp reads the output of yt-dlp --help.
+func ParseHelp(version string, out []byte) *Capabilities {
+	c := &Capabilities{Version: version, flags: map[string]bool{}}
+	for _, m := range flagRE.FindAllSubmatch(out, -1) {
+		c.flags[string(m[1])] = true
+	}
+	return c
+}
+
+// Has reports whether the installed yt-dlp lists flag.
+func (c *Capabilities) Has(flag string) bool { return c.flags[flag] }
+
+// Older reports whether the version is older than date "YYYY.MM.DD".
+func (c *Capabilities) Older(date string) bool {
+	return len(c.Version) < 10 || c.Version[:10] < date
+}
+
+// required are the flags without which ytkeep refuses to run yt-dlp.
+var required = []string{
+	"--ignore-config", "--no-exec", "--no-cookies", "--no-cache-dir",
+	"--no-playlist", "--restrict-filenames", "--no-overwrites",
+	"--max-filesize", "--socket-timeout", "--newline", "--use-extractors",
+	"--print", "--paths", "--output", "--format", "--ffmpeg-location",
+	"--no-mtime", "--max-downloads", "--extract-audio",
+}
+
+// Missing lists the required flags the installed yt-dlp lacks.
+func (c *Capabilities) Missing() []string {
+	var m []string
+	for _, f := range required {
+		if !c.flags[f] {
+			m = append(m, f)
+		}
+	}
+	return m
+}
+
+// Request is one download.
+type Request struct {
+	Video  string     // 11-character video ID
+	Format job.Format // quality enum
+	// Source selects where the video comes from: "" for YouTube, or a
+	// loopback base URL in test mode (config.Testing.MediaBaseURL).
+	TestBaseURL   string
+	Dir           string // absolute job directory; output goes here
+	FFmpeg        string // absolute path
+	MaxBytes      int64
+	SocketTimeout int // seconds
+}
+
+// MetaPrefix marks the line yt-dlp prints after the file is complete.
+const MetaPrefix = "ytkeep-meta "
+
+// ProgressPrefix marks progress lines.
+const ProgressPrefix = "ytkeep-progress "
+
+var selectors = map[job.Format]string{
+	job.FormatBest:  "bv*+ba/b",
+	job.Format1080:  "bv*[height<=?1080]+ba/b[height<=?1080]",
+	job.Format720:   "bv*[height<=?720]+ba/b[height<=?720]",
+	job.Format480:   "bv*[height<=?480]+ba/b[height<=?480]",
+	job.Format360:   "bv*[height<=?360]+ba/b[height<=?360]",
+	job.FormatAudio: "ba/b",
+}
+
+// URL is the only URL ytkeep ever gives yt-dlp: rebuilt from the ID.
+func (r *Request) URL() string {
+	if r.TestBaseURL != "" {
+		return r.TestBaseURL + r.Video + ".mp4"
+	}
+	return "https://www.youtube.com/watch?v=" + r.Video
+}
+
+// Args returns yt-dlp's argument vector (without argv[0]).
+func (c *Capabilities) Args(r *Request) ([]string, error) {
+	if m := c.Missing(); len(m) > 0 {
+		return nil, fmt.Errorf("yt-dlp %s lacks required flags %s: install a current yt-dlp", c.Version, strings.Join(m, " "))
+	}
+	if !videourl.ValidID(r.Video) {
+		return nil, errors.New("invalid video ID")
+	}
+	sel, ok := selectors[r.Format]
+	if !ok {
+		return nil, errors.New("invalid format")
+	}
+	if !strings.HasPrefix(r.Dir, "/") || !strings.HasPrefix(r.FFmpeg, "/") || r.MaxBytes <= 0 || r.SocketTimeout <= 0 {
+		return nil, errors.New("incomplete download request")
+	}
+	extractor := "youtube"
+	if r.TestBaseURL != "" {
+		extractor = "generic"
+	}
+	a := []string{
+		"--ignore-config",
+		"--no-exec",
+		"--no-cookies",
+		"--no-cache-dir",
+		"--no-playlist",
+		"--max-downloads", "1",
+		"--restrict-filenames",
+		"--no-overwrites",
+		"--no-mtime",
+		"--use-extractors", extractor,
+		"--max-filesize", strconv.FormatInt(r.MaxBytes, 10),
+		"--socket-timeout", strconv.Itoa(r.SocketTimeout),
+		"--ffmpeg-location", r.FFmpeg,
+		"--paths", r.Dir,
+		"--output", "%(id)s.%(ext)s",
+		"--format", sel,
+		"--newline",
+		"--print", "after_move:" + MetaPrefix + "%(.{id,title,duration,ext})j",
+	}
+	if c.Has("--progress") {
+		a = append(a, "--progress") // --print implies --quiet; keep progress
+	}
+	if c.Has("--progress-template") {
+		a = append(a, "--progress-template", "download:"+ProgressPrefix+"%(progress._percent_str)s")
+	}
+	for _, f := range []string{"--no-plugin-dirs", "--no-cookies-from-browser", "--no-write-info-json", "--no-write-comments", "--no-write-subs", "--no-write-thumbnail", "--no-batch-file", "--no-colors"} {
+		if c.Has(f) {
+			a = append(a, f)
+		}
+	}
+	if r.Format == job.FormatAudio {
+		a = append(a, "--extract-audio")
+	}
+	return append(a, "--", r.URL()), nil
+}
+
+// Env is the whole environment of the yt-dlp process.
+func Env(home string) []string {
+	return []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=" + home,
+		"LANG=C.UTF-8",
+		"LC_ALL=C.UTF-8",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONNOUSERSITE=1",
+		"YTDLP_NO_PLUGINS=1",
+		"TMPDIR=" + home,
+		"XDG_CACHE_HOME=" + home + "/.cache",
+		"XDG_CONFIG_HOME=" + home + "/.config",
+	}
+}
+
+// Meta is what yt-dlp reports about the finished file.
+type Meta struct {
+	ID       string
+	Title    string
+	Duration int64
+	Ext      string
+}
+
+// Output is what ParseOutput found in yt-dlp's standard output.
+type Output struct {
+	Meta     *Meta // nil if no complete meta line was seen
+	Progress int   // last percent seen, -1 if none
+	Lines    int
+}
+
+// MaxLine caps one output line; longer lines are skipped.
+const MaxLine = 64 << 10
+
+// MaxOutput caps the total output read.
+const MaxOutput = 4 << 20
+
+// ParseOutput reads yt-dlp's standard output, untrusted. It reads at most
+// MaxOutput bytes and then drains the rest.
+func ParseOutput(r io.Reader) (*Output, error) {
+	o := &Output{Progress: -1}
+	lr := &io.LimitedReader{R: r, N: MaxOutput}
+	sc := bufio.NewScanner(lr)
+	sc.Buffer(make([]byte, 4096), MaxLine)
+	metas := 0
+	for sc.Scan() {
+		o.Lines++
+		line := sc.Bytes()
+		switch {
+		case bytes.HasPrefix(line, []byte(MetaPrefix)):
+			metas++
+			m, err := parseMeta(line[len(MetaPrefix):])
+			if err == nil {
+				o.Meta = m
+			}
+		case bytes.HasPrefix(line, []byte(ProgressPrefix)):
+			s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(line[len(ProgressPrefix):])), "%"))
+			if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f <= 100 {
+				o.Progress = int(f)
+			}
+		}
+	}
+	err := sc.Err()
+	io.Copy(io.Discard, r) // never block the child on a full pipe
+	if metas > 1 {
+		o.Meta = nil // one video, one meta line; more is not yt-dlp
+		return o, errors.New("more than one meta line")
+	}
+	if errors.Is(err, bufio.ErrTooLong) {
+		return o, errors.New("output line too long")
+	}
+	return o, err
+}
+
+func parseMeta(b []byte) (*Meta, error) {
+	var raw struct {
+		ID       string   `json:"id"`
+		Title    string   `json:"title"`
+		Duration *float64 `json:"duration"`
+		Ext      string   `json:"ext"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, err
+	}
+	m := &Meta{ID: raw.ID, Title: job.SanitizeTitle(raw.Title), Ext: raw.Ext}
+	if raw.Duration != nil && *raw.Duration >= 0 && *raw.Duration < 7*24*3600 {
+		m.Duration = int64(*raw.Duration + 0.5)
+	}
+	return m, nil
+}
+
+// Classify maps yt-dlp's standard error to a failure class.
+func Classify(stderr string) job.Class {
+	switch {
+	case strings.Contains(stderr, "larger than max-filesize"), strings.Contains(stderr, "File is larger than"):
+		return job.ClassTooLarge
+	default:
+		return job.ClassUnavailable
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}

@@ -1,0 +1,194 @@
+package ytdlp
+
+import (
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+)
+
+// installed returns the capabilities of the yt-dlp on this machine. CI
+// installs it; a developer machine without it skips with the reason.
+func installed(t *testing.T) *Capabilities {
+	t.Helper()
+	path, err := exec.LookPath("yt-dlp")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("yt-dlp is not installed, and CI must run every test")
+		}
+		t.Skip("SKIPPED: yt-dlp is not installed (apt-get install yt-dlp)")
+	}
+	v, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ver, err := ParseVersion(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := exec.Command(path, "--help").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ParseHelp(ver, h)
+}
+
+func request() *Request {
+	return &Request{Video: "dQw4w9WgXcQ", Format: job.Format720, Dir: "/var/lib/x/job", FFmpeg: "/usr/bin/ffmpeg", MaxBytes: 1 << 20, SocketTimeout: 30}
+}
+
+func TestInstalledHasRequiredFlags(t *testing.T) {
+	c := installed(t)
+	if m := c.Missing(); len(m) > 0 {
+		t.Fatalf("installed yt-dlp %s lacks %v", c.Version, m)
+	}
+	if !c.Has("--progress-template") {
+		t.Error("--progress-template not detected in a yt-dlp that has it")
+	}
+}
+
+func TestArgs(t *testing.T) {
+	c := installed(t)
+	a, err := c.Args(request())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a[len(a)-2] != "--" || a[len(a)-1] != "https://www.youtube.com/watch?v=dQw4w9WgXcQ" {
+		t.Fatalf("argv does not end with -- URL: %q", a[len(a)-2:])
+	}
+	for _, f := range required {
+		if f == "--extract-audio" {
+			continue
+		}
+		if !slices.Contains(a, f) {
+			t.Errorf("argv lacks %s", f)
+		}
+	}
+	for _, bad := range []string{"--exec", "--netrc", "--netrc-cmd", "--cookies", "--cookies-from-browser", "--external-downloader", "--downloader", "--write-link", "--write-subs", "--load-info-json", "--batch-file", "--config-locations", "--compat-options", "--allow-unsafe-ext", "--plugin-dirs"} {
+		if slices.Contains(a, bad) {
+			t.Errorf("argv contains forbidden %s", bad)
+		}
+	}
+	i := slices.Index(a, "--use-extractors")
+	if a[i+1] != "youtube" {
+		t.Errorf("production extractor %q", a[i+1])
+	}
+	if slices.Contains(a, "--extract-audio") {
+		t.Error("--extract-audio for a video format")
+	}
+	r := request()
+	r.Format = job.FormatAudio
+	r.TestBaseURL = "http://127.0.0.1:9/media/"
+	a, _ = c.Args(r)
+	if !slices.Contains(a, "--extract-audio") || a[len(a)-1] != "http://127.0.0.1:9/media/dQw4w9WgXcQ.mp4" {
+		t.Errorf("test-mode audio argv %q", a)
+	}
+	if i := slices.Index(a, "--use-extractors"); a[i+1] != "generic" {
+		t.Errorf("test extractor %q", a[i+1])
+	}
+}
+
+func TestArgsRefuses(t *testing.T) {
+	c := installed(t)
+	for name, mut := range map[string]func(*Request){
+		"option as id": func(r *Request) { r.Video = "--exec=id;x" },
+		"url as id":    func(r *Request) { r.Video = "https://x/" },
+		"bad format":   func(r *Request) { r.Format = "bv*+--exec" },
+		"relative dir": func(r *Request) { r.Dir = "job" },
+		"no size cap":  func(r *Request) { r.MaxBytes = 0 },
+	} {
+		r := request()
+		mut(r)
+		if a, err := c.Args(r); err == nil {
+			t.Errorf("%s: Args = %q", name, a)
+		}
+	}
+}
+
+func TestArgsRefusesOldYtDlp(t *testing.T) {
+	h, _ := os.ReadFile("testdata/help-minimal.txt")
+	c := ParseHelp("2021.01.01", h)
+	if !c.Has("--ignore-config") || !c.Has("--use-extractors") || c.Has("--no-exec") {
+		t.Fatalf("ParseHelp read %v", c.flags)
+	}
+	if _, err := c.Args(request()); err == nil || !strings.Contains(err.Error(), "--no-exec") {
+		t.Fatalf("Args with a yt-dlp lacking hardening flags: %v", err)
+	}
+	if !c.Older("2023.03.04") || c.Older("2020.01.01") {
+		t.Fatal("Older")
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	for in, want := range map[string]string{"2023.03.04\n": "2023.03.04", "2025.11.12.123456": "2025.11.12.123456"} {
+		if got, err := ParseVersion([]byte(in)); err != nil || got != want {
+			t.Errorf("ParseVersion(%q) = %q, %v", in, got, err)
+		}
+	}
+	for _, in := range []string{"", "1.0", "2023.3.4", "2023.03.04; rm -rf", "x\n2023.03.04"} {
+		if _, err := ParseVersion([]byte(in)); err == nil {
+			t.Errorf("ParseVersion(%q) accepted", in)
+		}
+	}
+}
+
+func TestParseOutput(t *testing.T) {
+	out := "ytkeep-progress  10.5%\nsome noise\nytkeep-progress 100.0%\n" +
+		`ytkeep-meta {"id": "dQw4w9WgXcQ", "title": "A \u001b[31mtitle\nwith <!channel>", "duration": 212.4, "ext": "mp4"}` + "\n"
+	o, err := ParseOutput(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Progress != 100 || o.Meta == nil {
+		t.Fatalf("output %+v", o)
+	}
+	want := Meta{ID: "dQw4w9WgXcQ", Title: "A [31mtitle with <!channel>", Duration: 212, Ext: "mp4"}
+	if *o.Meta != want {
+		t.Fatalf("meta %+v, want %+v", *o.Meta, want)
+	}
+}
+
+func TestParseOutputHostile(t *testing.T) {
+	tests := map[string]string{
+		"two metas":   "ytkeep-meta {\"id\":\"a\"}\nytkeep-meta {\"id\":\"b\"}\n",
+		"huge line":   "ytkeep-meta {\"title\":\"" + strings.Repeat("A", MaxLine+10) + "\"}\n",
+		"bad json":    "ytkeep-meta {\"id\":\n",
+		"neg percent": "ytkeep-progress -5%\n",
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			o, _ := ParseOutput(strings.NewReader(in))
+			if o.Meta != nil {
+				t.Errorf("meta accepted: %+v", o.Meta)
+			}
+			if o.Progress != -1 {
+				t.Errorf("progress %d", o.Progress)
+			}
+		})
+	}
+	// A flood is read to its end without growing memory past the caps.
+	flood := strings.NewReader(strings.Repeat("x\n", MaxOutput))
+	if _, err := ParseOutput(flood); err != nil {
+		t.Fatal(err)
+	}
+	if flood.Len() != 0 {
+		t.Fatal("output not drained")
+	}
+}
+
+func FuzzParseOutput(f *testing.F) {
+	f.Add([]byte("ytkeep-meta {\"id\":\"dQw4w9WgXcQ\",\"title\":\"t\",\"duration\":3,\"ext\":\"mp4\"}\n"))
+	f.Add([]byte("ytkeep-progress 50%\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, _ := ParseOutput(strings.NewReader(string(b)))
+		if o.Meta != nil && o.Meta.Title != job.SanitizeTitle(o.Meta.Title) {
+			t.Fatalf("unsanitised title %q", o.Meta.Title)
+		}
+		if o.Progress < -1 || o.Progress > 100 {
+			t.Fatalf("progress %d", o.Progress)
+		}
+	})
+}
