@@ -41,6 +41,10 @@ func OpenDir(path string) (*Dir, error) {
 	return &Dir{fd: fd, path: path}, nil
 }
 
+// FD returns the directory's descriptor, for *at system calls. It stays
+// owned by d.
+func (d *Dir) FD() int { return d.fd }
+
 // Path returns the path the directory was opened by, for messages.
 func (d *Dir) Path() string { return d.path }
 
@@ -307,6 +311,12 @@ func (b *Inbox) Claim(name, claimedAs string) ([]byte, error) {
 		return nil, fmt.Errorf("couldn't read claimed %s: %w", name, err)
 	}
 	return data, nil
+}
+
+// Reject moves name from In straight to Quarantine, for files whose name
+// alone shows they are not records. It returns the quarantine name.
+func (b *Inbox) Reject(name string) string {
+	return b.quarantineFrom(b.In, name)
 }
 
 // Quarantine moves a claimed record aside. It returns the quarantine name.

@@ -1,0 +1,264 @@
+// Package receiver turns verified Slack commands into durable jobs and
+// worker results into Slack replies. It holds the Slack secrets and never
+// runs a downloader.
+//
+// Intake is independent of transport: HTTP (this package's Handler) and,
+// later, Socket Mode both hand a *slackreq.Command to Service.Handle, which
+// answers with the text of the ephemeral reply. A job is acknowledged only
+// after it is durable in the spool.
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/slackreq"
+	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/videourl"
+)
+
+// Options configure a Service.
+type Options struct {
+	SpoolDir        string
+	Command         string // e.g. /ytkeep
+	AllowedTeams    []string
+	AllowedChannels []string // "*" allows any
+	AllowedUsers    []string // "*" allows any
+	// ResponseURLAllowed vets the response_url of a command (see
+	// config.Config.ResponseURLAllowed).
+	ResponseURLAllowed func(string) bool
+	// PerUserPerMinute caps accepted jobs per user and minute (default 20).
+	PerUserPerMinute int
+	Now              func() time.Time
+	Logger           *slog.Logger
+}
+
+// Service handles commands and results. Its methods are safe for
+// concurrent use.
+type Service struct {
+	opt      Options
+	log      *slog.Logger
+	layout   spool.Layout
+	jobs     *spool.Outbox // receiver/tmp -> incoming
+	state    *spool.Dir    // receiver/jobs: pending jobs, private
+	stateTmp *spool.Dir
+	inbox    *spool.Inbox // results -> receiver/claimed
+	notifier *Notifier
+
+	teams, channels, users allowlist
+
+	rateMu sync.Mutex
+	rate   map[string][]time.Time
+}
+
+type allowlist struct {
+	any bool
+	ids map[string]bool
+}
+
+func newAllowlist(ids []string) allowlist {
+	a := allowlist{ids: map[string]bool{}}
+	for _, id := range ids {
+		if id == "*" {
+			a.any = true
+		}
+		a.ids[id] = true
+	}
+	return a
+}
+
+func (a allowlist) allows(id string) bool { return a.any || a.ids[id] }
+
+// New opens the spool directories the receiver uses.
+func New(opt Options, n *Notifier) (*Service, error) {
+	if opt.Logger == nil || opt.ResponseURLAllowed == nil || n == nil {
+		return nil, errors.New("receiver: incomplete options")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.PerUserPerMinute == 0 {
+		opt.PerUserPerMinute = 20
+	}
+	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, notifier: n,
+		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
+		users: newAllowlist(opt.AllowedUsers), rate: map[string][]time.Time{}}
+	workerUID, err := spool.Owner(s.layout.Worker(""))
+	if err != nil {
+		return nil, err
+	}
+	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("jobs"),
+		s.layout.Results(), s.layout.Receiver("claimed"), s.layout.Receiver("quarantine")}
+	d := make([]*spool.Dir, len(paths))
+	for i, p := range paths {
+		if d[i], err = spool.OpenDir(p); err != nil {
+			return nil, err
+		}
+	}
+	gid, err := d[1].Group()
+	if err != nil {
+		return nil, err
+	}
+	s.jobs = &spool.Outbox{Tmp: d[0], Dst: d[1], GID: gid}
+	s.stateTmp, s.state = d[0], d[2]
+	s.inbox = &spool.Inbox{In: d[3], Claimed: d[4], Quarantined: d[5], UID: workerUID, MaxSize: job.MaxRecordSize}
+	return s, nil
+}
+
+// Handle decides on a verified command and returns the ephemeral reply.
+// For a valid request it returns only after the job is durable.
+func (s *Service) Handle(c *slackreq.Command) string {
+	who := []any{"team", c.TeamID, "user", c.UserID, "channel", c.ChannelID}
+	refuse := func(reason, msg string, alert bool, extra ...any) string {
+		attrs := append(append([]any{"reason", reason}, who...), extra...)
+		if alert {
+			audit.Alert(s.log, audit.Refused, attrs...)
+		} else {
+			audit.Event(s.log, audit.Refused, attrs...)
+		}
+		return msg
+	}
+	if c.Command != s.opt.Command {
+		return refuse("unknown_command", fmt.Sprintf("This app only answers %s.", s.opt.Command), true, "command", trunc(c.Command, 40))
+	}
+	if !job.ValidSlackID(c.TeamID) || !job.ValidSlackID(c.UserID) || !job.ValidSlackID(c.ChannelID) {
+		return refuse("malformed_ids", "This request is malformed.", true)
+	}
+	if !s.teams.allows(c.TeamID) {
+		return refuse("unauthorized_team", "This workspace is not allowed to use ytkeep.", true)
+	}
+	if !s.users.allows(c.UserID) {
+		return refuse("unauthorized_user", fmt.Sprintf("You are not allowed to use %s. Ask an admin to add your user ID (%s).", s.opt.Command, c.UserID), true)
+	}
+	if !s.channels.allows(c.ChannelID) {
+		return refuse("unauthorized_channel", fmt.Sprintf("%s is not enabled in this channel. Ask an admin to add the channel ID (%s).", s.opt.Command, c.ChannelID), true)
+	}
+	if !s.opt.ResponseURLAllowed(c.ResponseURL) {
+		return refuse("response_url", "This request is malformed.", true)
+	}
+	fields := splitCommand(c.Text)
+	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
+		audit.Event(s.log, "help", who...)
+		return s.help()
+	}
+	if len(fields) > 2 {
+		return refuse("usage", "Usage: "+s.usage(), false)
+	}
+	video, err := videourl.Parse(fields[0])
+	if err != nil {
+		var pe *videourl.ParseError
+		hostile := errors.As(err, &pe) && pe.Hostile()
+		r := "bad_url"
+		if pe != nil {
+			r = "bad_url_" + pe.Reason
+		}
+		return refuse(r, "Sorry, I can't use that link: "+err.Error()+".", hostile)
+	}
+	format := job.FormatBest
+	if len(fields) == 2 {
+		f, ok := job.ParseFormat(fields[1])
+		if !ok {
+			return refuse("bad_format", "Unknown format. Choose one of: "+formatList()+".", false)
+		}
+		format = f
+	}
+	if !s.allowRate(c.UserID) {
+		return refuse("rate_limited", fmt.Sprintf("You have queued %d videos in the last minute; please wait a little.", s.opt.PerUserPerMinute), true)
+	}
+	j := &job.Job{V: job.Version, ID: job.NewID(), Video: video, Format: format, Team: c.TeamID,
+		User: c.UserID, Channel: c.ChannelID, Created: s.opt.Now().Unix()}
+	if err := s.enqueue(j, c.ResponseURL); err != nil {
+		s.log.Error("couldn't enqueue job", "job", j.ID, "err", err)
+		return refuse("internal", "Sorry, I couldn't queue that (internal error). Please try again.", false)
+	}
+	audit.Event(s.log, audit.Accepted, append([]any{"job", j.ID, "video", video, "format", format}, who...)...)
+	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved.", video, format, j.ID)
+}
+
+// enqueue makes the job durable: first the private state the reply needs,
+// then the job file the worker reads. Either both exist or neither.
+func (s *Service) enqueue(j *job.Job, responseURL string) error {
+	p := &pending{V: 1, Job: j.ID, ResponseURL: responseURL, Video: j.Video, Format: j.Format, Created: j.Created}
+	if err := s.saveState(p); err != nil {
+		return err
+	}
+	data, err := j.Marshal()
+	if err == nil {
+		err = s.jobs.Put(j.FileName(), data)
+	}
+	if err != nil {
+		s.state.Remove(p.fileName())
+		return err
+	}
+	return nil
+}
+
+func (s *Service) allowRate(user string) bool {
+	now := s.opt.Now()
+	s.rateMu.Lock()
+	defer s.rateMu.Unlock()
+	ts := s.rate[user]
+	keep := ts[:0]
+	for _, t := range ts {
+		if now.Sub(t) < time.Minute {
+			keep = append(keep, t)
+		}
+	}
+	if len(keep) >= s.opt.PerUserPerMinute {
+		s.rate[user] = keep
+		return false
+	}
+	s.rate[user] = append(keep, now)
+	if len(s.rate) > 10000 { // forget idle users
+		for u, ts := range s.rate {
+			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Minute {
+				delete(s.rate, u)
+			}
+		}
+	}
+	return true
+}
+
+// splitCommand splits command text into words, keeping a Slack link
+// "<url|label>" whole even when its label contains spaces.
+func splitCommand(text string) []string {
+	text = strings.TrimSpace(text)
+	if strings.HasPrefix(text, "<") {
+		if end := strings.IndexByte(text, '>'); end > 0 {
+			return append([]string{text[:end+1]}, strings.Fields(text[end+1:])...)
+		}
+	}
+	return strings.Fields(text)
+}
+
+func formatList() string {
+	names := make([]string, len(job.Formats))
+	for i, f := range job.Formats {
+		names[i] = string(f)
+	}
+	return strings.Join(names, ", ")
+}
+
+func (s *Service) usage() string {
+	return fmt.Sprintf("`%s <YouTube link> [%s]`", s.opt.Command, strings.Join(strings.Split(formatList(), ", "), "|"))
+}
+
+func (s *Service) help() string {
+	return "ytkeep keeps a YouTube video on the team's server for offline viewing.\n" +
+		"Usage: " + s.usage() + "\n" +
+		"Formats: best (default), audio (sound only), 1080p, 720p, 480p, 360p (highest quality up to that height).\n" +
+		"Links: youtube.com/watch?v=…, youtu.be/…, /shorts/…, /live/…, /embed/…"
+}
+
+func trunc(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

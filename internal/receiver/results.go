@@ -1,0 +1,263 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// MaxPosts is Slack's limit of posts to one response_url.
+const MaxPosts = 5
+
+// ResponseURLLifetime is how long Slack accepts posts to a response_url.
+const ResponseURLLifetime = 30 * time.Minute
+
+// pending is the receiver's private record of a queued job: what it needs
+// to reply, which the worker never sees.
+type pending struct {
+	V           int        `json:"v"`
+	Job         string     `json:"job"`
+	ResponseURL string     `json:"response_url"`
+	Video       string     `json:"video"`
+	Format      job.Format `json:"format"`
+	Created     int64      `json:"created"`
+	Posts       int        `json:"posts"`
+}
+
+func (p *pending) fileName() string { return p.Job + ".json" }
+
+func (s *Service) saveState(p *pending) error {
+	data, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return spool.WriteFile(s.stateTmp, s.state, p.fileName(), data, 0o600, -1, true)
+}
+
+func (s *Service) loadState(id string) (*pending, error) {
+	data, err := spool.ReadFile(s.state, id+".json", -1, 8192)
+	if err != nil {
+		return nil, err
+	}
+	var p pending
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil, err
+	}
+	if p.Job != id {
+		return nil, fmt.Errorf("state file for %s names job %s", id, p.Job)
+	}
+	return &p, nil
+}
+
+// RunResults replies to results until ctx ends: first those already
+// waiting, then each new one as inotify reports it.
+func (s *Service) RunResults(ctx context.Context) error {
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("couldn't start inotify: %w", err)
+	}
+	defer watcher.Close()
+	if err := watcher.Add(s.layout.Results()); err != nil {
+		return fmt.Errorf("couldn't watch %s: %w", s.layout.Results(), err)
+	}
+	// Results claimed before a crash are answered first.
+	claimed, err := s.inbox.Claimed.Names()
+	if err != nil {
+		return err
+	}
+	for _, n := range claimed {
+		s.handleClaimed(ctx, n)
+	}
+	scan := func() {
+		names, err := s.inbox.In.Names()
+		if err != nil {
+			s.log.Error("couldn't scan results", "err", err)
+			return
+		}
+		for _, n := range names {
+			s.handleResult(ctx, n)
+		}
+	}
+	scan()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-watcher.Events:
+			if !ok {
+				return errors.New("inotify watcher closed")
+			}
+			if ev.Has(fsnotify.Create) {
+				name := ev.Name[strings.LastIndexByte(ev.Name, '/')+1:]
+				if name != "" && name[0] != '.' {
+					s.handleResult(ctx, name)
+				}
+			}
+		case err, ok := <-watcher.Errors:
+			if !ok {
+				return errors.New("inotify watcher closed")
+			}
+			s.log.Warn("inotify error; rescanning results", "err", err)
+			scan()
+		}
+	}
+}
+
+// handleResult claims one result file and replies to it.
+func (s *Service) handleResult(ctx context.Context, name string) {
+	if !validResultName(name) {
+		q := s.inbox.Reject(name)
+		audit.Alert(s.log, audit.Quarantined, "file", name, "quarantine", q, "reason", "not a result file name")
+		return
+	}
+	_, err := s.inbox.Claim(name, name)
+	if errors.Is(err, spool.ErrGone) {
+		return
+	}
+	var he *spool.HostileError
+	if errors.As(err, &he) {
+		audit.Alert(s.log, audit.Quarantined, "file", name, "reason", he.Reason)
+		return
+	}
+	if err != nil {
+		s.log.Error("couldn't claim result", "file", name, "err", err)
+		return
+	}
+	s.handleClaimed(ctx, name)
+}
+
+func validResultName(name string) bool {
+	id, rest, ok := strings.Cut(name, ".")
+	if !ok || !job.ValidID(id) {
+		return false
+	}
+	st, ok := strings.CutSuffix(rest, ".result")
+	return ok && (st == string(job.StatusStarted) || st == string(job.StatusDone) || st == string(job.StatusFailed))
+}
+
+// handleClaimed validates a claimed result, posts it and removes it.
+func (s *Service) handleClaimed(ctx context.Context, name string) {
+	quarantine := func(reason string) {
+		q := s.inbox.Quarantine(name)
+		audit.Alert(s.log, audit.Quarantined, "file", name, "quarantine", q, "reason", reason)
+	}
+	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	r, err := job.ParseResult(data)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	if r.FileName() != name {
+		quarantine("file name does not match its content")
+		return
+	}
+	p, err := s.loadState(r.Job)
+	if err != nil {
+		// A result for a job we never queued (or already finished).
+		quarantine("result for an unknown job")
+		return
+	}
+	if r.Status == job.StatusDone && !strings.HasPrefix(r.File, p.Video+"-"+string(p.Format)+".") {
+		quarantine("stored file does not match the job")
+		return
+	}
+	s.reply(ctx, p, r)
+	if r.Status.Final() {
+		s.state.Remove(p.fileName())
+		s.state.Sync()
+	}
+	s.inbox.Claimed.Remove(name)
+}
+
+// reply posts a result to the job's response_url within Slack's budget.
+func (s *Service) reply(ctx context.Context, p *pending, r *job.Result) {
+	attrs := []any{"job", p.Job, "status", r.Status}
+	age := s.opt.Now().Sub(time.Unix(p.Created, 0))
+	switch {
+	case p.Posts >= MaxPosts:
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "post_budget_spent")...)
+		return
+	case age > ResponseURLLifetime-time.Minute:
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "response_url_expired", "age_s", int(age.Seconds()))...)
+		return
+	case !s.opt.ResponseURLAllowed(p.ResponseURL):
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "response_url_not_allowed")...)
+		return
+	}
+	// Count the post before making it: a crash must not let us exceed the
+	// budget on restart.
+	p.Posts++
+	if err := s.saveState(p); err != nil {
+		s.log.Error("couldn't save reply state", "job", p.Job, "err", err)
+		return
+	}
+	if err := s.notifier.Post(ctx, p.ResponseURL, Message(p, r)); err != nil {
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", err.Error())...)
+		return
+	}
+	audit.Event(s.log, audit.Replied, append(attrs, "posts", p.Posts)...)
+}
+
+// Message is the text shown to the user for a result.
+func Message(p *pending, r *job.Result) string {
+	switch r.Status {
+	case job.StatusStarted:
+		return fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)…", p.Video, p.Format)
+	case job.StatusDone:
+		title := escape(r.Title)
+		if title == "" {
+			title = p.Video
+		}
+		var details []string
+		if r.Duration > 0 {
+			details = append(details, formatDuration(r.Duration))
+		}
+		details = append(details, formatSize(r.Size))
+		msg := fmt.Sprintf(":white_check_mark: Saved *%s* (%s) as `%s`.", title, strings.Join(details, ", "), r.File)
+		if r.Cached {
+			msg += " It was already on the server."
+		}
+		return msg
+	default:
+		return fmt.Sprintf(":x: Couldn't keep `%s` (%s): %s.", p.Video, p.Format, r.Class.Describe())
+	}
+}
+
+// escape makes text inert in Slack's mrkdwn: no links, mentions or
+// entities.
+func escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+func formatDuration(sec int64) string {
+	h, m, s := sec/3600, sec%3600/60, sec%60
+	if h > 0 {
+		return fmt.Sprintf("%d:%02d:%02d", h, m, s)
+	}
+	return fmt.Sprintf("%d:%02d", m, s)
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,235 @@
+package testbed
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var binDir string
+
+// TestMain builds the daemons once, statically, as make build does.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ytkeep-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		panic("building daemons: " + err.Error() + "\n" + string(out))
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needTools fails on CI (which must install them) and skips loudly elsewhere.
+func needTools(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"/usr/bin/yt-dlp", "/usr/bin/ffmpeg"} {
+		if _, err := os.Stat(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s missing on CI", tool)
+			}
+			t.Skipf("SKIPPED: %s is not installed (apt-get install yt-dlp ffmpeg)", tool)
+		}
+	}
+}
+
+func newWorld(t *testing.T, opt WorldOptions) *World {
+	t.Helper()
+	needTools(t)
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	opt.Dir = t.TempDir()
+	opt.BinDir = binDir
+	w, err := NewWorld(ctx, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("stopping daemons: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("receiver log:\n%s", w.Receiver.Log())
+			if w.Worker != nil {
+				t.Logf("worker log:\n%s", w.Worker.Log())
+			}
+		}
+	})
+	return w
+}
+
+func send(t *testing.T, w *World, text string) (string, string) {
+	t.Helper()
+	reply, id, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation(text))
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("send %q: status %d, %v, %q", text, status, err, reply)
+	}
+	return reply, id
+}
+
+func waitFinal(t *testing.T, w *World, id string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	msgs, err := w.Slack.WaitFor(ctx, id, Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
+func TestEndToEnd(t *testing.T) {
+	w := newWorld(t, WorldOptions{})
+
+	reply, id := send(t, w, "<https://www.youtube.com/watch?v=dQw4w9WgXcQ|a video> 720p")
+	if !strings.HasPrefix(reply, "Queued `dQw4w9WgXcQ` (720p) as job `") {
+		t.Fatalf("ack %q", reply)
+	}
+	msgs := waitFinal(t, w, id)
+	if len(msgs) != 2 || !strings.HasPrefix(msgs[0], ":hourglass_flowing_sand: Downloading `dQw4w9WgXcQ`") ||
+		!strings.HasPrefix(msgs[1], ":white_check_mark: Saved *dQw4w9WgXcQ* (") || !strings.Contains(msgs[1], "as `dQw4w9WgXcQ-720p.mp4`") {
+		t.Fatalf("messages %q", msgs)
+	}
+	stored := filepath.Join(w.DownloadsDir, "dQw4w9WgXcQ-720p.mp4")
+	st, err := os.Stat(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clip, _ := os.Stat(w.Clip)
+	if st.Size() != clip.Size() || st.Mode().Perm() != 0o640 {
+		t.Fatalf("stored %d bytes mode %v; clip %d bytes", st.Size(), st.Mode().Perm(), clip.Size())
+	}
+	var side map[string]any
+	b, err := os.ReadFile(filepath.Join(w.DownloadsDir, "dQw4w9WgXcQ-720p.json"))
+	if err != nil || json.Unmarshal(b, &side) != nil || side["file"] != "dQw4w9WgXcQ-720p.mp4" {
+		t.Fatalf("sidecar %s: %v", b, err)
+	}
+
+	// The same video again is answered from what is stored, without fetching.
+	before := w.Media.Requests.Load()
+	_, id2 := send(t, w, "https://youtu.be/dQw4w9WgXcQ 720p")
+	msgs = waitFinal(t, w, id2)
+	if len(msgs) != 1 || !strings.Contains(msgs[0], "It was already on the server.") {
+		t.Fatalf("second request: %q", msgs)
+	}
+	if w.Media.Requests.Load() != before {
+		t.Fatal("a stored video was fetched again")
+	}
+
+	// Audio only.
+	_, id3 := send(t, w, "https://youtu.be/dQw4w9WgXcQ audio")
+	msgs = waitFinal(t, w, id3)
+	if !strings.Contains(msgs[len(msgs)-1], "as `dQw4w9WgXcQ-audio.m4a`") {
+		t.Fatalf("audio: %q", msgs)
+	}
+
+	// Nothing is left in flight once the receiver has cleaned up.
+	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "receiver/jobs", "worker/claimed", "worker/work", "receiver/quarantine", "worker/quarantine")
+	for _, ev := range []string{`"event":"accepted"`, `"event":"claimed"`, `"event":"finished"`, `"event":"replied"`} {
+		if !strings.Contains(w.Receiver.Log()+w.Worker.Log(), ev) {
+			t.Errorf("no audit event %s", ev)
+		}
+	}
+	if strings.Contains(w.Receiver.Log()+w.Worker.Log(), w.Slack.Secret) {
+		t.Error("the signing secret appears in a log")
+	}
+	if strings.Contains(w.Worker.Log(), "/response/") {
+		t.Error("a response_url reached the worker's log")
+	}
+}
+
+// waitEmpty waits up to 10 s for the spool directories to hold no record.
+func waitEmpty(t *testing.T, w *World, dirs ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, d := range dirs {
+		for {
+			names := spoolNames(t, w, d)
+			if len(names) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%s still holds %v", d, names)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func spoolNames(t *testing.T, w *World, dir string) []string {
+	ents, err := os.ReadDir(filepath.Join(w.SpoolDir, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), ".") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+func TestRefusals(t *testing.T) {
+	w := newWorld(t, WorldOptions{NoWorker: true})
+	tests := []struct{ name, text, want string }{
+		{"help", "help", "ytkeep keeps a YouTube video"},
+		{"empty", "", "Usage:"},
+		{"other site", "https://vimeo.com/1", "only YouTube links are accepted"},
+		{"lookalike", "https://www.youtube.com.evil.example/watch?v=dQw4w9WgXcQ", "is not a YouTube host"},
+		{"bad format", "https://youtu.be/dQw4w9WgXcQ 4k", "Unknown format"},
+		{"too many words", "https://youtu.be/dQw4w9WgXcQ 720p --exec", "Usage:"},
+		{"option injection", "--exec=id", "starting with https://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reply, _ := send(t, w, tt.text)
+			if !strings.Contains(reply, tt.want) {
+				t.Fatalf("reply %q, want it to contain %q", reply, tt.want)
+			}
+		})
+	}
+	t.Run("unauthorized user", func(t *testing.T) {
+		inv := w.Invocation("https://youtu.be/dQw4w9WgXcQ")
+		inv.User = "U0INTRUDER"
+		reply, _, _, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, inv)
+		if err != nil || !strings.Contains(reply, "not allowed") {
+			t.Fatalf("%q %v", reply, err)
+		}
+	})
+	t.Run("bad signature", func(t *testing.T) {
+		real := w.Slack.Secret
+		w.Slack.Secret = "ffffffffffffffffffffffffffffffff"
+		defer func() { w.Slack.Secret = real }()
+		_, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation("https://youtu.be/dQw4w9WgXcQ"))
+		if err != nil || status != http.StatusUnauthorized {
+			t.Fatalf("status %d, %v", status, err)
+		}
+	})
+	ents, _ := os.ReadDir(filepath.Join(w.SpoolDir, "incoming"))
+	if len(ents) != 0 {
+		t.Fatalf("refused commands queued %d jobs", len(ents))
+	}
+	log := w.Receiver.Log()
+	for _, r := range []string{"unauthorized_user", "bad_signature", "bad_url_lookalike", "bad_format"} {
+		if !strings.Contains(log, `"reason":"`+r+`"`) {
+			t.Errorf("no audit event with reason %s", r)
+		}
+	}
+}

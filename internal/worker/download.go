@@ -1,0 +1,327 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
+)
+
+// Stored is the metadata sidecar written next to each stored file, as
+// <video>-<format>.json. Only the worker writes it.
+type Stored struct {
+	V        int        `json:"v"`
+	Video    string     `json:"video"`
+	Format   job.Format `json:"format"`
+	File     string     `json:"file"`
+	Title    string     `json:"title"`
+	Duration int64      `json:"duration"`
+	Size     int64      `json:"size"`
+	StoredAt int64      `json:"stored_at"`
+	Job      string     `json:"job"`
+}
+
+func sidecarName(video string, f job.Format) string { return video + "-" + string(f) + ".json" }
+
+// process runs one validated job to its end.
+func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
+	if s := w.lookupStored(j.Video, j.Format); s != nil {
+		w.finish(j, claimedAs, &job.Result{V: job.Version, Job: j.ID, Status: job.StatusDone, Title: s.Title,
+			Duration: s.Duration, Size: s.Size, File: s.File, Cached: true})
+		return
+	}
+	if attempt == 1 {
+		w.report(&job.Result{V: job.Version, Job: j.ID, Status: job.StatusStarted})
+	}
+	r := w.download(ctx, j)
+	if ctx.Err() != nil {
+		// Shutting down: leave the job claimed; the next start retries it.
+		w.log.Info("job interrupted by shutdown", "job", j.ID)
+		return
+	}
+	w.finish(j, claimedAs, r)
+}
+
+// download runs yt-dlp for j in a fresh job directory and stores the file.
+func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
+	fail := func(c job.Class) *job.Result {
+		return &job.Result{V: job.Version, Job: j.ID, Status: job.StatusFailed, Class: c}
+	}
+	dirPath := filepath.Join(w.layout.Worker("work"), j.ID)
+	if err := os.RemoveAll(dirPath); err != nil { // leftovers of a crashed attempt
+		w.log.Error("couldn't clear job directory", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	if err := os.Mkdir(dirPath, 0o700); err != nil {
+		w.log.Error("couldn't create job directory", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	defer os.RemoveAll(dirPath)
+	dir, err := os.Open(dirPath)
+	if err != nil {
+		return fail(job.ClassInternal)
+	}
+	defer dir.Close()
+
+	req := &ytdlp.Request{Video: j.Video, Format: j.Format, TestBaseURL: w.opt.TestBaseURL, Dir: dirPath,
+		FFmpeg: w.opt.FFmpeg, MaxBytes: w.opt.MaxFileBytes, SocketTimeout: w.opt.SocketTimeout}
+	args, err := w.caps.Args(req)
+	if err != nil {
+		w.log.Error("couldn't build yt-dlp arguments", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	spec := &sandbox.Spec{Path: w.opt.YtDlp, Args: args, Env: ytdlp.Env(dirPath), Limits: w.limits()}
+
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fail(job.ClassInternal)
+	}
+	parsed := make(chan *ytdlp.Output, 1)
+	go func() {
+		o, err := ytdlp.ParseOutput(pr)
+		pr.Close()
+		if err != nil {
+			w.log.Warn("odd yt-dlp output", "job", j.ID, "err", err)
+		}
+		parsed <- o
+	}()
+	stderr := &tailBuffer{max: 16 << 10}
+	audit.Event(w.log, audit.Started, "job", j.ID, "video", j.Video, "format", j.Format, "ytdlp", w.caps.Version)
+	outcome, err := sandbox.Run(ctx, w.opt.Self, spec, dir, pw, stderr, w.opt.JobTimeout)
+	pw.Close()
+	out := <-parsed
+	if err != nil {
+		if ctx.Err() != nil {
+			return fail(job.ClassInternal)
+		}
+		w.log.Error("couldn't run the downloader", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	tail := stderr.String()
+	sig := ""
+	if outcome.Signal != 0 {
+		sig = outcome.Signal.String()
+	}
+	w.log.Info("downloader exited", "job", j.ID, "exit", outcome.ExitCode, "signal", sig,
+		"elapsed_ms", outcome.Elapsed.Milliseconds(), "progress", out.Progress, "output_lines", out.Lines)
+	switch {
+	case outcome.TimedOut:
+		return fail(job.ClassTimeout)
+	case outcome.Violation():
+		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "signal", "SIGSYS", "stderr", lastLines(tail, 5))
+		return fail(job.ClassSandbox)
+	case outcome.Signal == syscall.SIGXFSZ:
+		return fail(job.ClassTooLarge)
+	case outcome.ExitCode == 126:
+		w.log.Error("the sandbox launcher failed", "job", j.ID, "stderr", lastLines(tail, 5))
+		return fail(job.ClassInternal)
+	case outcome.Signal != 0:
+		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "signal", outcome.Signal.String(), "stderr", lastLines(tail, 5))
+		return fail(job.ClassUnavailable)
+	case outcome.ExitCode != 0 && outcome.ExitCode != 101: // 101: --max-downloads reached
+		w.log.Info("yt-dlp failed", "job", j.ID, "exit", outcome.ExitCode, "stderr", lastLines(tail, 5))
+		return fail(ytdlp.Classify(tail))
+	}
+	name, ext, err := w.findOutput(dir, j.Video)
+	if err != nil {
+		w.log.Warn("no acceptable output", "job", j.ID, "err", err, "stderr", lastLines(tail, 5))
+		if c := ytdlp.Classify(tail); c == job.ClassTooLarge {
+			return fail(c)
+		}
+		return fail(job.ClassBadOutput)
+	}
+	meta := &ytdlp.Meta{}
+	if out.Meta != nil && out.Meta.ID == j.Video {
+		meta = out.Meta
+	}
+	s, err := w.store(dir, name, j, ext, meta)
+	if errors.Is(err, errTooLarge) {
+		return fail(job.ClassTooLarge)
+	}
+	if err != nil {
+		w.log.Error("couldn't store the download", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	return &job.Result{V: job.Version, Job: j.ID, Status: job.StatusDone, Title: s.Title, Duration: s.Duration, Size: s.Size, File: s.File}
+}
+
+// findOutput looks for the one file yt-dlp should have left: <video>.<ext>
+// with an allowed extension. Anything else in the directory is ignored
+// and removed with it.
+func (w *Worker) findOutput(dir *os.File, video string) (name, ext string, err error) {
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return "", "", err
+	}
+	var found []string
+	for _, n := range names {
+		base, e, ok := strings.Cut(n, ".")
+		if ok && base == video && job.AllowedExt(e) {
+			found = append(found, n)
+		}
+	}
+	if len(found) != 1 {
+		return "", "", fmt.Errorf("found %d candidate files among %d entries", len(found), len(names))
+	}
+	_, ext, _ = strings.Cut(found[0], ".")
+	return found[0], ext, nil
+}
+
+var errTooLarge = errors.New("file over the size cap")
+
+// store moves the downloaded file into downloads/ under a name the worker
+// chooses, then writes the sidecar. The file becomes visible only whole.
+func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *ytdlp.Meta) (*Stored, error) {
+	// Open without following links and check what we opened: the child
+	// wrote this directory and may have left a symlink or a hard link.
+	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't open output: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 {
+		return nil, fmt.Errorf("output is not a plain file (mode %o, %d links)", st.Mode, st.Nlink)
+	}
+	if st.Size > w.opt.MaxFileBytes {
+		return nil, errTooLarge
+	}
+	stored := job.StoredName(j.Video, j.Format, ext)
+	s := &Stored{V: 1, Video: j.Video, Format: j.Format, File: stored, Title: meta.Title, Duration: meta.Duration,
+		Size: st.Size, StoredAt: time.Now().Unix(), Job: j.ID}
+
+	// Copy into downloads/.tmp rather than rename: the job directory may be
+	// on another file system, and a copy leaves the child no handle on the
+	// stored file (it could have kept the original open for writing).
+	tmpName := "." + j.ID + "." + ext
+	out, err := unix.Openat(w.dlTmp.FD(), tmpName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't create temporary file: %w", err)
+	}
+	of := os.NewFile(uintptr(out), tmpName)
+	committed := false
+	defer func() {
+		of.Close()
+		if !committed {
+			w.dlTmp.Remove(tmpName)
+		}
+	}()
+	n, err := io.Copy(of, io.LimitReader(f, w.opt.MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't copy output: %w", err)
+	}
+	if n != st.Size || n > w.opt.MaxFileBytes {
+		return nil, fmt.Errorf("output changed size while copied (%d, then %d bytes)", st.Size, n)
+	}
+	if err := of.Chown(-1, w.dlGID); err != nil {
+		return nil, fmt.Errorf("couldn't set the group of the stored file: %w", err)
+	}
+	if err := of.Chmod(0o640); err != nil {
+		return nil, err
+	}
+	if err := of.Sync(); err != nil {
+		return nil, err
+	}
+
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	err = w.dlTmp.Rename(tmpName, w.downloads, stored)
+	if errors.Is(err, unix.EEXIST) {
+		// Another job stored the same video meanwhile; keep the first.
+		if prev := w.lookupStoredLocked(j.Video, j.Format); prev != nil {
+			return prev, nil
+		}
+		return nil, fmt.Errorf("couldn't store %s: a file of that name exists without metadata", stored)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("couldn't store %s: %w", stored, err)
+	}
+	committed = true
+	if err := w.downloads.Sync(); err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := spool.WriteFile(w.dlTmp, w.downloads, sidecarName(j.Video, j.Format), data, 0o640, w.dlGID, true); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// lookupStored returns the sidecar of an earlier download of video in
+// format f, if the stored file is still there.
+func (w *Worker) lookupStored(video string, f job.Format) *Stored {
+	w.storeMu.Lock()
+	defer w.storeMu.Unlock()
+	return w.lookupStoredLocked(video, f)
+}
+
+func (w *Worker) lookupStoredLocked(video string, f job.Format) *Stored {
+	data, err := spool.ReadFile(w.downloads, sidecarName(video, f), -1, 4096)
+	if err != nil {
+		return nil
+	}
+	var s Stored
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil || s.V != 1 || s.Video != video || s.Format != f || !job.ValidStoredName(s.File) ||
+		s.Title != job.SanitizeTitle(s.Title) || !strings.HasPrefix(s.File, video+"-"+string(f)+".") {
+		w.log.Warn("ignoring an invalid sidecar", "video", video, "format", f)
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Fstatat(w.downloads.FD(), s.File, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil
+	}
+	return &s
+}
+
+// tailBuffer keeps the last max bytes written.
+type tailBuffer struct {
+	buf []byte
+	max int
+}
+
+func (b *tailBuffer) Write(p []byte) (int, error) {
+	b.buf = append(b.buf, p...)
+	if len(b.buf) > b.max {
+		b.buf = append(b.buf[:0], b.buf[len(b.buf)-b.max:]...)
+	}
+	return len(p), nil
+}
+
+func (b *tailBuffer) String() string { return string(b.buf) }
+
+// lastLines returns the last n lines of s, each cut to 300 bytes, for logs.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		if len(l) > 300 {
+			lines[i] = l[:300] + "…"
+		}
+	}
+	return strings.Join(lines, "\n")
+}

@@ -1,0 +1,424 @@
+// Package worker claims jobs from the spool, runs each download in the
+// sandboxed downloader domain, stores the result and reports it back
+// through the results spool.
+//
+// Every job file is hostile until proven otherwise (package spool checks
+// the file, package job the bytes). The worker holds no Slack secret and
+// has no network access of its own; only the child it launches downloads.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
+)
+
+// Options configure a Worker. All paths are absolute.
+type Options struct {
+	SpoolDir      string
+	DownloadsDir  string
+	YtDlp         string
+	FFmpeg        string
+	Self          string // our own executable, re-executed as the launcher
+	Concurrency   int
+	JobTimeout    time.Duration
+	MaxFileBytes  int64
+	MaxAttempts   int
+	SocketTimeout int    // seconds
+	TestBaseURL   string // test mode media source, or ""
+	Logger        *slog.Logger
+}
+
+// Worker processes jobs. Create it with New and start it with Run.
+type Worker struct {
+	opt       Options
+	log       *slog.Logger
+	layout    spool.Layout
+	inbox     *spool.Inbox
+	results   *spool.Outbox
+	work      *spool.Dir
+	downloads *spool.Dir
+	dlTmp     *spool.Dir
+	dlGID     int
+	caps      *ytdlp.Capabilities
+
+	mu      sync.Mutex
+	pending map[string]bool // names queued or being handled
+	storeMu sync.Mutex      // serialises lookups and stores in downloads/
+}
+
+// New opens the spool and downloads directories. It does not run yt-dlp.
+func New(opt Options) (*Worker, error) {
+	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}}
+	if w.log == nil {
+		return nil, errors.New("worker: no logger")
+	}
+	// Job files must belong to the receiver: the owner of its private dir.
+	recvUID, err := spool.Owner(w.layout.Receiver(""))
+	if err != nil {
+		return nil, err
+	}
+	open := func(path string) (*spool.Dir, error) { return spool.OpenDir(path) }
+	var dirs [8]*spool.Dir
+	for i, p := range []string{
+		w.layout.Incoming(), w.layout.Worker("claimed"), w.layout.Worker("quarantine"),
+		w.layout.Worker("tmp"), w.layout.Results(), w.layout.Worker("work"), opt.DownloadsDir,
+	} {
+		if dirs[i], err = open(p); err != nil {
+			return nil, err
+		}
+	}
+	w.inbox = &spool.Inbox{In: dirs[0], Claimed: dirs[1], Quarantined: dirs[2], UID: recvUID, MaxSize: job.MaxRecordSize}
+	gid, err := dirs[4].Group()
+	if err != nil {
+		return nil, err
+	}
+	w.results = &spool.Outbox{Tmp: dirs[3], Dst: dirs[4], GID: gid}
+	w.work = dirs[5]
+	w.downloads = dirs[6]
+	if w.dlGID, err = w.downloads.Group(); err != nil {
+		return nil, err
+	}
+	tmpPath := opt.DownloadsDir + "/.tmp"
+	if err := os.Mkdir(tmpPath, 0o700); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("couldn't create %s: %w", tmpPath, err)
+	}
+	if w.dlTmp, err = spool.OpenDir(tmpPath); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Capabilities returns what the installed yt-dlp supports, once Detect ran.
+func (w *Worker) Capabilities() *ytdlp.Capabilities { return w.caps }
+
+// Detect runs yt-dlp --version and --help in the sandbox and refuses a
+// yt-dlp that lacks a required hardening flag.
+func (w *Worker) Detect(ctx context.Context) error {
+	v, err := w.probe(ctx, "--version")
+	if err != nil {
+		return err
+	}
+	ver, err := ytdlp.ParseVersion(v)
+	if err != nil {
+		return err
+	}
+	h, err := w.probe(ctx, "--help")
+	if err != nil {
+		return err
+	}
+	caps := ytdlp.ParseHelp(ver, h)
+	if m := caps.Missing(); len(m) > 0 {
+		return fmt.Errorf("yt-dlp %s lacks required flags %s: install a current yt-dlp", ver, strings.Join(m, " "))
+	}
+	w.caps = caps
+	w.log.Info("yt-dlp detected", "version", ver, "path", w.opt.YtDlp)
+	if caps.Older("2025.11.12") {
+		w.log.Warn("yt-dlp is older than 2025.11.12: current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", ver)
+	}
+	return nil
+}
+
+func (w *Worker) probe(ctx context.Context, flag string) ([]byte, error) {
+	dir, err := os.MkdirTemp(w.layout.Worker("work"), ".probe-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	var out, errb limitedBuffer
+	out.max, errb.max = 1<<20, 8<<10
+	spec := &sandbox.Spec{Path: w.opt.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dir), Limits: w.limits()}
+	o, err := sandbox.Run(ctx, w.opt.Self, spec, d, &out, &errb, time.Minute)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't run %s %s: %w", w.opt.YtDlp, flag, err)
+	}
+	if o.ExitCode != 0 {
+		return nil, fmt.Errorf("%s %s failed (exit %d, signal %v): %s", w.opt.YtDlp, flag, o.ExitCode, o.Signal, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+func (w *Worker) limits() sandbox.Limits {
+	return sandbox.Limits{
+		CPUSeconds: uint64(w.opt.JobTimeout / time.Second),
+		FileBytes:  uint64(w.opt.MaxFileBytes) + 64<<20, // the exact cap is checked on the result
+		OpenFiles:  256,
+		Processes:  512,
+	}
+}
+
+type task struct {
+	name    string // incoming name, or claimed name when recovering
+	recover bool
+}
+
+// Run processes jobs until ctx ends: first the jobs a previous run left
+// claimed, then everything in incoming/, then each new file as inotify
+// reports it. It returns nil when ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	if w.caps == nil {
+		if err := w.Detect(ctx); err != nil {
+			return err
+		}
+	}
+	watcher, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("couldn't start inotify: %w", err)
+	}
+	defer watcher.Close()
+	// Watch before the first scan, so that no file falls between them.
+	if err := watcher.Add(w.layout.Incoming()); err != nil {
+		return fmt.Errorf("couldn't watch %s: %w", w.layout.Incoming(), err)
+	}
+
+	tasks := make(chan task)
+	var wg sync.WaitGroup
+	for i := 0; i < w.opt.Concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for t := range tasks {
+				w.handle(ctx, t)
+				w.mu.Lock()
+				delete(w.pending, t.name)
+				w.mu.Unlock()
+			}
+		}()
+	}
+	defer func() {
+		close(tasks)
+		wg.Wait()
+	}()
+
+	send := func(t task) bool {
+		w.mu.Lock()
+		if w.pending[t.name] {
+			w.mu.Unlock()
+			return true
+		}
+		w.pending[t.name] = true
+		w.mu.Unlock()
+		select {
+		case tasks <- t:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	scan := func() bool {
+		names, err := w.inbox.In.Names()
+		if err != nil {
+			w.log.Error("couldn't scan incoming", "err", err)
+			return true
+		}
+		for _, n := range names {
+			if !send(task{name: n}) {
+				return false
+			}
+		}
+		return true
+	}
+
+	claimed, err := w.inbox.Claimed.Names()
+	if err != nil {
+		return err
+	}
+	for _, n := range claimed {
+		if !send(task{name: n, recover: true}) {
+			return nil
+		}
+	}
+	if !scan() {
+		return nil
+	}
+	w.log.Info("worker ready", "concurrency", w.opt.Concurrency, "recovered", len(claimed))
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-watcher.Events:
+			if !ok {
+				return errors.New("inotify watcher closed")
+			}
+			if ev.Has(fsnotify.Create) {
+				name := ev.Name[strings.LastIndexByte(ev.Name, '/')+1:]
+				if name != "" && name[0] != '.' && !send(task{name: name}) {
+					return nil
+				}
+			}
+		case err, ok := <-watcher.Errors:
+			if !ok {
+				return errors.New("inotify watcher closed")
+			}
+			// Most likely an overflow: events were lost, so look again.
+			w.log.Warn("inotify error; rescanning incoming", "err", err)
+			if !scan() {
+				return nil
+			}
+		}
+	}
+}
+
+// handle claims and processes one file.
+func (w *Worker) handle(ctx context.Context, t task) {
+	if t.recover {
+		w.recoverClaimed(ctx, t.name)
+		return
+	}
+	id, ok := strings.CutSuffix(t.name, ".job")
+	if !ok || !job.ValidID(id) {
+		q := w.inbox.Reject(t.name)
+		audit.Alert(w.log, audit.Quarantined, "file", t.name, "quarantine", q, "reason", "not a job file name")
+		return
+	}
+	claimedAs := id + ".job.1"
+	data, err := w.inbox.Claim(t.name, claimedAs)
+	if errors.Is(err, spool.ErrGone) {
+		return // claimed already, after a second notification
+	}
+	var he *spool.HostileError
+	if errors.As(err, &he) {
+		audit.Alert(w.log, audit.Quarantined, "file", t.name, "reason", he.Reason)
+		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
+		return
+	}
+	if err != nil {
+		w.log.Error("couldn't claim job", "file", t.name, "err", err)
+		return
+	}
+	j, err := w.parse(id, claimedAs, data)
+	if err != nil {
+		return
+	}
+	audit.Event(w.log, audit.Claimed, "job", j.ID, "video", j.Video, "format", j.Format, "team", j.Team, "user", j.User, "attempt", 1)
+	w.process(ctx, j, claimedAs, 1)
+}
+
+// parse validates claimed bytes; on failure it quarantines and reports.
+func (w *Worker) parse(id, claimedAs string, data []byte) (*job.Job, error) {
+	j, err := job.ParseJob(data)
+	if err == nil && j.ID != id {
+		err = fmt.Errorf("file name names job %s, content job %s", id, j.ID)
+	}
+	if err != nil {
+		q := w.inbox.Quarantine(claimedAs)
+		audit.Alert(w.log, audit.Quarantined, "file", claimedAs, "quarantine", q, "reason", err.Error())
+		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
+		return nil, err
+	}
+	return j, nil
+}
+
+// recoverClaimed resumes a job that a previous run claimed but did not
+// finish, counting attempts in the claimed file's name.
+func (w *Worker) recoverClaimed(ctx context.Context, name string) {
+	base, n, ok := parseClaimed(name)
+	if !ok {
+		q := w.inbox.Quarantine(name)
+		audit.Alert(w.log, audit.Quarantined, "file", name, "quarantine", q, "reason", "not a claimed job name")
+		return
+	}
+	id := strings.TrimSuffix(base, ".job")
+	data, err := spool.ReadFile(w.inbox.Claimed, name, w.inbox.UID, job.MaxRecordSize)
+	if err != nil {
+		q := w.inbox.Quarantine(name)
+		audit.Alert(w.log, audit.Quarantined, "file", name, "quarantine", q, "reason", err.Error())
+		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
+		return
+	}
+	j, err := w.parse(id, name, data)
+	if err != nil {
+		return
+	}
+	if n >= w.opt.MaxAttempts {
+		w.log.Warn("giving up on a job after repeated crashes", "job", id, "attempts", n)
+		w.finish(j, name, &job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassGaveUp})
+		return
+	}
+	next := fmt.Sprintf("%s.%d", base, n+1)
+	if err := w.inbox.Claimed.Rename(name, w.inbox.Claimed, next); err != nil {
+		w.log.Error("couldn't count an attempt", "job", id, "err", err)
+		return
+	}
+	w.inbox.Claimed.Sync()
+	audit.Event(w.log, audit.Claimed, "job", j.ID, "video", j.Video, "format", j.Format, "team", j.Team, "user", j.User, "attempt", n+1)
+	w.process(ctx, j, next, n+1)
+}
+
+func parseClaimed(name string) (base string, attempt int, ok bool) {
+	i := strings.LastIndexByte(name, '.')
+	if i < 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(name[i+1:])
+	base = name[:i]
+	id, isJob := strings.CutSuffix(base, ".job")
+	if err != nil || n < 1 || n > 1000 || !isJob || !job.ValidID(id) {
+		return "", 0, false
+	}
+	return base, n, true
+}
+
+// report writes a result for the receiver.
+func (w *Worker) report(r *job.Result) {
+	data, err := r.Marshal()
+	if err != nil {
+		w.log.Error("couldn't encode result", "job", r.Job, "err", err)
+		return
+	}
+	if err := w.results.Put(r.FileName(), data); err != nil {
+		w.log.Error("couldn't write result", "job", r.Job, "status", r.Status, "err", err)
+	}
+}
+
+// finish reports the final result and forgets the claimed job.
+func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
+	w.report(r)
+	if r.Status == job.StatusDone {
+		audit.Event(w.log, audit.Finished, "job", j.ID, "video", j.Video, "format", j.Format, "file", r.File, "size", r.Size, "cached", r.Cached)
+	} else {
+		audit.Event(w.log, audit.Failed, "job", j.ID, "video", j.Video, "format", j.Format, "class", r.Class)
+	}
+	if err := w.inbox.Claimed.Remove(claimedAs); err != nil {
+		w.log.Error("couldn't remove finished job", "job", j.ID, "err", err)
+	}
+	w.inbox.Claimed.Sync()
+}
+
+// limitedBuffer keeps the first max bytes written and discards the rest.
+type limitedBuffer struct {
+	buf []byte
+	max int
+}
+
+func (b *limitedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - len(b.buf); room > 0 {
+		if len(p) < room {
+			room = len(p)
+		}
+		b.buf = append(b.buf, p[:room]...)
+	}
+	return len(p), nil
+}
+
+func (b *limitedBuffer) Bytes() []byte  { return b.buf }
+func (b *limitedBuffer) String() string { return string(b.buf) }
