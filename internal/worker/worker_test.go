@@ -1,0 +1,357 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+func TestMain(m *testing.M) {
+	if len(os.Args) == 2 && os.Args[1] == sandbox.ChildFlag {
+		sandbox.ChildMain()
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type harness struct {
+	t      *testing.T
+	layout spool.Layout
+	dl     string
+	out    *spool.Outbox
+	log    *syncBuffer
+	w      *Worker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newHarness(t *testing.T, tweak func(*Options)) *harness {
+	t.Helper()
+	root := t.TempDir()
+	h := &harness{t: t, layout: spool.Layout{Root: filepath.Join(root, "spool")}, dl: filepath.Join(root, "downloads"), log: &syncBuffer{}}
+	if err := h.layout.CreateSingleUser(h.dl); err != nil {
+		t.Fatal(err)
+	}
+	fake, _ := filepath.Abs("testdata/fake-yt-dlp")
+	self, _ := os.Executable()
+	opt := Options{SpoolDir: h.layout.Root, DownloadsDir: h.dl, YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", Self: self,
+		Concurrency: 2, JobTimeout: 10 * time.Second, MaxFileBytes: 1 << 20, MaxAttempts: 3, SocketTimeout: 5,
+		Logger: slog.New(slog.NewJSONHandler(h.log, nil))}
+	if tweak != nil {
+		tweak(&opt)
+	}
+	var err error
+	if h.w, err = New(opt); err != nil {
+		t.Fatal(err)
+	}
+	tmp, _ := spool.OpenDir(h.layout.Receiver("tmp"))
+	in, _ := spool.OpenDir(h.layout.Incoming())
+	h.out = &spool.Outbox{Tmp: tmp, Dst: in, GID: -1}
+	return h
+}
+
+func (h *harness) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done = make(chan error, 1)
+	go func() { h.done <- h.w.Run(ctx) }()
+	h.t.Cleanup(h.stop)
+}
+
+func (h *harness) stop() {
+	if h.cancel == nil {
+		return
+	}
+	h.cancel()
+	h.cancel = nil
+	if err := <-h.done; err != nil {
+		h.t.Errorf("worker stopped with %v", err)
+	}
+	if h.t.Failed() {
+		h.t.Logf("worker log:\n%s", h.log.String())
+	}
+}
+
+func newJob(video string, f job.Format) *job.Job {
+	return &job.Job{V: 1, ID: job.NewID(), Video: video, Format: f, Team: "T1", User: "U1", Channel: "C1", Created: time.Now().Unix()}
+}
+
+func (h *harness) submit(j *job.Job) {
+	h.t.Helper()
+	b, err := j.Marshal()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.out.Put(j.FileName(), b); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// result waits for the final result of job id.
+func (h *harness) result(id string) *job.Result {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, st := range []job.Status{job.StatusDone, job.StatusFailed} {
+			b, err := os.ReadFile(filepath.Join(h.layout.Results(), id+"."+string(st)+".result"))
+			if err == nil {
+				r, err := job.ParseResult(b)
+				if err != nil {
+					h.t.Fatalf("worker wrote an invalid result: %v", err)
+				}
+				return r
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.t.Fatalf("no final result for %s", id)
+	return nil
+}
+
+func TestDownloadAndStore(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	j := newJob("okokokokok1", job.Format720)
+	h.submit(j)
+	r := h.result(j.ID)
+	if r.Status != job.StatusDone || r.File != "okokokokok1-720p.mp4" || r.Size != 11 || r.Title != "Fake title" || r.Duration != 5 || r.Cached {
+		t.Fatalf("result %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(h.layout.Results(), j.ID+".started.result")); err != nil {
+		t.Error("no started result")
+	}
+	b, err := os.ReadFile(filepath.Join(h.dl, "okokokokok1-720p.mp4"))
+	if err != nil || string(b) != "media bytes" {
+		t.Fatalf("stored %q, %v", b, err)
+	}
+	// A repeat is answered from the store without running yt-dlp.
+	j2 := newJob("okokokokok1", job.Format720)
+	h.submit(j2)
+	if r := h.result(j2.ID); r.Status != job.StatusDone || !r.Cached || r.Title != "Fake title" {
+		t.Fatalf("repeat %+v", r)
+	}
+	if _, err := os.Stat(filepath.Join(h.layout.Results(), j2.ID+".started.result")); err == nil {
+		t.Error("a cached answer announced a download")
+	}
+	// Work and temporary directories are cleaned.
+	for _, d := range []string{h.layout.Worker("work"), h.layout.Worker("claimed"), filepath.Join(h.dl, ".tmp")} {
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Errorf("%s holds %d entries", d, len(ents))
+		}
+	}
+}
+
+func TestHostileDownloaderOutput(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.JobTimeout = 2 * time.Second })
+	h.start()
+	tests := []struct {
+		video string
+		class job.Class
+	}{
+		{"symlinkAAAA", job.ClassInternal},
+		{"hardlinkAAA", job.ClassInternal},
+		{"fifoAAAAAAA", job.ClassInternal},
+		{"badextAAAAA", job.ClassBadOutput},
+		{"twofilesAAA", job.ClassBadOutput},
+		{"nothingAAAA", job.ClassBadOutput},
+		{"bigfileAAAA", job.ClassTooLarge},
+		{"toolargeAAA", job.ClassTooLarge},
+		{"failAAAAAAA", job.ClassUnavailable},
+		{"sleepAAAAAA", job.ClassTimeout},
+		{"sigsysAAAAA", job.ClassSandbox},
+	}
+	for _, tt := range tests {
+		t.Run(tt.video, func(t *testing.T) {
+			j := newJob(tt.video, job.FormatBest)
+			h.submit(j)
+			r := h.result(j.ID)
+			if r.Status != job.StatusFailed || r.Class != tt.class {
+				t.Fatalf("result %+v, want failed/%s", r, tt.class)
+			}
+			ents, _ := os.ReadDir(h.dl)
+			for _, e := range ents {
+				if strings.HasPrefix(e.Name(), tt.video) {
+					t.Fatalf("%s stored despite failing", e.Name())
+				}
+			}
+		})
+	}
+	if !strings.Contains(h.log.String(), `"event":"violation"`) {
+		t.Error("SIGSYS in the child raised no violation alert")
+	}
+}
+
+func TestHostileJobFiles(t *testing.T) {
+	h := newHarness(t, nil)
+	in := h.layout.Incoming()
+	good := newJob("okokokokok2", job.FormatBest)
+	goodBytes, _ := good.Marshal()
+	mutate := func(old, new string) []byte {
+		j := newJob("okokokokok2", job.FormatBest)
+		b, _ := j.Marshal()
+		return bytes.Replace(b, []byte(old), []byte(new), 1)
+	}
+	// validFor writes, outside incoming, a job file that would be accepted
+	// under id, so that only the file checks can refuse the link to it.
+	validFor := func(id string) string {
+		j := newJob("okokokokok2", job.FormatBest)
+		j.ID = id
+		b, _ := j.Marshal()
+		p := filepath.Join(h.layout.Root, id+".valid")
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cases := map[string]func(id, path string) error{
+		"symlink":       func(id, p string) error { return os.Symlink(validFor(id), p) },
+		"hardlink":      func(id, p string) error { return os.Link(validFor(id), p) },
+		"fifo":          func(id, p string) error { return syscall.Mkfifo(p, 0o644) },
+		"directory":     func(id, p string) error { return os.Mkdir(p, 0o755) },
+		"oversize":      func(id, p string) error { return os.WriteFile(p, bytes.Repeat([]byte(" "), job.MaxRecordSize+1), 0o644) },
+		"unknown field": func(id, p string) error { return os.WriteFile(p, mutate(`{"v":1,`, `{"v":1,"exec":"id",`), 0o644) },
+		"wrong version": func(id, p string) error { return os.WriteFile(p, mutate(`{"v":1,`, `{"v":9,`), 0o644) },
+		"trailing":      func(id, p string) error { return os.WriteFile(p, append(mutate("", ""), "garbage"...), 0o644) },
+		"non-canonical": func(id, p string) error { return os.WriteFile(p, mutate(`,"format"`, `, "format"`), 0o644) },
+		"id mismatch":   func(id, p string) error { return os.WriteFile(p, goodBytes, 0o644) },
+	}
+	var ids []string
+	for name, mk := range cases {
+		id := job.NewID()
+		ids = append(ids, id)
+		if err := mk(id, filepath.Join(in, id+".job")); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(in, "not-a-job"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	for _, id := range ids {
+		if r := h.result(id); r.Status != job.StatusFailed || r.Class != job.ClassRejected {
+			t.Errorf("hostile job %s: result %+v", id, r)
+		}
+	}
+	// The worker keeps working.
+	h.submit(good)
+	if r := h.result(good.ID); r.Status != job.StatusDone {
+		t.Fatalf("valid job after hostile ones: %+v", r)
+	}
+	q, _ := os.ReadDir(h.layout.Worker("quarantine"))
+	if want := len(cases) + 1; len(q) != want {
+		t.Errorf("quarantine holds %d files, want %d", len(q), want)
+	}
+	if n := strings.Count(h.log.String(), `"event":"quarantined","alert":true`); n != len(cases)+1 {
+		t.Errorf("%d quarantine alerts, want %d", n, len(cases)+1)
+	}
+}
+
+// TestWrongOwnerAsRoot plays the receiver and an intruder with numeric
+// uids: a job file owned by anyone but the receiver is refused.
+func TestWrongOwnerAsRoot(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run this test as root")
+		}
+		t.Skip("SKIPPED: needs root to create files owned by other uids")
+	}
+	h := newHarness(t, nil)
+	const receiverUID, intruderUID = 61001, 61002
+	if err := os.Chown(filepath.Join(h.layout.Root, "receiver"), receiverUID, receiverUID); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(h.w.opt) // re-read the receiver's uid
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.w = w
+	honest, forged := newJob("okokokokok1", job.FormatBest), newJob("okokokokok1", job.FormatBest)
+	for _, c := range []struct {
+		j   *job.Job
+		uid int
+	}{{honest, receiverUID}, {forged, intruderUID}} {
+		b, _ := c.j.Marshal()
+		p := filepath.Join(h.layout.Incoming(), c.j.FileName())
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, c.uid, c.uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	if r := h.result(forged.ID); r.Class != job.ClassRejected {
+		t.Fatalf("job owned by uid %d: %+v", intruderUID, r)
+	}
+	if r := h.result(honest.ID); r.Status != job.StatusDone {
+		t.Fatalf("job owned by the receiver: %+v", r)
+	}
+	if !strings.Contains(h.log.String(), "owned by uid 61002, want 61001") {
+		t.Error("no alert naming the wrong owner")
+	}
+}
+
+func TestRecovery(t *testing.T) {
+	h := newHarness(t, func(o *Options) { o.MaxAttempts = 3 })
+	claimed, _ := spool.OpenDir(h.layout.Worker("claimed"))
+	tmp, _ := spool.OpenDir(h.layout.Worker("tmp"))
+	retry, spent := newJob("okokokokok1", job.FormatAudio), newJob("okokokokok1", job.Format360)
+	for name, j := range map[string]*job.Job{retry.ID + ".job.1": retry, spent.ID + ".job.3": spent} {
+		b, _ := j.Marshal()
+		if err := spool.WriteFile(tmp, claimed, name, b, 0o640, -1, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.start()
+	if r := h.result(retry.ID); r.Status != job.StatusDone {
+		t.Fatalf("interrupted job not retried: %+v", r)
+	}
+	if r := h.result(spent.ID); r.Class != job.ClassGaveUp {
+		t.Fatalf("job past max attempts: %+v", r)
+	}
+	if !strings.Contains(h.log.String(), `"attempt":2`) {
+		t.Error("the retry was not counted as attempt 2")
+	}
+}
+
+func TestParseClaimed(t *testing.T) {
+	id := job.NewID()
+	for name, want := range map[string]int{id + ".job.1": 1, id + ".job.12": 12} {
+		if _, n, ok := parseClaimed(name); !ok || n != want {
+			t.Errorf("parseClaimed(%q) = %d, %v", name, n, ok)
+		}
+	}
+	for _, bad := range []string{id + ".job", id + ".job.0", id + ".job.-1", id + ".job.x", "x.job.1", id + ".result.1"} {
+		if _, _, ok := parseClaimed(bad); ok {
+			t.Errorf("parseClaimed(%q) accepted", bad)
+		}
+	}
+}
