@@ -20,13 +20,15 @@ type Notifier struct {
 	Attempts int
 }
 
+var errRedirect = errors.New("redirect refused")
+
 // NewNotifier returns a Notifier with a 10-second timeout per post.
 func NewNotifier() *Notifier {
 	return &Notifier{
 		Client: &http.Client{
 			Timeout: 10 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return errors.New("redirect refused")
+				return errRedirect
 			},
 		},
 		Attempts: 3,
@@ -64,6 +66,8 @@ func (n *Notifier) Post(ctx context.Context, responseURL, text string) error {
 			default:
 				return fmt.Errorf("slack answered %d", resp.StatusCode)
 			}
+		} else if errors.Is(err, errRedirect) {
+			return err
 		} else {
 			last = err
 		}

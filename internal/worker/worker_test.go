@@ -232,11 +232,13 @@ func TestHostileJobFiles(t *testing.T) {
 		return p
 	}
 	cases := map[string]func(id, path string) error{
-		"symlink":       func(id, p string) error { return os.Symlink(validFor(id), p) },
-		"hardlink":      func(id, p string) error { return os.Link(validFor(id), p) },
-		"fifo":          func(id, p string) error { return syscall.Mkfifo(p, 0o644) },
-		"directory":     func(id, p string) error { return os.Mkdir(p, 0o755) },
-		"oversize":      func(id, p string) error { return os.WriteFile(p, bytes.Repeat([]byte(" "), job.MaxRecordSize+1), 0o644) },
+		"symlink":   func(id, p string) error { return os.Symlink(validFor(id), p) },
+		"hardlink":  func(id, p string) error { return os.Link(validFor(id), p) },
+		"fifo":      func(id, p string) error { return syscall.Mkfifo(p, 0o644) },
+		"directory": func(id, p string) error { return os.Mkdir(p, 0o755) },
+		"oversize": func(id, p string) error {
+			return os.WriteFile(p, bytes.Repeat([]byte(" "), job.MaxRecordSize+1), 0o644)
+		},
 		"unknown field": func(id, p string) error { return os.WriteFile(p, mutate(`{"v":1,`, `{"v":1,"exec":"id",`), 0o644) },
 		"wrong version": func(id, p string) error { return os.WriteFile(p, mutate(`{"v":1,`, `{"v":9,`), 0o644) },
 		"trailing":      func(id, p string) error { return os.WriteFile(p, append(mutate("", ""), "garbage"...), 0o644) },

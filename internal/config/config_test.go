@@ -1,0 +1,145 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const valid = `
+[spool]
+dir = "/var/spool/ytkeep"
+[receiver]
+allowed_teams = ["T1DC2JH3J"]
+allowed_channels = ["C1"]
+allowed_users = ["*"]
+[worker]
+concurrency = 3
+`
+
+func TestDefaultsAndChecks(t *testing.T) {
+	c, err := Parse(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckReceiver(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckWorker(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Receiver.Listen != "127.0.0.1:3000" || c.Worker.Concurrency != 3 || c.Worker.MaxFileMB != 2048 || c.Receiver.Command != "/ytkeep" {
+		t.Fatalf("defaults: %+v", c)
+	}
+	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "allowed_users") {
+		t.Fatalf("warnings %q", w)
+	}
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	c, err := Load("../../ytkeep.example.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckReceiver(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckWorker(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Warnings()) != 0 {
+		t.Fatalf("the example weakens security: %q", c.Warnings())
+	}
+}
+
+func TestRefused(t *testing.T) {
+	tests := []struct {
+		name, text, want string
+		check            func(*Config) error
+	}{
+		{"unknown key", valid + "\n[log]\nlevle = \"debug\"\n", "unknown keys: log.levle", nil},
+		{"unknown table", valid + "\n[extra]\nx = 1\n", "unknown keys", nil},
+		{"secret inline", strings.Replace(valid, "[receiver]", "[receiver]\nsigning_secret = \"abc\"", 1), "unknown keys: receiver.signing_secret", nil},
+		{"relative spool", strings.Replace(valid, `"/var/spool/ytkeep"`, `"spool"`, 1), "absolute", nil},
+		{"public test media", valid + "\n[testing]\nmedia_base_url = \"http://203.0.113.5/media/\"\n", "loopback", nil},
+		{"named test media", valid + "\n[testing]\nmedia_base_url = \"http://localhost/media/\"\n", "loopback", nil},
+		{"plain http public", strings.Replace(valid, "[receiver]", "[receiver]\nlisten = \"0.0.0.0:3000\"", 1), "plain HTTP is only allowed on loopback", (*Config).CheckReceiver},
+		{"half tls", strings.Replace(valid, "[receiver]", "[receiver]\ntls_cert_file = \"/etc/c.pem\"", 1), "must be set together", (*Config).CheckReceiver},
+		{"no teams", strings.Replace(valid, `allowed_teams = ["T1DC2JH3J"]`, ``, 1), "allowed_teams is empty", (*Config).CheckReceiver},
+		{"wildcard team", strings.Replace(valid, `["T1DC2JH3J"]`, `["*"]`, 1), "may not contain", (*Config).CheckReceiver},
+		{"bad id", strings.Replace(valid, `["C1"]`, `["general"]`, 1), "not a Slack ID", (*Config).CheckReceiver},
+		{"no users", strings.Replace(valid, `allowed_users = ["*"]`, ``, 1), "allowed_users is empty", (*Config).CheckReceiver},
+		{"concurrency", strings.Replace(valid, "concurrency = 3", "concurrency = 0\nmax_attempts = 99", 1), "max_attempts 99", (*Config).CheckWorker},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.text)
+			if tt.check != nil && err == nil {
+				err = tt.check(c)
+			}
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestDownloadsInsideSpool(t *testing.T) {
+	c, _ := Parse(strings.Replace(valid, "concurrency = 3", `downloads_dir = "/var/spool/ytkeep/dl"`, 1))
+	if err := c.CheckWorker(); err == nil || !strings.Contains(err.Error(), "inside spool.dir") {
+		t.Fatalf("CheckWorker = %v", err)
+	}
+}
+
+func TestSigningSecret(t *testing.T) {
+	dir := t.TempDir()
+	c, _ := Parse(valid)
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	t.Setenv("YTKEEP_SIGNING_SECRET", "")
+	if _, _, err := c.SigningSecret(); err == nil {
+		t.Fatal("no secret configured, yet one was found")
+	}
+	t.Setenv("YTKEEP_SIGNING_SECRET", "from-env\n")
+	if s, src, err := c.SigningSecret(); err != nil || s != "from-env" || !strings.Contains(src, "environment") {
+		t.Fatalf("env: %q %q %v", s, src, err)
+	}
+	p := filepath.Join(dir, "signing_secret")
+	os.WriteFile(p, []byte("from-file\n"), 0o640)
+	t.Setenv("CREDENTIALS_DIRECTORY", dir)
+	if s, _, err := c.SigningSecret(); err != nil || s != "from-file" {
+		t.Fatalf("credential: %q %v", s, err)
+	}
+	os.Chmod(p, 0o644)
+	if _, _, err := c.SigningSecret(); err == nil || !strings.Contains(err.Error(), "readable or writable by others") {
+		t.Fatalf("world-readable secret: %v", err)
+	}
+	os.WriteFile(p, nil, 0o600)
+	if _, _, err := c.SigningSecret(); err == nil {
+		t.Fatal("empty secret accepted")
+	}
+}
+
+func TestResponseURLAllowed(t *testing.T) {
+	c, _ := Parse(valid)
+	for u, want := range map[string]bool{
+		"https://hooks.slack.com/commands/T1/1/x": true,
+		"http://hooks.slack.com/commands/T1/1/x":  false,
+		"https://hooks.slack.com.evil/x":          false,
+		"https://user@hooks.slack.com/x":          false,
+		"https://hooks.slack.com:8443/x":          false,
+		"http://127.0.0.1:8080/r/1":               false,
+		"":                                        false,
+	} {
+		if got := c.ResponseURLAllowed(u); got != want {
+			t.Errorf("ResponseURLAllowed(%q) = %v", u, got)
+		}
+	}
+	c.Testing.AllowLoopbackResponseURL = true
+	if !c.ResponseURLAllowed("http://127.0.0.1:8080/r/1") || c.ResponseURLAllowed("http://10.0.0.1/r") {
+		t.Error("loopback test option")
+	}
+}
