@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 type Dir struct {
 	fd   int
 	path string
+	gc   groupCommit
 }
 
 // OpenDir opens path, which must be a directory and not a symlink.
@@ -51,8 +53,47 @@ func (d *Dir) Path() string { return d.path }
 // Close closes the directory descriptor.
 func (d *Dir) Close() error { return unix.Close(d.fd) }
 
-// Sync flushes the directory entry changes to disk.
-func (d *Dir) Sync() error { return unix.Fsync(d.fd) }
+// Sync returns once every change made to the directory's entries before
+// the call is on disk. Concurrent callers share one fsync (group commit):
+// a caller waits for an fsync that started after it called, and one caller
+// performs it for all who wait.
+func (d *Dir) Sync() error { return d.gc.sync(d.fd) }
+
+type groupCommit struct {
+	mu      sync.Mutex
+	cond    sync.Cond
+	started uint64 // fsyncs started
+	done    uint64 // highest fsync finished
+	running bool
+	err     error // result of the fsync numbered done
+}
+
+func (g *groupCommit) sync(fd int) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.cond.L == nil {
+		g.cond.L = &g.mu
+	}
+	// A running fsync may have started before our change: we need the
+	// next one.
+	target := g.started + 1
+	for g.done < target {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		n := g.started
+		g.mu.Unlock()
+		err := unix.Fsync(fd)
+		g.mu.Lock()
+		g.running = false
+		g.done, g.err = n, err
+		g.cond.Broadcast()
+	}
+	return g.err
+}
 
 // Names lists the entries of the directory, excluding dot-files.
 func (d *Dir) Names() ([]string, error) {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )
@@ -243,4 +244,45 @@ func BenchmarkPut(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestGroupCommit checks that every Sync call is covered by an fsync that
+// started after the call, by counting fsyncs with a fake clock of calls.
+func TestGroupCommit(t *testing.T) {
+	var g groupCommit
+	fd, err := syscall.Open(t.TempDir(), syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	var wg sync.WaitGroup
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.mu.Lock()
+			before := g.started
+			running := g.running
+			g.mu.Unlock()
+			if err := g.sync(fd); err != nil {
+				t.Error(err)
+			}
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			// The fsync that covered us started after we looked: its number
+			// exceeds what had started (plus the one running, if any).
+			need := before + 1
+			if running {
+				need = before + 1
+			}
+			if g.done < need {
+				t.Errorf("returned after fsync %d, needed one numbered at least %d", g.done, need)
+			}
+		}()
+	}
+	wg.Wait()
+	if g.started == 0 || g.started > 64 {
+		t.Fatalf("%d fsyncs for 64 callers", g.started)
+	}
+	t.Logf("64 concurrent callers shared %d fsyncs", g.started)
 }

@@ -1,0 +1,94 @@
+// Package demo runs ytkeep end to end on loopback and narrates it as a
+// Slack user would see it, and drives the receiver under load.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/testbed"
+)
+
+// Run performs the demo in a temporary directory, writing the narration
+// to out. It returns an error if any step failed.
+func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err error) {
+	dir, err := os.MkdirTemp("", "ytkeep-demo-")
+	if err != nil {
+		return err
+	}
+	if !keep {
+		defer os.RemoveAll(dir)
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(out, format+"\n", args...) }
+	say("ytkeep demo: everything runs on 127.0.0.1 in %s", dir)
+
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		say("\n[6/6] Stopping the receiver and the worker.")
+		if cerr := w.Close(); cerr != nil && err == nil {
+			err = cerr
+		}
+		if err != nil {
+			say("\nreceiver log:\n%s\nworker log:\n%s", tail(w.Receiver.Log(), 20), tail(w.Worker.Log(), 20))
+		}
+	}()
+	clip, _ := os.Stat(w.Clip)
+	say("\n[1/6] Made a 3-second test clip with ffmpeg (%d bytes).", clip.Size())
+	say("[2/6] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
+	say("[3/6] Started ytkeep-receiver (pid %d, %s) and ytkeep-worker (pid %d) as separate processes.",
+		w.Receiver.Cmd.Process.Pid, w.Endpoint, w.Worker.Cmd.Process.Pid)
+
+	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p"
+	say("\n[4/6] In Slack you type:\n        /ytkeep %s", text)
+	reply, id, status, err := w.Slack.Send(ctx, http.DefaultClient, w.Endpoint, w.Invocation(text))
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK || !strings.HasPrefix(reply, "Queued") {
+		return fmt.Errorf("unexpected acknowledgement (HTTP %d): %s", status, reply)
+	}
+	say("      Slack shows you (only you):\n        %s", reply)
+
+	say("\n[5/6] Later, Slack shows you:")
+	msgs, err := w.Slack.WaitFor(ctx, id, testbed.Final)
+	for _, m := range msgs {
+		say("        %s", m)
+	}
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark:") {
+		return fmt.Errorf("the download failed")
+	}
+	stored := filepath.Join(w.DownloadsDir, "dQw4w9WgXcQ-720p.mp4")
+	st, err := os.Stat(stored)
+	if err != nil {
+		return err
+	}
+	say("\n      On the server: %s (%d bytes, mode %v)", stored, st.Size(), st.Mode().Perm())
+	side, err := os.ReadFile(filepath.Join(w.DownloadsDir, "dQw4w9WgXcQ-720p.json"))
+	if err != nil {
+		return err
+	}
+	say("      Metadata sidecar: %s", strings.TrimSpace(string(side)))
+	return nil
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
