@@ -126,9 +126,9 @@ func ValidSlackID(s string) bool {
 
 // Job is a request to keep one video, written by the receiver.
 //
-// It deliberately omits the response_url: that is a bearer token for
-// posting into the user's channel, and the worker never needs it; the
-// receiver keeps it in its private state, keyed by ID.
+// Reply is opaque to the worker: the receiver's sealed token holding the
+// response_url (a bearer credential the worker must not read), which the
+// worker copies into every result for the job.
 type Job struct {
 	V       int    `json:"v"`
 	ID      string `json:"id"`
@@ -138,6 +138,22 @@ type Job struct {
 	User    string `json:"user"`
 	Channel string `json:"channel"`
 	Created int64  `json:"created"` // Unix seconds
+	Reply   string `json:"reply"`
+}
+
+// ValidToken reports whether s has the shape of a reply token: 40 to 1024
+// characters of unpadded base64url. Only the receiver can check more.
+func ValidToken(s string) bool {
+	if len(s) < 40 || len(s) > 1024 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate checks every field.
@@ -159,8 +175,15 @@ func (j *Job) Validate() error {
 		return perr("channel", "not a Slack ID")
 	case j.Created < 1_500_000_000 || j.Created > 1<<40:
 		return perr("created", "implausible time")
+	case !ValidToken(j.Reply):
+		return perr("reply", "not a reply token")
 	}
 	return nil
+}
+
+// Result returns a result for the job with its reply token.
+func (j *Job) Result(s Status, c Class) *Result {
+	return &Result{V: Version, Job: j.ID, Status: s, Class: c, Reply: j.Reply}
 }
 
 // FileName is the spool file name for the job.
@@ -215,7 +238,6 @@ const (
 	ClassSandbox     Class = "sandbox"     // the downloader broke a sandbox rule
 	ClassGaveUp      Class = "gave_up"     // crashed too many times
 	ClassInternal    Class = "internal"    // our own fault
-	ClassRejected    Class = "rejected"    // the job record was refused
 )
 
 var classes = map[Class]string{
@@ -226,7 +248,6 @@ var classes = map[Class]string{
 	ClassSandbox:     "the downloader broke a sandbox rule and was stopped (reported to the admins)",
 	ClassGaveUp:      "the download crashed repeatedly and was abandoned",
 	ClassInternal:    "an internal error occurred (see the worker's log)",
-	ClassRejected:    "the job was refused by the worker",
 }
 
 // Describe returns the failure class in plain words.
@@ -276,6 +297,7 @@ type Result struct {
 	Size     int64  `json:"size,omitempty"`     // bytes
 	File     string `json:"file,omitempty"`     // stored name, see StoredName
 	Cached   bool   `json:"cached,omitempty"`   // answered from an earlier download
+	Reply    string `json:"reply"`              // the job's reply token, copied
 }
 
 // Validate checks every field and their combinations.
@@ -285,6 +307,9 @@ func (r *Result) Validate() error {
 	}
 	if !ValidID(r.Job) {
 		return perr("job", "not a job ID")
+	}
+	if !ValidToken(r.Reply) {
+		return perr("reply", "not a reply token")
 	}
 	if r.Title != SanitizeTitle(r.Title) {
 		return perr("title", "not sanitised")

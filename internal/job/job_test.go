@@ -7,9 +7,11 @@ import (
 	"testing"
 )
 
+const token = "c2VhbGVkLXJlcGx5LXRva2VuLWZvci10ZXN0cy1vbmx5LXh4eHh4eHh4"
+
 func validJob() *Job {
 	return &Job{V: 1, ID: NewID(), Video: "dQw4w9WgXcQ", Format: Format720,
-		Team: "T1DC2JH3J", User: "U2CERLKJA", Channel: "C8PSS9T3V", Created: 1764140000}
+		Team: "T1DC2JH3J", User: "U2CERLKJA", Channel: "C8PSS9T3V", Created: 1764140000, Reply: token}
 }
 
 func TestJobRoundTrip(t *testing.T) {
@@ -58,6 +60,9 @@ func TestParseJobRefuses(t *testing.T) {
 		{"string created", strings.Replace(s, `"created":1764140000`, `"created":"1764140000"`, 1)},
 		{"oversize", s[:len(s)-1] + strings.Repeat(" ", MaxRecordSize) + "}"},
 		{"invalid utf8", strings.Replace(s, `"U2CERLKJA"`, "\"U2\xffLKJA\"", 1)},
+		{"no reply token", strings.Replace(s, `"reply":"`+token+`"`, `"reply":""`, 1)},
+		{"reply token with padding", strings.Replace(s, token, token+"==", 1)},
+		{"reply token as url", strings.Replace(s, token, "https://hooks.slack.com/commands/T1/1/xxxxxxxxxxxxxxxxxxxxxxxxx", 1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -77,21 +82,22 @@ func TestResultValidate(t *testing.T) {
 		r    Result
 		ok   bool
 	}{
-		{"started", Result{V: 1, Job: id, Status: StatusStarted}, true},
-		{"done", Result{V: 1, Job: id, Status: StatusDone, Title: "A clip", Duration: 3, Size: 30000, File: "dQw4w9WgXcQ-720p.mp4"}, true},
-		{"done cached", Result{V: 1, Job: id, Status: StatusDone, File: "dQw4w9WgXcQ-audio.m4a", Cached: true}, true},
-		{"failed", Result{V: 1, Job: id, Status: StatusFailed, Class: ClassTimeout}, true},
-		{"done no file", Result{V: 1, Job: id, Status: StatusDone}, false},
-		{"done path file", Result{V: 1, Job: id, Status: StatusDone, File: "../../etc/passwd"}, false},
-		{"done bad ext", Result{V: 1, Job: id, Status: StatusDone, File: "dQw4w9WgXcQ-720p.sh"}, false},
-		{"done with class", Result{V: 1, Job: id, Status: StatusDone, Class: ClassTimeout, File: "dQw4w9WgXcQ-720p.mp4"}, false},
-		{"failed unknown class", Result{V: 1, Job: id, Status: StatusFailed, Class: "pwned"}, false},
-		{"failed no class", Result{V: 1, Job: id, Status: StatusFailed}, false},
-		{"failed with file", Result{V: 1, Job: id, Status: StatusFailed, Class: ClassTimeout, File: "dQw4w9WgXcQ-720p.mp4"}, false},
-		{"unknown status", Result{V: 1, Job: id, Status: "queued"}, false},
-		{"raw title", Result{V: 1, Job: id, Status: StatusStarted, Title: "a\nb"}, false},
-		{"negative size", Result{V: 1, Job: id, Status: StatusDone, Size: -1, File: "dQw4w9WgXcQ-720p.mp4"}, false},
-		{"bad job", Result{V: 1, Job: "x", Status: StatusStarted}, false},
+		{"started", Result{V: 1, Job: id, Reply: token, Status: StatusStarted}, true},
+		{"done", Result{V: 1, Job: id, Reply: token, Status: StatusDone, Title: "A clip", Duration: 3, Size: 30000, File: "dQw4w9WgXcQ-720p.mp4"}, true},
+		{"done cached", Result{V: 1, Job: id, Reply: token, Status: StatusDone, File: "dQw4w9WgXcQ-audio.m4a", Cached: true}, true},
+		{"failed", Result{V: 1, Job: id, Reply: token, Status: StatusFailed, Class: ClassTimeout}, true},
+		{"done no file", Result{V: 1, Job: id, Reply: token, Status: StatusDone}, false},
+		{"done path file", Result{V: 1, Job: id, Reply: token, Status: StatusDone, File: "../../etc/passwd"}, false},
+		{"done bad ext", Result{V: 1, Job: id, Reply: token, Status: StatusDone, File: "dQw4w9WgXcQ-720p.sh"}, false},
+		{"done with class", Result{V: 1, Job: id, Reply: token, Status: StatusDone, Class: ClassTimeout, File: "dQw4w9WgXcQ-720p.mp4"}, false},
+		{"failed unknown class", Result{V: 1, Job: id, Reply: token, Status: StatusFailed, Class: "pwned"}, false},
+		{"failed no class", Result{V: 1, Job: id, Reply: token, Status: StatusFailed}, false},
+		{"failed with file", Result{V: 1, Job: id, Reply: token, Status: StatusFailed, Class: ClassTimeout, File: "dQw4w9WgXcQ-720p.mp4"}, false},
+		{"unknown status", Result{V: 1, Job: id, Reply: token, Status: "queued"}, false},
+		{"raw title", Result{V: 1, Job: id, Reply: token, Status: StatusStarted, Title: "a\nb"}, false},
+		{"negative size", Result{V: 1, Job: id, Reply: token, Status: StatusDone, Size: -1, File: "dQw4w9WgXcQ-720p.mp4"}, false},
+		{"bad job", Result{V: 1, Job: "x", Reply: token, Status: StatusStarted}, false},
+		{"no token", Result{V: 1, Job: id, Status: StatusStarted}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,7 +199,7 @@ func FuzzParseJob(f *testing.F) {
 }
 
 func FuzzParseResult(f *testing.F) {
-	r := Result{V: 1, Job: NewID(), Status: StatusDone, Title: "t", File: "dQw4w9WgXcQ-best.webm"}
+	r := Result{V: 1, Job: NewID(), Reply: token, Status: StatusDone, Title: "t", File: "dQw4w9WgXcQ-best.webm"}
 	good, _ := r.Marshal()
 	f.Add(good)
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -46,9 +46,10 @@ type Service struct {
 	log      *slog.Logger
 	layout   spool.Layout
 	jobs     *spool.Outbox // receiver/tmp -> incoming
-	state    *spool.Dir    // receiver/jobs: pending jobs, private
-	stateTmp *spool.Dir
-	inbox    *spool.Inbox // results -> receiver/claimed
+	tmp      *spool.Dir    // receiver/tmp
+	replies  *spool.Dir    // receiver/replies: post counts, private
+	inbox    *spool.Inbox  // results -> receiver/claimed
+	sealer   *sealer
 	notifier *Notifier
 
 	teams, channels, users allowlist
@@ -93,8 +94,8 @@ func New(opt Options, n *Notifier) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("jobs"),
-		s.layout.Results(), s.layout.Receiver("claimed"), s.layout.Receiver("quarantine")}
+	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("replies"),
+		s.layout.Results(), s.layout.Receiver("claimed"), s.layout.Receiver("quarantine"), s.layout.Receiver("")}
 	d := make([]*spool.Dir, len(paths))
 	for i, p := range paths {
 		if d[i], err = spool.OpenDir(p); err != nil {
@@ -106,8 +107,14 @@ func New(opt Options, n *Notifier) (*Service, error) {
 		return nil, err
 	}
 	s.jobs = &spool.Outbox{Tmp: d[0], Dst: d[1], GID: gid}
-	s.stateTmp, s.state = d[0], d[2]
+	s.tmp, s.replies = d[0], d[2]
 	s.inbox = &spool.Inbox{In: d[3], Claimed: d[4], Quarantined: d[5], UID: workerUID, MaxSize: job.MaxRecordSize}
+	if s.sealer, err = loadSealer(d[6]); err != nil {
+		return nil, err
+	}
+	if err := checkKeyMode(s.layout.Receiver(keyFile)); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -181,22 +188,19 @@ func (s *Service) Handle(c *slackreq.Command) string {
 	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved.", video, format, j.ID)
 }
 
-// enqueue makes the job durable: first the private state the reply needs,
-// then the job file the worker reads. Either both exist or neither.
+// enqueue seals what the reply needs into the job and makes the job
+// durable: the only write on the request path.
 func (s *Service) enqueue(j *job.Job, responseURL string) error {
-	p := &pending{V: 1, Job: j.ID, ResponseURL: responseURL, Video: j.Video, Format: j.Format, Created: j.Created}
-	if err := s.saveState(p); err != nil {
-		return err
-	}
-	data, err := j.Marshal()
-	if err == nil {
-		err = s.jobs.Put(j.FileName(), data)
-	}
+	token, err := s.sealer.seal(j.ID, replyInfo{URL: responseURL, Created: j.Created, Video: j.Video, Format: j.Format})
 	if err != nil {
-		s.state.Remove(p.fileName())
 		return err
 	}
-	return nil
+	j.Reply = token
+	data, err := j.Marshal()
+	if err != nil {
+		return err
+	}
+	return s.jobs.Put(j.FileName(), data)
 }
 
 func (s *Service) allowRate(user string) bool {

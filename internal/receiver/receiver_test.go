@@ -142,15 +142,53 @@ func TestHandle(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].Video != "dQw4w9WgXcQ" || jobs[0].Format != job.Format480 || !strings.Contains(reply, jobs[0].ID) {
 		t.Fatalf("reply %q, jobs %+v", reply, jobs)
 	}
-	// The job file carries no response_url; the private state does.
+	// The job file carries the response_url only sealed.
 	b, _ := os.ReadFile(filepath.Join(f.layout.Incoming(), jobs[0].FileName()))
-	if bytes.Contains(b, []byte("http")) {
-		t.Fatalf("job file contains a URL: %s", b)
+	if bytes.Contains(b, []byte("http")) || bytes.Contains(b, []byte("/r/1")) {
+		t.Fatalf("job file reveals the response_url: %s", b)
 	}
-	st, err := os.Stat(filepath.Join(f.layout.Receiver("jobs"), jobs[0].ID+".json"))
+	info, err := f.s.sealer.open(jobs[0].ID, jobs[0].Reply)
+	if err != nil || info.URL != f.slack.srv.URL+"/r/1" || info.Video != "dQw4w9WgXcQ" || info.Format != job.Format480 {
+		t.Fatalf("token opens to %+v, %v", info, err)
+	}
+	st, err := os.Stat(f.layout.Receiver(keyFile))
 	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("state file: %v %v", st, err)
+		t.Fatalf("reply key: %v %v", st, err)
 	}
+}
+
+func TestSealer(t *testing.T) {
+	f := newFixture(t)
+	id, other := job.NewID(), job.NewID()
+	tok, err := f.s.sealer.seal(id, replyInfo{URL: "https://hooks.slack.com/x", Created: 1, Video: "dQw4w9WgXcQ", Format: job.FormatBest})
+	if err != nil || !job.ValidToken(tok) {
+		t.Fatalf("seal: %q %v", tok, err)
+	}
+	if _, err := f.s.sealer.open(other, tok); err == nil {
+		t.Fatal("a token opened under another job ID")
+	}
+	flipped := []byte(tok)
+	flipped[len(flipped)/2] ^= 1
+	if _, err := f.s.sealer.open(id, string(flipped)); err == nil {
+		t.Fatal("a tampered token opened")
+	}
+	// A second receiver start reads the same key.
+	again, err := loadSealer(mustOpen(t, f.layout.Receiver("")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.open(id, tok); err != nil {
+		t.Fatalf("token from before a restart: %v", err)
+	}
+}
+
+func mustOpen(t *testing.T, path string) *spool.Dir {
+	d, err := spool.OpenDir(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
 }
 
 func TestRateLimit(t *testing.T) {
@@ -181,7 +219,13 @@ func (f *fixture) writeResult(t *testing.T, r *job.Result) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(f.layout.Results(), r.FileName()), b, 0o640); err != nil {
+	// Through a temporary name, as the worker's outbox does: the receiver
+	// must never see a half-written file.
+	tmp := filepath.Join(f.layout.Root, "."+r.FileName())
+	if err := os.WriteFile(tmp, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(f.layout.Results(), r.FileName())); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -214,22 +258,40 @@ func waitPosts(t *testing.T, f *fakeSlack, n int) []string {
 func TestResults(t *testing.T) {
 	f := newFixture(t)
 	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ 720p"))
-	j := f.incoming(t)[0]
+	c2 := f.cmd("https://youtu.be/aaaaaaaaaaa 720p")
+	c2.ResponseURL = f.slack.srv.URL + "/r/2"
+	f.s.Handle(c2)
+	var j, j2 *job.Job
+	for _, jj := range f.incoming(t) {
+		if jj.Video == "dQw4w9WgXcQ" {
+			j = jj
+		} else {
+			j2 = jj
+		}
+	}
 	f.runResults(t)
 
-	// Hostile results: unknown job, mismatched file, wrong status for a name.
-	f.writeResult(t, &job.Result{V: 1, Job: job.NewID(), Status: job.StatusDone, File: "dQw4w9WgXcQ-720p.mp4"})
-	f.writeResult(t, &job.Result{V: 1, Job: j.ID, Status: job.StatusDone, File: "aaaaaaaaaaa-720p.mp4"})
-	os.WriteFile(filepath.Join(f.layout.Results(), j.ID+".started.result"), []byte(`{"v":1,"job":"`+j.ID+`","status":"failed","class":"timeout"}`), 0o640)
+	// Hostile results, as a compromised worker would write them.
+	forged := j.Result(job.StatusDone, job.ClassNone)
+	forged.Job, forged.File = job.NewID(), "dQw4w9WgXcQ-720p.mp4" // unknown job, its token moved
+	f.writeResult(t, forged)
+	transplant := j2.Result(job.StatusFailed, job.ClassTimeout)
+	transplant.Reply = j.Reply // j's token on j2's result
+	f.writeResult(t, transplant)
+	wrongFile := j.Result(job.StatusDone, job.ClassNone)
+	wrongFile.File = "aaaaaaaaaaa-720p.mp4"
+	f.writeResult(t, wrongFile)
+	renamed, _ := j.Result(job.StatusFailed, job.ClassTimeout).Marshal()
+	os.WriteFile(filepath.Join(f.layout.Results(), j.ID+".started.result"), renamed, 0o640)
 	os.WriteFile(filepath.Join(f.layout.Results(), "junk"), []byte("x"), 0o640)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		q, _ := os.ReadDir(f.layout.Receiver("quarantine"))
-		if len(q) == 4 {
+		if len(q) == 5 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("quarantine holds %d files, want 4\n%s", len(q), f.log.String())
+			t.Fatalf("quarantine holds %d files, want 5\n%s", len(q), f.log.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -237,21 +299,29 @@ func TestResults(t *testing.T) {
 		t.Fatalf("hostile results were posted: %q", p)
 	}
 
-	f.writeResult(t, &job.Result{V: 1, Job: j.ID, Status: job.StatusStarted})
-	f.writeResult(t, &job.Result{V: 1, Job: j.ID, Status: job.StatusDone, Title: "<!channel> & <https://evil|click>",
-		Duration: 3725, Size: 5 << 20, File: "dQw4w9WgXcQ-720p.mp4"})
+	f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
+	done := j.Result(job.StatusDone, job.ClassNone)
+	done.Title, done.Duration, done.Size, done.File = "<!channel> & <https://evil|click>", 3725, 5<<20, "dQw4w9WgXcQ-720p.mp4"
+	f.writeResult(t, done)
 	posts := waitPosts(t, f.slack, 2)
-	if !strings.Contains(posts[0], "Downloading `dQw4w9WgXcQ` (720p)") {
+	if !strings.Contains(posts[0], "/r/1 :hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)") {
 		t.Errorf("started post %q", posts[0])
 	}
 	want := "/r/1 :white_check_mark: Saved *&lt;!channel&gt; &amp; &lt;https://evil|click&gt;* (1:02:05, 5.0 MiB) as `dQw4w9WgXcQ-720p.mp4`."
 	if posts[1] != want {
 		t.Errorf("done post\n%q, want\n%q", posts[1], want)
 	}
-	// Final: the state is gone, so a replayed result is refused.
-	time.Sleep(50 * time.Millisecond)
-	if _, err := os.Stat(filepath.Join(f.layout.Receiver("jobs"), j.ID+".json")); !os.IsNotExist(err) {
-		t.Errorf("state kept after the final result: %v", err)
+	// A result replayed after the final one is refused and reported.
+	f.writeResult(t, done)
+	deadline = time.Now().Add(5 * time.Second)
+	for !strings.Contains(f.log.String(), "result_after_final") {
+		if time.Now().After(deadline) {
+			t.Fatal("no alert for a result after the final one")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := len(f.slack.Posts()); n != 2 {
+		t.Fatalf("%d posts after a replay", n)
 	}
 }
 
@@ -259,35 +329,42 @@ func TestReplyBudget(t *testing.T) {
 	f := newFixture(t)
 	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ"))
 	j := f.incoming(t)[0]
-	p, err := f.s.loadState(j.ID)
+	info, err := f.s.sealer.open(j.ID, j.Reply)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 8; i++ {
-		f.s.reply(context.Background(), p, &job.Result{V: 1, Job: j.ID, Status: job.StatusStarted})
+		f.s.reply(context.Background(), j.Result(job.StatusStarted, job.ClassNone), info)
 	}
 	if n := len(f.slack.Posts()); n != MaxPosts {
 		t.Fatalf("%d posts to one response_url, want %d", n, MaxPosts)
 	}
-	saved, _ := f.s.loadState(j.ID)
-	if saved.Posts != MaxPosts {
-		t.Fatalf("persisted post count %d", saved.Posts)
+	b, _ := f.s.loadBudget(j.ID)
+	if b.Posts != MaxPosts {
+		t.Fatalf("persisted post count %d", b.Posts)
 	}
 	// An expired response_url is not posted to.
 	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ"))
-	var p2 *pending
+	var j2 *job.Job
 	for _, jj := range f.incoming(t) {
 		if jj.ID != j.ID {
-			p2, _ = f.s.loadState(jj.ID)
+			j2 = jj
 		}
 	}
+	info2, _ := f.s.sealer.open(j2.ID, j2.Reply)
 	f.now = f.now.Add(ResponseURLLifetime)
-	f.s.reply(context.Background(), p2, &job.Result{V: 1, Job: p2.Job, Status: job.StatusStarted})
+	f.s.reply(context.Background(), j2.Result(job.StatusStarted, job.ClassNone), info2)
 	if n := len(f.slack.Posts()); n != MaxPosts {
 		t.Fatal("posted to an expired response_url")
 	}
 	if !strings.Contains(f.log.String(), "response_url_expired") {
 		t.Fatal("no audit event for the expired response_url")
+	}
+	// Counts of expired response URLs are swept.
+	f.now = f.now.Add(2 * ResponseURLLifetime)
+	f.s.sweepBudgets()
+	if names, _ := f.s.replies.Names(); len(names) != 0 {
+		t.Fatalf("budgets kept after expiry: %v", names)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
@@ -21,41 +22,50 @@ const MaxPosts = 5
 // ResponseURLLifetime is how long Slack accepts posts to a response_url.
 const ResponseURLLifetime = 30 * time.Minute
 
-// pending is the receiver's private record of a queued job: what it needs
-// to reply, which the worker never sees.
-type pending struct {
-	V           int        `json:"v"`
-	Job         string     `json:"job"`
-	ResponseURL string     `json:"response_url"`
-	Video       string     `json:"video"`
-	Format      job.Format `json:"format"`
-	Created     int64      `json:"created"`
-	Posts       int        `json:"posts"`
+// budget counts the posts made to one job's response_url. It is written
+// before each post, and kept until the response_url has expired, so that
+// neither a crash nor a replayed result can exceed Slack's limit.
+type budget struct {
+	Posts int  `json:"posts"`
+	Final bool `json:"final"`
 }
 
-func (p *pending) fileName() string { return p.Job + ".json" }
+func (s *Service) loadBudget(id string) (*budget, error) {
+	data, err := spool.ReadFile(s.replies, id+".json", -1, 1024)
+	if errors.Is(err, unix.ENOENT) {
+		return &budget{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var b budget
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
 
-func (s *Service) saveState(p *pending) error {
-	data, err := json.Marshal(p)
+func (s *Service) saveBudget(id string, b *budget) error {
+	data, err := json.Marshal(b)
 	if err != nil {
 		return err
 	}
-	return spool.WriteFile(s.stateTmp, s.state, p.fileName(), data, 0o600, -1, true)
+	return spool.WriteFile(s.tmp, s.replies, id+".json", data, 0o600, -1, true)
 }
 
-func (s *Service) loadState(id string) (*pending, error) {
-	data, err := spool.ReadFile(s.state, id+".json", -1, 8192)
+// sweepBudgets deletes the post counts of expired response URLs.
+func (s *Service) sweepBudgets() {
+	names, err := s.replies.Names()
 	if err != nil {
-		return nil, err
+		return
 	}
-	var p pending
-	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, err
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(s.replies.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+			s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > ResponseURLLifetime+time.Minute {
+			s.replies.Remove(n)
+		}
 	}
-	if p.Job != id {
-		return nil, fmt.Errorf("state file for %s names job %s", id, p.Job)
-	}
-	return &p, nil
 }
 
 // RunResults replies to results until ctx ends: first those already
@@ -88,10 +98,15 @@ func (s *Service) RunResults(ctx context.Context) error {
 		}
 	}
 	scan()
+	s.sweepBudgets()
+	sweep := time.NewTicker(5 * time.Minute)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-sweep.C:
+			s.sweepBudgets()
 		case ev, ok := <-watcher.Events:
 			if !ok {
 				return errors.New("inotify watcher closed")
@@ -164,55 +179,63 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 		quarantine("file name does not match its content")
 		return
 	}
-	p, err := s.loadState(r.Job)
+	info, err := s.sealer.open(r.Job, r.Reply)
 	if err != nil {
-		// A result for a job we never queued (or already finished).
-		quarantine("result for an unknown job")
+		// Not sealed by us for this job: forged, or moved from another job.
+		quarantine(err.Error())
 		return
 	}
-	if r.Status == job.StatusDone && !strings.HasPrefix(r.File, p.Video+"-"+string(p.Format)+".") {
+	if r.Status == job.StatusDone && !strings.HasPrefix(r.File, info.Video+"-"+string(info.Format)+".") {
 		quarantine("stored file does not match the job")
 		return
 	}
-	s.reply(ctx, p, r)
-	if r.Status.Final() {
-		s.state.Remove(p.fileName())
-		s.state.Sync()
-	}
+	s.reply(ctx, r, info)
 	s.inbox.Claimed.Remove(name)
 }
 
 // reply posts a result to the job's response_url within Slack's budget.
-func (s *Service) reply(ctx context.Context, p *pending, r *job.Result) {
-	attrs := []any{"job", p.Job, "status", r.Status}
-	age := s.opt.Now().Sub(time.Unix(p.Created, 0))
-	switch {
-	case p.Posts >= MaxPosts:
-		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "post_budget_spent")...)
-		return
-	case age > ResponseURLLifetime-time.Minute:
+func (s *Service) reply(ctx context.Context, r *job.Result, info *replyInfo) {
+	attrs := []any{"job", r.Job, "status", r.Status}
+	age := s.opt.Now().Sub(time.Unix(info.Created, 0))
+	if age > ResponseURLLifetime-time.Minute {
 		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "response_url_expired", "age_s", int(age.Seconds()))...)
 		return
-	case !s.opt.ResponseURLAllowed(p.ResponseURL):
+	}
+	if !s.opt.ResponseURLAllowed(info.URL) {
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "response_url_not_allowed")...)
+		return
+	}
+	b, err := s.loadBudget(r.Job)
+	if err != nil {
+		s.log.Error("couldn't read reply budget", "job", r.Job, "err", err)
+		return
+	}
+	switch {
+	case b.Final:
+		// An honest worker writes nothing after the final result.
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
+		return
+	case b.Posts >= MaxPosts:
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "post_budget_spent")...)
 		return
 	}
 	// Count the post before making it: a crash must not let us exceed the
 	// budget on restart.
-	p.Posts++
-	if err := s.saveState(p); err != nil {
-		s.log.Error("couldn't save reply state", "job", p.Job, "err", err)
+	b.Posts++
+	b.Final = r.Status.Final()
+	if err := s.saveBudget(r.Job, b); err != nil {
+		s.log.Error("couldn't save reply budget", "job", r.Job, "err", err)
 		return
 	}
-	if err := s.notifier.Post(ctx, p.ResponseURL, Message(p, r)); err != nil {
+	if err := s.notifier.Post(ctx, info.URL, Message(info, r)); err != nil {
 		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", err.Error())...)
 		return
 	}
-	audit.Event(s.log, audit.Replied, append(attrs, "posts", p.Posts)...)
+	audit.Event(s.log, audit.Replied, append(attrs, "posts", b.Posts)...)
 }
 
 // Message is the text shown to the user for a result.
-func Message(p *pending, r *job.Result) string {
+func Message(p *replyInfo, r *job.Result) string {
 	switch r.Status {
 	case job.StatusStarted:
 		return fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)…", p.Video, p.Format)

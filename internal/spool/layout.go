@@ -14,7 +14,7 @@ import (
 //
 //	incoming/            worker:ytkeep-spool 1730  receiver creates job files
 //	results/             recv:ytkeep-spool   1730  worker creates result files
-//	receiver/{tmp,claimed,quarantine,jobs}   recv 0700
+//	receiver/{tmp,claimed,quarantine,replies} recv 0700 (and reply.key 0600)
 //	worker/{tmp,claimed,quarantine,work}     worker 0700
 type Layout struct{ Root string }
 
@@ -60,7 +60,7 @@ func (l Layout) CreateSingleUser(downloads string) error {
 		filepath.Join(l.Root, "worker"):   0o700,
 		downloads:                         0o2750,
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "jobs"} {
+	for _, s := range []string{"tmp", "claimed", "quarantine", "replies"} {
 		modes[l.Receiver(s)] = 0o700
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {

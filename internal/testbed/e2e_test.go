@@ -139,7 +139,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Nothing is left in flight once the receiver has cleaned up.
-	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "receiver/jobs", "worker/claimed", "worker/work", "receiver/quarantine", "worker/quarantine")
+	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "worker/claimed", "worker/work", "receiver/quarantine", "worker/quarantine")
 	for _, ev := range []string{`"event":"accepted"`, `"event":"claimed"`, `"event":"finished"`, `"event":"replied"`} {
 		if !strings.Contains(w.Receiver.Log()+w.Worker.Log(), ev) {
 			t.Errorf("no audit event %s", ev)

@@ -40,12 +40,11 @@ func sidecarName(video string, f job.Format) string { return video + "-" + strin
 // process runs one validated job to its end.
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
 	if s := w.lookupStored(j.Video, j.Format); s != nil {
-		w.finish(j, claimedAs, &job.Result{V: job.Version, Job: j.ID, Status: job.StatusDone, Title: s.Title,
-			Duration: s.Duration, Size: s.Size, File: s.File, Cached: true})
+		w.finish(j, claimedAs, s.result(j, true))
 		return
 	}
 	if attempt == 1 {
-		w.report(&job.Result{V: job.Version, Job: j.ID, Status: job.StatusStarted})
+		w.report(j.Result(job.StatusStarted, job.ClassNone))
 	}
 	r := w.download(ctx, j)
 	if ctx.Err() != nil {
@@ -58,9 +57,7 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 
 // download runs yt-dlp for j in a fresh job directory and stores the file.
 func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
-	fail := func(c job.Class) *job.Result {
-		return &job.Result{V: job.Version, Job: j.ID, Status: job.StatusFailed, Class: c}
-	}
+	fail := func(c job.Class) *job.Result { return j.Result(job.StatusFailed, c) }
 	dirPath := filepath.Join(w.layout.Worker("work"), j.ID)
 	if err := os.RemoveAll(dirPath); err != nil { // leftovers of a crashed attempt
 		w.log.Error("couldn't clear job directory", "job", j.ID, "err", err)
@@ -156,7 +153,14 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		w.log.Error("couldn't store the download", "job", j.ID, "err", err)
 		return fail(job.ClassInternal)
 	}
-	return &job.Result{V: job.Version, Job: j.ID, Status: job.StatusDone, Title: s.Title, Duration: s.Duration, Size: s.Size, File: s.File}
+	return s.result(j, false)
+}
+
+// result reports s as the outcome of j.
+func (s *Stored) result(j *job.Job, cached bool) *job.Result {
+	r := j.Result(job.StatusDone, job.ClassNone)
+	r.Title, r.Duration, r.Size, r.File, r.Cached = s.Title, s.Duration, s.Size, s.File, cached
+	return r
 }
 
 // findOutput looks for the one file yt-dlp should have left: <video>.<ext>

@@ -297,8 +297,9 @@ func (w *Worker) handle(ctx context.Context, t task) {
 	}
 	var he *spool.HostileError
 	if errors.As(err, &he) {
+		// No result: a refused file carries no reply token we could trust,
+		// and the receiver never writes one; the admins get the alert.
 		audit.Alert(w.log, audit.Quarantined, "file", t.name, "reason", he.Reason)
-		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
 		return
 	}
 	if err != nil {
@@ -313,7 +314,7 @@ func (w *Worker) handle(ctx context.Context, t task) {
 	w.process(ctx, j, claimedAs, 1)
 }
 
-// parse validates claimed bytes; on failure it quarantines and reports.
+// parse validates claimed bytes; on failure it quarantines and alerts.
 func (w *Worker) parse(id, claimedAs string, data []byte) (*job.Job, error) {
 	j, err := job.ParseJob(data)
 	if err == nil && j.ID != id {
@@ -322,7 +323,6 @@ func (w *Worker) parse(id, claimedAs string, data []byte) (*job.Job, error) {
 	if err != nil {
 		q := w.inbox.Quarantine(claimedAs)
 		audit.Alert(w.log, audit.Quarantined, "file", claimedAs, "quarantine", q, "reason", err.Error())
-		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
 		return nil, err
 	}
 	return j, nil
@@ -342,7 +342,6 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 	if err != nil {
 		q := w.inbox.Quarantine(name)
 		audit.Alert(w.log, audit.Quarantined, "file", name, "quarantine", q, "reason", err.Error())
-		w.report(&job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassRejected})
 		return
 	}
 	j, err := w.parse(id, name, data)
@@ -351,7 +350,7 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 	}
 	if n >= w.opt.MaxAttempts {
 		w.log.Warn("giving up on a job after repeated crashes", "job", id, "attempts", n)
-		w.finish(j, name, &job.Result{V: job.Version, Job: id, Status: job.StatusFailed, Class: job.ClassGaveUp})
+		w.finish(j, name, j.Result(job.StatusFailed, job.ClassGaveUp))
 		return
 	}
 	next := fmt.Sprintf("%s.%d", base, n+1)
