@@ -1,0 +1,53 @@
+# ytkeep. `make demo` shows it working; `make test` runs every test.
+GO       ?= go
+BIN      := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME ?= 5s
+
+.PHONY: all build demo test vet lint fuzz bench loadtest deps test-deps clean
+
+all: build
+
+# Static binaries: no cgo, so no native code outside the downloader sandbox.
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+deps:
+	./scripts/ensure-deps.sh
+
+test-deps:
+	./scripts/ensure-deps.sh --test
+
+demo: deps build
+	./$(BIN)/ytkeep demo
+
+test: test-deps build vet lint
+	$(GO) test -count=1 -race ./...
+	$(MAKE) fuzz
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+
+lint:
+	$(GO) run $(STATICCHECK) ./...
+
+# A short run of every fuzz target on top of its seed corpus (the seeds
+# also run in the normal tests).
+fuzz:
+	$(GO) test -run=NONE -fuzz=FuzzParse$$ -fuzztime=$(FUZZTIME) ./internal/videourl
+	$(GO) test -run=NONE -fuzz=FuzzParseJob -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseResult -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseCommand -fuzztime=$(FUZZTIME) ./internal/slackreq
+	$(GO) test -run=NONE -fuzz=FuzzParseOutput -fuzztime=$(FUZZTIME) ./internal/ytdlp
+
+# Benchmarks print figures; tests never time anything.
+bench: build
+	$(GO) test -run=NONE -bench=. -benchtime=2000x ./internal/slackreq ./internal/spool ./internal/receiver
+	./$(BIN)/ytkeep loadtest -rate 500 -duration 10s
+
+loadtest: build
+	./$(BIN)/ytkeep loadtest -rate $${RATE:-500} -duration $${DURATION:-10s}
+
+clean:
+	rm -rf $(BIN)
