@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -68,18 +67,9 @@ func (s *Service) sweepBudgets() {
 	}
 }
 
-// RunResults replies to results until ctx ends: first those already
-// waiting, then each new one as inotify reports it.
+// RunResults replies to results until ctx ends: first those claimed before
+// a crash, then those waiting, then each new one as inotify reports it.
 func (s *Service) RunResults(ctx context.Context) error {
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("couldn't start inotify: %w", err)
-	}
-	defer watcher.Close()
-	if err := watcher.Add(s.layout.Results()); err != nil {
-		return fmt.Errorf("couldn't watch %s: %w", s.layout.Results(), err)
-	}
-	// Results claimed before a crash are answered first.
 	claimed, err := s.inbox.Claimed.Names()
 	if err != nil {
 		return err
@@ -87,44 +77,22 @@ func (s *Service) RunResults(ctx context.Context) error {
 	for _, n := range claimed {
 		s.handleClaimed(ctx, n)
 	}
-	scan := func() {
-		names, err := s.inbox.In.Names()
-		if err != nil {
-			s.log.Error("couldn't scan results", "err", err)
-			return
-		}
-		for _, n := range names {
-			s.handleResult(ctx, n)
-		}
-	}
-	scan()
-	s.sweepBudgets()
-	sweep := time.NewTicker(5 * time.Minute)
-	defer sweep.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-sweep.C:
+	go func() {
+		t := time.NewTicker(5 * time.Minute)
+		defer t.Stop()
+		for {
 			s.sweepBudgets()
-		case ev, ok := <-watcher.Events:
-			if !ok {
-				return errors.New("inotify watcher closed")
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
 			}
-			if ev.Has(fsnotify.Create) {
-				name := ev.Name[strings.LastIndexByte(ev.Name, '/')+1:]
-				if name != "" && name[0] != '.' {
-					s.handleResult(ctx, name)
-				}
-			}
-		case err, ok := <-watcher.Errors:
-			if !ok {
-				return errors.New("inotify watcher closed")
-			}
-			s.log.Warn("inotify error; rescanning results", "err", err)
-			scan()
 		}
-	}
+	}()
+	return spool.Watch(ctx, s.inbox.In, func(name string) bool {
+		s.handleResult(ctx, name)
+		return true
+	})
 }
 
 // handleResult claims one result file and replies to it.

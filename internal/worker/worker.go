@@ -18,8 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
@@ -173,23 +171,13 @@ type task struct {
 
 // Run processes jobs until ctx ends: first the jobs a previous run left
 // claimed, then everything in incoming/, then each new file as inotify
-// reports it. It returns nil when ctx ends.
+// reports it (spool.Watch). It returns nil when ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
 	if w.caps == nil {
 		if err := w.Detect(ctx); err != nil {
 			return err
 		}
 	}
-	watcher, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("couldn't start inotify: %w", err)
-	}
-	defer watcher.Close()
-	// Watch before the first scan, so that no file falls between them.
-	if err := watcher.Add(w.layout.Incoming()); err != nil {
-		return fmt.Errorf("couldn't watch %s: %w", w.layout.Incoming(), err)
-	}
-
 	tasks := make(chan task)
 	var wg sync.WaitGroup
 	for i := 0; i < w.opt.Concurrency; i++ {
@@ -224,20 +212,6 @@ func (w *Worker) Run(ctx context.Context) error {
 			return false
 		}
 	}
-	scan := func() bool {
-		names, err := w.inbox.In.Names()
-		if err != nil {
-			w.log.Error("couldn't scan incoming", "err", err)
-			return true
-		}
-		for _, n := range names {
-			if !send(task{name: n}) {
-				return false
-			}
-		}
-		return true
-	}
-
 	claimed, err := w.inbox.Claimed.Names()
 	if err != nil {
 		return err
@@ -247,35 +221,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	if !scan() {
-		return nil
-	}
 	w.log.Info("worker ready", "concurrency", w.opt.Concurrency, "recovered", len(claimed))
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-watcher.Events:
-			if !ok {
-				return errors.New("inotify watcher closed")
-			}
-			if ev.Has(fsnotify.Create) {
-				name := ev.Name[strings.LastIndexByte(ev.Name, '/')+1:]
-				if name != "" && name[0] != '.' && !send(task{name: name}) {
-					return nil
-				}
-			}
-		case err, ok := <-watcher.Errors:
-			if !ok {
-				return errors.New("inotify watcher closed")
-			}
-			// Most likely an overflow: events were lost, so look again.
-			w.log.Warn("inotify error; rescanning incoming", "err", err)
-			if !scan() {
-				return nil
-			}
-		}
-	}
+	return spool.Watch(ctx, w.inbox.In, func(name string) bool { return send(task{name: name}) })
 }
 
 // handle claims and processes one file.
