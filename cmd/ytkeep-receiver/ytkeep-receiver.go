@@ -11,12 +11,15 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/receiver"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
+	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
 func main() {
@@ -31,6 +34,10 @@ func main() {
 func run(configPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	configPath, err := filepath.Abs(configPath)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
@@ -40,6 +47,55 @@ func run(configPath string) error {
 	}
 	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
 	audit.Announce(log, cfg.Warnings())
+
+	// 1. Bind first: the port may be privileged. Plain TCP, not MPTCP,
+	// which Landlock's port rules do not cover.
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(ctx, "tcp", cfg.Receiver.Listen)
+	if err != nil {
+		return err
+	}
+	port := uint16(ln.Addr().(*net.TCPAddr).Port)
+
+	// 2. Become the receiver's user, before reading any request.
+	var id *confine.Identity
+	if cfg.Receiver.RunAs.User != "" {
+		if id, err = confine.ResolveIdentity(cfg.Receiver.RunAs.User, cfg.Receiver.RunAs.Group, cfg.Receiver.RunAs.Groups); err != nil {
+			return err
+		}
+	}
+	if err := confine.BecomeUser(id); err != nil {
+		return err
+	}
+	// 3. Confine: read config and secrets, write the spool, bind our port,
+	// connect to Slack (443) and DNS (53), execute nothing.
+	secretPath := cfg.SigningSecretPath()
+	layout := spool.Layout{Root: cfg.Spool.Dir}
+	connect := []uint16{443, 53}
+	if p := cfg.Testing.LoopbackResponsePort; p != 0 {
+		connect = append(connect, uint16(p))
+	}
+	var readFiles []string
+	for _, f := range []string{secretPath, cfg.Receiver.TLSCertFile, cfg.Receiver.TLSKeyFile} {
+		if f != "" {
+			readFiles = append(readFiles, f)
+		}
+	}
+	warning, err := confine.Enter(confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
+		ConfigFile:   configPath,
+		ReadFiles:    readFiles,
+		SpoolDirs:    []string{layout.Receiver(""), layout.Results(), layout.Incoming()},
+		ListenPort:   port,
+		ConnectPorts: connect,
+	}), cfg.Security.InsecureNoLandlock)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		audit.Alert(log, audit.Weakened, "warning", warning)
+	}
+
 	secret, source, err := cfg.SigningSecret()
 	if err != nil {
 		return err
@@ -60,11 +116,6 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", cfg.Receiver.Listen)
-	if err != nil {
-		return err
-	}
 	srv := receiver.NewServer(cfg.Receiver.Listen, svc.Handler(cfg.Receiver.Path, verifier))
 	errc := make(chan error, 2)
 	go func() {
@@ -80,7 +131,8 @@ func run(configPath string) error {
 	}()
 	go func() { errc <- svc.RunResults(ctx) }()
 	log.Info("receiver ready", "listen", ln.Addr().String(), "path", cfg.Receiver.Path,
-		"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source)
+		"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
+		"landlock_abi", confine.LandlockABI(), "seccomp_allowed", confine.AllowedCount(confine.Receiver))
 
 	select {
 	case <-ctx.Done():

@@ -1,6 +1,7 @@
 // Command ytkeep-worker claims jobs from the spool and runs each download
-// in a sandboxed child. The same binary is the child launcher when started
-// with -sandbox-child (by itself, never by hand).
+// in the sandboxed downloader domain. The same binary is the launcher
+// server and the child launcher when started with -sandbox-server or
+// -sandbox-child (by itself, never by hand).
 package main
 
 import (
@@ -9,20 +10,27 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/worker"
 )
 
 func main() {
-	// The launcher must not parse flags or read config: it takes its spec
-	// from fd 3 only.
-	if len(os.Args) == 2 && os.Args[1] == sandbox.ChildFlag {
-		sandbox.ChildMain()
+	// The launcher modes take their instructions from descriptors only.
+	if len(os.Args) == 2 {
+		switch os.Args[1] {
+		case sandbox.ServerFlag:
+			sandbox.ServerMain()
+		case sandbox.ChildFlag:
+			sandbox.ChildMain()
+		}
 	}
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
 	flag.Parse()
@@ -35,6 +43,10 @@ func main() {
 func run(configPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	configPath, err := filepath.Abs(configPath)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.Load(configPath)
 	if err != nil {
 		return err
@@ -44,23 +56,68 @@ func run(configPath string) error {
 	}
 	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
 	audit.Announce(log, cfg.Warnings())
+
+	// 1. Become the worker's user, before reading any job.
+	var id *confine.Identity
+	if cfg.Worker.RunAs.User != "" {
+		if id, err = confine.ResolveIdentity(cfg.Worker.RunAs.User, cfg.Worker.RunAs.Group, cfg.Worker.RunAs.Groups); err != nil {
+			return err
+		}
+	}
+	if err := confine.BecomeUser(id); err != nil {
+		return err
+	}
+	// 2. Start the launcher server while we may still start programs; it
+	// confines itself to the downloader domain.
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	layout := spool.Layout{Root: cfg.Spool.Dir}
+	ports := []uint16{443, 80}
+	if p := cfg.MediaPort(); p != 0 {
+		ports = []uint16{p}
+	}
+	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
+		Rules: *confine.DownloaderRules(confine.DownloaderParams{
+			JobRoot: layout.Worker("work"), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
+		Programs: []string{cfg.Worker.YtDlp},
+		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:  true,
+	})
+	if err != nil {
+		return err
+	}
+	defer launcher.Close()
+	// 3. Confine ourselves: no network, no exec, only the spool.
+	warning, err := confine.Enter(confine.Worker, confine.WorkerRules(confine.WorkerParams{
+		ConfigFile: configPath,
+		WriteDirs:  []string{layout.Incoming(), layout.Results(), layout.Worker(""), cfg.Worker.DownloadsDir},
+	}), cfg.Security.InsecureNoLandlock)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		audit.Alert(log, audit.Weakened, "warning", warning)
+	}
+	log.Info("worker confined", "uid", os.Getuid(), "gid", os.Getgid(), "landlock_abi", confine.LandlockABI(),
+		"seccomp_allowed", confine.AllowedCount(confine.Worker))
+
 	w, err := worker.New(worker.Options{
-		SpoolDir:      cfg.Spool.Dir,
-		DownloadsDir:  cfg.Worker.DownloadsDir,
-		YtDlp:         cfg.Worker.YtDlp,
-		FFmpeg:        cfg.Worker.FFmpeg,
-		Self:          self,
-		Concurrency:   cfg.Worker.Concurrency,
-		JobTimeout:    time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second,
-		MaxFileBytes:  int64(cfg.Worker.MaxFileMB) << 20,
-		MaxAttempts:   cfg.Worker.MaxAttempts,
-		SocketTimeout: cfg.Worker.SocketTimeoutSeconds,
-		TestBaseURL:   cfg.Testing.MediaBaseURL,
-		Logger:        log,
+		SpoolDir:          cfg.Spool.Dir,
+		DownloadsDir:      cfg.Worker.DownloadsDir,
+		YtDlp:             cfg.Worker.YtDlp,
+		FFmpeg:            cfg.Worker.FFmpeg,
+		Launcher:          launcher,
+		Concurrency:       cfg.Worker.Concurrency,
+		JobTimeout:        time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second,
+		MaxFileBytes:      int64(cfg.Worker.MaxFileMB) << 20,
+		MaxAttempts:       cfg.Worker.MaxAttempts,
+		SocketTimeout:     cfg.Worker.SocketTimeoutSeconds,
+		ChildMaxProcesses: cfg.Worker.ChildMaxProcesses,
+		ChildMaxOpenFiles: cfg.Worker.ChildMaxOpenFiles,
+		TestBaseURL:       cfg.Testing.MediaBaseURL,
+		Logger:            log,
 	})
 	if err != nil {
 		return err

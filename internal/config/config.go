@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -29,7 +30,26 @@ type Config struct {
 	Receiver Receiver `toml:"receiver"`
 	Worker   Worker   `toml:"worker"`
 	Log      Log      `toml:"log"`
+	Security Security `toml:"security"`
 	Testing  Testing  `toml:"testing"`
+}
+
+// RunAs names the Unix user a daemon switches to when started as root.
+type RunAs struct {
+	// User is a user name or numeric uid. Required when started as root.
+	User string `toml:"user"`
+	// Group is a group name or gid; default the user's primary group.
+	Group string `toml:"group"`
+	// Groups are supplementary groups (names or gids); default the user's
+	// groups from /etc/group.
+	Groups []string `toml:"groups"`
+}
+
+// Security holds explicit weakenings, each announced at every start.
+type Security struct {
+	// InsecureNoLandlock lets the daemons start on a kernel without
+	// Landlock ABI 6 (Linux 6.12+). Without it they refuse to start.
+	InsecureNoLandlock bool `toml:"insecure_no_landlock"`
 }
 
 // Spool locates the directories shared by the two daemons.
@@ -63,6 +83,7 @@ type Receiver struct {
 	AllowedTeams    []string `toml:"allowed_teams"`
 	AllowedChannels []string `toml:"allowed_channels"`
 	AllowedUsers    []string `toml:"allowed_users"`
+	RunAs           RunAs    `toml:"run_as"`
 }
 
 // Worker configures the downloading daemon.
@@ -84,6 +105,16 @@ type Worker struct {
 	MaxAttempts int `toml:"max_attempts"`
 	// SocketTimeoutSeconds is yt-dlp's --socket-timeout. Default 30.
 	SocketTimeoutSeconds int `toml:"socket_timeout_seconds"`
+	// ExtraExecPaths are directories the downloader may read and execute
+	// beyond /usr, /lib and /bin: where a current yt-dlp or deno lives
+	// (e.g. /opt/yt-dlp, /usr/local is under /usr already).
+	ExtraExecPaths []string `toml:"extra_exec_paths"`
+	// ChildMaxProcesses is the downloader's RLIMIT_NPROC (counted per
+	// user, so it includes the worker's threads). Default 512.
+	ChildMaxProcesses int `toml:"child_max_processes"`
+	// ChildMaxOpenFiles is the downloader's RLIMIT_NOFILE. Default 256.
+	ChildMaxOpenFiles int   `toml:"child_max_open_files"`
+	RunAs             RunAs `toml:"run_as"`
 }
 
 // Log configures the JSON log on standard error.
@@ -98,9 +129,9 @@ type Testing struct {
 	// MediaBaseURL replaces YouTube: the worker downloads
 	// MediaBaseURL + ID + ".mp4" with yt-dlp's generic extractor.
 	MediaBaseURL string `toml:"media_base_url"`
-	// AllowLoopbackResponseURL lets response_url point at a loopback
-	// http:// address (a simulated Slack).
-	AllowLoopbackResponseURL bool `toml:"allow_loopback_response_url"`
+	// LoopbackResponsePort lets response_url be http://127.0.0.1:PORT/…
+	// (a simulated Slack on that port).
+	LoopbackResponsePort int `toml:"loopback_response_port"`
 }
 
 const maxConfigSize = 1 << 20
@@ -167,6 +198,8 @@ func (c *Config) defaults() {
 	defInt(&c.Worker.MaxFileMB, 2048)
 	defInt(&c.Worker.MaxAttempts, 3)
 	defInt(&c.Worker.SocketTimeoutSeconds, 30)
+	defInt(&c.Worker.ChildMaxProcesses, 512)
+	defInt(&c.Worker.ChildMaxOpenFiles, 256)
 	def(&c.Log.Level, "info")
 }
 
@@ -179,6 +212,9 @@ func (c *Config) checkCommon() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level))
+	}
+	if p := c.Testing.LoopbackResponsePort; p < 0 || p > 65535 {
+		errs = append(errs, fmt.Errorf("testing.loopback_response_port %d is not a port", p))
 	}
 	if u := c.Testing.MediaBaseURL; u != "" {
 		if err := checkLoopbackURL(u); err != nil {
@@ -266,6 +302,17 @@ func (c *Config) CheckWorker() error {
 	if w.SocketTimeoutSeconds < 1 || w.SocketTimeoutSeconds > 600 {
 		add("worker.socket_timeout_seconds %d is not between 1 and 600", w.SocketTimeoutSeconds)
 	}
+	if w.ChildMaxProcesses < 16 || w.ChildMaxProcesses > 65536 {
+		add("worker.child_max_processes %d is not between 16 and 65536", w.ChildMaxProcesses)
+	}
+	if w.ChildMaxOpenFiles < 32 || w.ChildMaxOpenFiles > 65536 {
+		add("worker.child_max_open_files %d is not between 32 and 65536", w.ChildMaxOpenFiles)
+	}
+	for _, p := range w.ExtraExecPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {
+			add("worker.extra_exec_paths: %q must be an absolute path other than /", p)
+		}
+	}
 	if rel, err := filepath.Rel(c.Spool.Dir, w.DownloadsDir); err == nil && !strings.HasPrefix(rel, "..") {
 		add("worker.downloads_dir must not be inside spool.dir")
 	}
@@ -278,8 +325,11 @@ func (c *Config) Warnings() []string {
 	if c.Testing.MediaBaseURL != "" {
 		w = append(w, "TEST MODE: testing.media_base_url is set; videos are fetched from "+c.Testing.MediaBaseURL+" instead of YouTube")
 	}
-	if c.Testing.AllowLoopbackResponseURL {
-		w = append(w, "TEST MODE: testing.allow_loopback_response_url is set; replies may go to loopback http:// addresses")
+	if c.Testing.LoopbackResponsePort != 0 {
+		w = append(w, fmt.Sprintf("TEST MODE: testing.loopback_response_port is set; replies may go to http://127.0.0.1:%d", c.Testing.LoopbackResponsePort))
+	}
+	if c.Security.InsecureNoLandlock {
+		w = append(w, "INSECURE: security.insecure_no_landlock is set; if the kernel lacks Landlock, the daemons run without file system and network confinement")
 	}
 	for _, v := range c.Receiver.AllowedChannels {
 		if v == "*" {
@@ -294,17 +344,23 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
+// SigningSecretPath is the file the signing secret is read from, or ""
+// when it comes from the environment.
+func (c *Config) SigningSecretPath() string {
+	if c.Receiver.SigningSecretFile != "" {
+		return c.Receiver.SigningSecretFile
+	}
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		return filepath.Join(dir, "signing_secret")
+	}
+	return ""
+}
+
 // SigningSecret reads the signing secret: from signing_secret_file, else the
 // systemd credential, else YTKEEP_SIGNING_SECRET. It also returns where it
 // came from, for the start-up log.
 func (c *Config) SigningSecret() (secret, source string, err error) {
-	path := c.Receiver.SigningSecretFile
-	if path == "" {
-		if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
-			path = filepath.Join(dir, "signing_secret")
-		}
-	}
-	if path != "" {
+	if path := c.SigningSecretPath(); path != "" {
 		b, err := readSecretFile(path)
 		if err != nil {
 			return "", "", err
@@ -355,7 +411,24 @@ func (c *Config) ResponseURLAllowed(raw string) bool {
 	if u.Scheme == "https" && u.Host == "hooks.slack.com" && strings.HasPrefix(u.Path, "/") {
 		return true
 	}
-	return c.Testing.AllowLoopbackResponseURL && u.Scheme == "http" && checkLoopbackURL(raw) == nil
+	return c.Testing.LoopbackResponsePort != 0 && u.Scheme == "http" && checkLoopbackURL(raw) == nil &&
+		u.Port() == strconv.Itoa(c.Testing.LoopbackResponsePort)
+}
+
+// MediaPort returns the port of testing.media_base_url, or 0.
+func (c *Config) MediaPort() uint16 {
+	u, err := url.Parse(c.Testing.MediaBaseURL)
+	if err != nil || c.Testing.MediaBaseURL == "" {
+		return 0
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		if u.Scheme == "https" {
+			return 443
+		}
+		return 80
+	}
+	return uint16(p)
 }
 
 func checkLoopbackURL(raw string) error {

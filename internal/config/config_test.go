@@ -138,8 +138,9 @@ func TestResponseURLAllowed(t *testing.T) {
 			t.Errorf("ResponseURLAllowed(%q) = %v", u, got)
 		}
 	}
-	c.Testing.AllowLoopbackResponseURL = true
-	if !c.ResponseURLAllowed("http://127.0.0.1:8080/r/1") || c.ResponseURLAllowed("http://10.0.0.1/r") {
+	c.Testing.LoopbackResponsePort = 8080
+	if !c.ResponseURLAllowed("http://127.0.0.1:8080/r/1") || c.ResponseURLAllowed("http://10.0.0.1:8080/r") ||
+		c.ResponseURLAllowed("http://127.0.0.1:8081/r/1") {
 		t.Error("loopback test option")
 	}
 }

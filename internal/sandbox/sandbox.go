@@ -1,16 +1,24 @@
-// Package sandbox runs a program in the downloader domain: a child process
-// made by re-executing our own binary in launcher mode, which confines
-// itself and then executes the program with an explicit environment.
+// Package sandbox runs programs in the downloader domain.
 //
-// The parent passes the launch Spec as JSON on file descriptor 3 and the job
-// directory on descriptor 4; nothing travels through the environment or
-// argv. The child runs in its own process group with SIGKILL as its parent
-// death signal, and the whole group is killed when it exits, times out or
-// the context ends.
+// Landlock domains and seccomp filters are inherited and stacked across
+// fork and exec, so a process cannot confine itself tightly and still
+// start children that may do more. The worker therefore starts, before it
+// confines itself, a launcher server from its own binary (ServerFlag). The
+// server confines itself to the downloader domain (all job directories,
+// the programs, the network ports of downloads) and, for each job,
+// re-executes the binary once more as the child launcher (ChildFlag),
+// which narrows Landlock to that one job directory, sets no_new_privs and
+// resource limits, and executes the program with an explicit environment.
+//
+// The worker talks to the server over a SOCK_SEQPACKET socket: a request
+// carries the Spec as JSON and three descriptors (job directory, standard
+// output, standard error); the answer carries the Outcome. Each child runs
+// in its own process group with SIGKILL as parent-death signal, and the
+// server kills the whole group when the child exits, times out, or the
+// worker asks.
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,15 +26,21 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
+	"sync"
 	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/confine"
 )
 
-// ChildFlag is the flag that puts our binary in launcher mode.
-const ChildFlag = "-sandbox-child"
+// ServerFlag and ChildFlag put our binary in launcher-server and
+// child-launcher mode. Nothing else may follow them on the command line.
+const (
+	ServerFlag = "-sandbox-server"
+	ChildFlag  = "-sandbox-child"
+)
 
 // Limits are the child's resource limits.
 type Limits struct {
@@ -44,7 +58,27 @@ type Spec struct {
 	Limits Limits
 }
 
-const maxSpec = 64 << 10
+func (s *Spec) check() error {
+	if len(s.Path) == 0 || s.Path[0] != '/' {
+		return errors.New("sandbox spec: program path must be absolute")
+	}
+	if s.Limits.CPUSeconds == 0 || s.Limits.FileBytes == 0 || s.Limits.OpenFiles == 0 || s.Limits.Processes == 0 {
+		return errors.New("sandbox spec: every limit must be set")
+	}
+	return nil
+}
+
+// Setup is the server's configuration, sent once when it starts.
+type Setup struct {
+	// Rules is the downloader domain: what any child may reach. Its
+	// WriteDirs must hold exactly the directory of all job directories;
+	// each child is narrowed to its own job directory.
+	Rules confine.Rules
+	// Programs lists the only paths a Spec may execute.
+	Programs []string
+	Landlock bool // apply Landlock (false only with insecure_no_landlock)
+	Seccomp  bool // apply the downloader seccomp filter
+}
 
 // Outcome is how the child ended.
 type Outcome struct {
@@ -57,180 +91,193 @@ type Outcome struct {
 // Violation reports whether the child was killed by the seccomp filter.
 func (o *Outcome) Violation() bool { return o.Signal == syscall.SIGSYS }
 
-// Run starts self (our own executable) in launcher mode with spec and the
-// job directory dir, copies its standard output to stdout and standard
-// error to stderr, and waits for it, at most timeout.
-func Run(ctx context.Context, self string, spec *Spec, dir *os.File, stdout, stderr io.Writer, timeout time.Duration) (*Outcome, error) {
+type request struct {
+	ID        uint64 `json:"id"`
+	Kill      bool   `json:"kill,omitempty"`
+	Spec      *Spec  `json:"spec,omitempty"`
+	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+}
+
+type response struct {
+	ID        uint64 `json:"id"`
+	Exit      int    `json:"exit"`
+	Signal    int    `json:"signal"`
+	TimedOut  bool   `json:"timed_out"`
+	ElapsedMS int64  `json:"elapsed_ms"`
+	Error     string `json:"error,omitempty"`
+}
+
+const maxMsg = 64 << 10
+
+// Launcher is the worker's handle on the launcher server. It is safe for
+// concurrent use.
+type Launcher struct {
+	sock *os.File
+	cmd  *exec.Cmd
+
+	mu      sync.Mutex
+	next    uint64
+	waiting map[uint64]chan *response
+	err     error // set when the server is gone
+	done    chan struct{}
+}
+
+// StartLauncher starts self as the launcher server with setup.
+func StartLauncher(self string, setup *Setup) (*Launcher, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "launcher"), os.NewFile(uintptr(fds[1]), "launcher")
+	defer theirs.Close()
+	cmd := exec.Command(self, ServerFlag)
+	cmd.Env = []string{}
+	cmd.Stderr = os.Stderr
+	cmd.ExtraFiles = []*os.File{theirs}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		ours.Close()
+		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
+	}
+	l := &Launcher{sock: ours, cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{})}
+	data, _ := json.Marshal(setup)
+	if err := unix.Sendmsg(int(ours.Fd()), data, nil, nil, 0); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("couldn't configure the launcher server: %w", err)
+	}
+	go l.read()
+	return l, nil
+}
+
+// read dispatches the server's answers.
+func (l *Launcher) read() {
+	buf := make([]byte, maxMsg)
+	var err error
+	for {
+		var n int
+		n, _, _, _, err = unix.Recvmsg(int(l.sock.Fd()), buf, nil, 0)
+		if err != nil || n == 0 {
+			break
+		}
+		var r response
+		if json.Unmarshal(buf[:n], &r) != nil {
+			continue
+		}
+		l.mu.Lock()
+		ch := l.waiting[r.ID]
+		delete(l.waiting, r.ID)
+		l.mu.Unlock()
+		if ch != nil {
+			ch <- &r
+		}
+	}
+	if err == nil {
+		err = errors.New("the launcher server exited")
+	}
+	l.mu.Lock()
+	l.err = fmt.Errorf("launcher server gone: %w", err)
+	for id, ch := range l.waiting {
+		close(ch)
+		delete(l.waiting, id)
+	}
+	l.mu.Unlock()
+	close(l.done)
+}
+
+// Close stops the server and every child it runs: the server kills its
+// children and exits when the socket closes. (Signalling it directly may
+// be refused: once the worker is confined, the server is outside its
+// Landlock domain.)
+func (l *Launcher) Close() error {
+	// shutdown, not just close: our reader blocked in recvmsg keeps the
+	// socket alive past a close, and the server would never see EOF.
+	unix.Shutdown(int(l.sock.Fd()), unix.SHUT_RDWR)
+	l.sock.Close()
+	select {
+	case <-l.done:
+	case <-time.After(5 * time.Second):
+		unix.Kill(-l.cmd.Process.Pid, unix.SIGKILL)
+	}
+	return l.cmd.Wait()
+}
+
+// Run executes spec in a fresh child with dir as its working directory,
+// copies its output to stdout and stderr, and waits for it, at most
+// timeout. Ending ctx kills the child.
+func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, stderr io.Writer, timeout time.Duration) (*Outcome, error) {
 	if err := spec.check(); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(spec)
+	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	specR, specW, err := os.Pipe()
+	errR, errW, err := os.Pipe()
 	if err != nil {
+		outR.Close()
+		outW.Close()
 		return nil, err
 	}
-	defer specR.Close()
-
-	cmd := exec.Command(self, ChildFlag)
-	cmd.Env = []string{} // the launcher needs nothing; the program gets spec.Env
-	cmd.Stdin = nil      // /dev/null
-	cmd.Stdout = stdout
-	cmd.Stderr = stderr
-	cmd.ExtraFiles = []*os.File{specR, dir} // fds 3 and 4
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:   true,
-		Pdeathsig: syscall.SIGKILL,
-	}
-	// Pdeathsig fires when the thread that forked exits; keep this
-	// goroutine on one thread until the child is reaped.
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		specW.Close()
-		return nil, fmt.Errorf("couldn't start the sandbox child: %w", err)
-	}
-	pgid := cmd.Process.Pid
-	_, werr := specW.Write(data)
-	specW.Close()
-	if werr != nil {
-		killGroup(pgid)
-		cmd.Wait()
-		return nil, fmt.Errorf("couldn't pass the spec to the sandbox child: %w", werr)
+	var copies sync.WaitGroup
+	for _, c := range []struct {
+		r *os.File
+		w io.Writer
+	}{{outR, stdout}, {errR, stderr}} {
+		copies.Add(1)
+		go func(r *os.File, w io.Writer) {
+			defer copies.Done()
+			defer r.Close()
+			if w == nil {
+				w = io.Discard
+			}
+			io.Copy(w, r)
+		}(c.r, c.w)
 	}
 
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	o := &Outcome{}
+	l.mu.Lock()
+	if l.err != nil {
+		l.mu.Unlock()
+		outW.Close()
+		errW.Close()
+		copies.Wait()
+		return nil, l.err
+	}
+	l.next++
+	id := l.next
+	ch := make(chan *response, 1)
+	l.waiting[id] = ch
+	l.mu.Unlock()
+
+	data, _ := json.Marshal(&request{ID: id, Spec: spec, TimeoutMS: timeout.Milliseconds()})
+	rights := unix.UnixRights(int(dir.Fd()), int(outW.Fd()), int(errW.Fd()))
+	err = unix.Sendmsg(int(l.sock.Fd()), data, rights, nil, 0)
+	outW.Close() // the server holds its own copies now
+	errW.Close()
+	if err != nil {
+		l.mu.Lock()
+		delete(l.waiting, id)
+		l.mu.Unlock()
+		copies.Wait()
+		return nil, fmt.Errorf("couldn't send to the launcher server: %w", err)
+	}
+	var r *response
 	select {
-	case err = <-done:
-	case <-timer.C:
-		o.TimedOut = true
-		killGroup(pgid)
-		err = <-done
+	case r = <-ch:
 	case <-ctx.Done():
-		killGroup(pgid)
-		err = <-done
+		kill, _ := json.Marshal(&request{ID: id, Kill: true})
+		unix.Sendmsg(int(l.sock.Fd()), kill, nil, nil, 0)
+		r = <-ch
 	}
-	// Leave nothing behind: helpers (ffmpeg) share the process group.
-	killGroup(pgid)
-	o.Elapsed = time.Since(start)
-	o.ExitCode = cmd.ProcessState.ExitCode()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		o.Signal = ws.Signal()
+	copies.Wait()
+	if r == nil {
+		return nil, l.err
 	}
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		return o, err
+	if r.Error != "" {
+		return nil, errors.New("launcher server: " + r.Error)
 	}
+	o := &Outcome{ExitCode: r.Exit, Signal: syscall.Signal(r.Signal), TimedOut: r.TimedOut, Elapsed: time.Duration(r.ElapsedMS) * time.Millisecond}
 	if ctx.Err() != nil {
 		return o, ctx.Err()
 	}
 	return o, nil
-}
-
-func killGroup(pgid int) {
-	unix.Kill(-pgid, unix.SIGKILL)
-}
-
-func (s *Spec) check() error {
-	if len(s.Path) == 0 || s.Path[0] != '/' {
-		return errors.New("sandbox spec: program path must be absolute")
-	}
-	if s.Limits.CPUSeconds == 0 || s.Limits.FileBytes == 0 || s.Limits.OpenFiles == 0 || s.Limits.Processes == 0 {
-		return errors.New("sandbox spec: every limit must be set")
-	}
-	return nil
-}
-
-// ChildMain is the launcher: it runs in the child process, reads the spec,
-// confines the process and executes the program. It never returns; on any
-// error it exits with status 126 after a message on standard error.
-func ChildMain() {
-	err := child()
-	fmt.Fprintf(os.Stderr, "ytkeep sandbox: %v\n", err)
-	os.Exit(126)
-}
-
-func child() error {
-	if err := checkFD(3, unix.S_IFIFO); err != nil {
-		return fmt.Errorf("launched without a spec pipe on fd 3: %w", err)
-	}
-	if err := checkFD(4, unix.S_IFDIR); err != nil {
-		return fmt.Errorf("launched without a job directory on fd 4: %w", err)
-	}
-	specFile := os.NewFile(3, "spec")
-	dirFile := os.NewFile(4, "jobdir")
-	data, err := io.ReadAll(io.LimitReader(specFile, maxSpec+1))
-	specFile.Close()
-	if err != nil || len(data) > maxSpec {
-		return fmt.Errorf("couldn't read the spec: %v", err)
-	}
-	var spec Spec
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		return fmt.Errorf("couldn't decode the spec: %w", err)
-	}
-	if err := spec.check(); err != nil {
-		return err
-	}
-	if err := unix.Fchdir(int(dirFile.Fd())); err != nil {
-		return fmt.Errorf("couldn't enter the job directory: %w", err)
-	}
-	dirFile.Close()
-	// From here on the process may not gain privileges, even through
-	// setuid binaries or file capabilities.
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("couldn't set no_new_privs: %w", err)
-	}
-	if err := setLimits(&spec.Limits); err != nil {
-		return err
-	}
-	if err := confine(&spec); err != nil {
-		return fmt.Errorf("couldn't confine the child: %w", err)
-	}
-	// Descriptors inherited without close-on-exec from whoever started the
-	// worker would otherwise pass straight into the program.
-	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
-		return fmt.Errorf("couldn't close inherited descriptors: %w", err)
-	}
-	argv := append([]string{spec.Path}, spec.Args...)
-	return fmt.Errorf("couldn't execute %s: %w", spec.Path, unix.Exec(spec.Path, argv, spec.Env))
-}
-
-func checkFD(fd int, kind uint32) error {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if st.Mode&unix.S_IFMT != kind {
-		return fmt.Errorf("fd %d has the wrong type", fd)
-	}
-	return nil
-}
-
-func setLimits(l *Limits) error {
-	for _, r := range []struct {
-		res  int
-		name string
-		v    uint64
-	}{
-		{unix.RLIMIT_CPU, "RLIMIT_CPU", l.CPUSeconds},
-		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", l.FileBytes},
-		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", l.OpenFiles},
-		{unix.RLIMIT_NPROC, "RLIMIT_NPROC", l.Processes},
-		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0},
-	} {
-		if err := unix.Setrlimit(r.res, &unix.Rlimit{Cur: r.v, Max: r.v}); err != nil {
-			return fmt.Errorf("couldn't set %s: %w", r.name, err)
-		}
-	}
-	return nil
 }

@@ -10,29 +10,62 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ytkeep/ytkeep/internal/confine"
 )
 
 // The test binary doubles as the launcher, as the worker binary does.
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == ChildFlag {
-		ChildMain()
+	if len(os.Args) == 2 {
+		switch os.Args[1] {
+		case ServerFlag:
+			ServerMain()
+		case ChildFlag:
+			ChildMain()
+		}
 	}
 	os.Exit(m.Run())
+}
+
+// launcher starts a launcher server whose job root is a fresh directory,
+// with every layer on (Landlock when the kernel has it).
+func launcher(t *testing.T) (*Launcher, string) {
+	t.Helper()
+	root := t.TempDir()
+	self, _ := os.Executable()
+	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: root})
+	// These tests inspect the child through /proc, which the production
+	// rules do not grant.
+	rules.ReadDirs = append(rules.ReadDirs, "/proc")
+	l, err := StartLauncher(self, &Setup{
+		Rules:    *rules,
+		Programs: []string{"/bin/sh", "/bin/cat", "/bin/dd"},
+		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:  true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, root
 }
 
 var limits = Limits{CPUSeconds: 30, FileBytes: 1 << 20, OpenFiles: 64, Processes: 4096}
 
 func run(t *testing.T, spec *Spec, timeout time.Duration) (*Outcome, string, string, string) {
 	t.Helper()
-	dir := t.TempDir()
+	l, root := launcher(t)
+	dir, err := os.MkdirTemp(root, "job")
+	if err != nil {
+		t.Fatal(err)
+	}
 	d, err := os.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	self, _ := os.Executable()
 	var out, errb bytes.Buffer
-	o, err := Run(context.Background(), self, spec, d, &out, &errb, timeout)
+	o, err := l.Run(context.Background(), spec, d, &out, &errb, timeout)
 	if err != nil {
 		t.Fatalf("Run: %v (stderr %q)", err, errb.String())
 	}
@@ -98,9 +131,9 @@ func TestChildLimits(t *testing.T) {
 }
 
 func TestTimeoutKillsWholeGroup(t *testing.T) {
-	pidFile := filepath.Join(t.TempDir(), "pid")
-	spec := &Spec{Path: "/bin/sh", Args: []string{"-c", "sleep 60 & echo $! > " + pidFile + "; wait"}, Limits: limits}
-	o, _, _, _ := run(t, spec, 500*time.Millisecond)
+	spec := &Spec{Path: "/bin/sh", Args: []string{"-c", "sleep 60 & echo $! > pid; wait"}, Limits: limits}
+	o, _, _, dir := run(t, spec, 500*time.Millisecond)
+	pidFile := filepath.Join(dir, "pid")
 	if !o.TimedOut || o.Signal != syscall.SIGKILL {
 		t.Fatalf("outcome %+v, want a timeout kill", o)
 	}
@@ -123,14 +156,15 @@ func TestTimeoutKillsWholeGroup(t *testing.T) {
 }
 
 func TestSpecRefused(t *testing.T) {
-	d, _ := os.Open(t.TempDir())
+	l, root := launcher(t)
+	d, _ := os.Open(root)
 	defer d.Close()
-	self, _ := os.Executable()
 	for name, s := range map[string]*Spec{
-		"relative":  {Path: "sh", Limits: limits},
-		"no limits": {Path: "/bin/sh"},
+		"relative":      {Path: "sh", Limits: limits},
+		"no limits":     {Path: "/bin/sh"},
+		"not a program": {Path: "/usr/bin/python3", Limits: limits},
 	} {
-		if _, err := Run(context.Background(), self, s, d, nil, nil, time.Second); err == nil {
+		if _, err := l.Run(context.Background(), s, d, nil, nil, time.Second); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}

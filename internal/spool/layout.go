@@ -48,35 +48,63 @@ func (d *Dir) Group() (int, error) {
 	return int(st.Gid), nil
 }
 
-// CreateSingleUser makes the whole tree owned by the current user, with
-// the production modes, for the demo and tests. Production trees are made
-// by deploy/ (systemd-tmpfiles) with the real owners.
-func (l Layout) CreateSingleUser(downloads string) error {
-	modes := map[string]uint32{ // raw kernel modes: 01000 sticky, 02000 setgid
-		l.Root:                            0o755,
-		l.Incoming():                      0o1730,
-		l.Results():                       0o1730,
-		filepath.Join(l.Root, "receiver"): 0o700,
-		filepath.Join(l.Root, "worker"):   0o700,
-		downloads:                         0o2750,
+// Owners are the ids the tree belongs to in production.
+type Owners struct {
+	ReceiverUID, WorkerUID int
+	SpoolGID, MediaGID     int
+}
+
+// CreateSingleUser makes the tree owned by the current user with the
+// production modes, for the demo and tests run without root.
+func (l Layout) CreateSingleUser(downloads string) error { return l.Create(downloads, nil) }
+
+// Create makes the spool tree and the downloads directory with the
+// production modes, and, when o is not nil, the production owners:
+//
+//	incoming  worker:spool 1730    results  receiver:spool 1730
+//	receiver/ receiver 0700        worker/  worker 0700 (and their subdirs)
+//	downloads worker:media 2750
+func (l Layout) Create(downloads string, o *Owners) error {
+	type entry struct {
+		mode     uint32 // raw kernel mode: 01000 sticky, 02000 setgid
+		uid, gid int
+	}
+	e := func(mode uint32, uid, gid int) entry { return entry{mode, uid, gid} }
+	root, recv, work, spoolG, mediaG := 0, -1, -1, -1, -1
+	if o != nil {
+		recv, work, spoolG, mediaG = o.ReceiverUID, o.WorkerUID, o.SpoolGID, o.MediaGID
+	} else {
+		root = -1
+	}
+	dirs := map[string]entry{
+		l.Root:                            e(0o755, root, root),
+		l.Incoming():                      e(0o1730, work, spoolG),
+		l.Results():                       e(0o1730, recv, spoolG),
+		filepath.Join(l.Root, "receiver"): e(0o700, recv, recv),
+		filepath.Join(l.Root, "worker"):   e(0o700, work, work),
+		downloads:                         e(0o2750, work, mediaG),
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "replies"} {
-		modes[l.Receiver(s)] = 0o700
+		dirs[l.Receiver(s)] = e(0o700, recv, recv)
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {
-		modes[l.Worker(s)] = 0o700
+		dirs[l.Worker(s)] = e(0o700, work, work)
 	}
 	// Parents before children: shorter paths first.
-	paths := make([]string, 0, len(modes))
-	for p := range modes {
+	paths := make([]string, 0, len(dirs))
+	for p := range dirs {
 		paths = append(paths, p)
 	}
 	sort.Slice(paths, func(i, j int) bool { return len(paths[i]) < len(paths[j]) })
 	for _, p := range paths {
+		d := dirs[p]
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			return err
 		}
-		if err := unix.Chmod(p, modes[p]); err != nil {
+		if err := unix.Lchown(p, d.uid, d.gid); err != nil {
+			return fmt.Errorf("couldn't set the owner of %s: %w", p, err)
+		}
+		if err := unix.Chmod(p, d.mode); err != nil { // after chown, which clears setgid
 			return err
 		}
 	}

@@ -32,11 +32,23 @@ type Dir struct {
 	fd   int
 	path string
 	gc   groupCommit
+	// writeOnly: we may create entries but not read the directory (a
+	// shared spool directory of mode 1730 seen by the writer). fd is then
+	// an O_PATH handle, which cannot be fsynced.
+	writeOnly bool
 }
 
-// OpenDir opens path, which must be a directory and not a symlink.
+// OpenDir opens path, which must be a directory and not a symlink. A
+// directory we may write but not read (the other side's spool directory)
+// is opened write-only.
 func OpenDir(path string) (*Dir, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.EACCES) {
+		fd, err = unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return &Dir{fd: fd, path: path, writeOnly: true}, nil
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("couldn't open directory %s: %w", path, err)
 	}
@@ -57,7 +69,12 @@ func (d *Dir) Close() error { return unix.Close(d.fd) }
 // the call is on disk. Concurrent callers share one fsync (group commit):
 // a caller waits for an fsync that started after it called, and one caller
 // performs it for all who wait.
-func (d *Dir) Sync() error { return d.gc.sync(d.fd) }
+func (d *Dir) Sync() error {
+	if d.writeOnly {
+		return fmt.Errorf("couldn't sync %s: opened write-only", d.path)
+	}
+	return d.gc.sync(d.fd)
+}
 
 type groupCommit struct {
 	mu      sync.Mutex
@@ -153,7 +170,11 @@ func validName(name string) bool {
 //  1. create a temporary file in tmp with O_CREAT|O_EXCL|O_NOFOLLOW,
 //  2. write the bytes and fsync the file,
 //  3. rename it to d/name (RENAME_NOREPLACE unless replace is set),
-//  4. fsync d so the new entry survives a crash.
+//  4. fsync d so the new entry survives a crash; if d is write-only to us
+//     (the other side's 1730 spool directory, which we cannot open to
+//     fsync), fsync the renamed file instead: on journaling file systems
+//     (ext4, xfs) the rename dirtied the inode, so this commits the
+//     transaction that holds the new entry.
 //
 // tmp must be on the same file system as d and writable only by the caller.
 // If gid >= 0 the file's group is set to gid before it becomes visible.
@@ -167,6 +188,7 @@ func WriteFile(tmp, d *Dir, name string, data []byte, mode uint32, gid int, repl
 		return fmt.Errorf("couldn't create %s/%s: %w", tmp.path, tmpName, err)
 	}
 	f := os.NewFile(uintptr(fd), tmpName)
+	defer f.Close()
 	committed := false
 	defer func() {
 		if !committed {
@@ -174,11 +196,7 @@ func WriteFile(tmp, d *Dir, name string, data []byte, mode uint32, gid int, repl
 		}
 	}()
 	if err := writeAll(f, data, mode, gid); err != nil {
-		f.Close()
 		return fmt.Errorf("couldn't write %s/%s: %w", tmp.path, tmpName, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("couldn't close %s/%s: %w", tmp.path, tmpName, err)
 	}
 	if replace {
 		err = tmp.Replace(tmpName, d, name)
@@ -189,8 +207,13 @@ func WriteFile(tmp, d *Dir, name string, data []byte, mode uint32, gid int, repl
 		return fmt.Errorf("couldn't commit %s/%s: %w", d.path, name, err)
 	}
 	committed = true
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("couldn't sync %s: %w", d.path, err)
+	if d.writeOnly {
+		err = f.Sync()
+	} else {
+		err = d.Sync()
+	}
+	if err != nil {
+		return fmt.Errorf("couldn't sync %s/%s: %w", d.path, name, err)
 	}
 	return nil
 }

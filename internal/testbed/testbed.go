@@ -58,6 +58,9 @@ func serve(h http.Handler) (*Server, error) {
 	return s, nil
 }
 
+// Port returns the server's port.
+func (s *Server) Port() string { return s.URL[strings.LastIndexByte(s.URL, ':')+1:] }
+
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 

@@ -10,6 +10,15 @@ import (
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
+// Numeric ids of the two daemons' users when the testbed runs as root
+// (no passwd entries needed; nothing is left behind).
+const (
+	ReceiverUID = 61001
+	WorkerUID   = 61002
+	SpoolGID    = 61010
+	MediaGID    = 61011
+)
+
 // Identities used by the simulated workspace.
 const (
 	Team    = "T0DEMO0001"
@@ -42,7 +51,7 @@ type World struct {
 
 // NewWorld makes the clip, starts the media server and simulated Slack,
 // writes a configuration and starts the daemons.
-func NewWorld(ctx context.Context, opt WorldOptions) (w *World, err error) {
+func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 	if opt.FFmpeg == "" {
 		opt.FFmpeg = "/usr/bin/ffmpeg"
 	}
@@ -60,7 +69,7 @@ func NewWorld(ctx context.Context, opt WorldOptions) (w *World, err error) {
 	if err != nil {
 		return nil, err
 	}
-	w = &World{Dir: opt.Dir, SpoolDir: filepath.Join(opt.Dir, "spool"), DownloadsDir: filepath.Join(opt.Dir, "downloads"),
+	w := &World{Dir: opt.Dir, SpoolDir: filepath.Join(opt.Dir, "spool"), DownloadsDir: filepath.Join(opt.Dir, "downloads"),
 		ConfigPath: filepath.Join(opt.Dir, "ytkeep.toml"), Clip: filepath.Join(opt.Dir, "clip.mp4")}
 	defer func() {
 		if err != nil {
@@ -76,12 +85,40 @@ func NewWorld(ctx context.Context, opt WorldOptions) (w *World, err error) {
 	if w.Slack, err = NewSlack(Team); err != nil {
 		return nil, err
 	}
-	if err := (spool.Layout{Root: w.SpoolDir}).CreateSingleUser(w.DownloadsDir); err != nil {
+	asRoot := os.Geteuid() == 0
+	var owners *spool.Owners
+	runAs := ""
+	if asRoot {
+		// Separate users, as in production. The daemons must be able to
+		// reach the tree: open up the directories above it.
+		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID}
+		for _, d := range []string{opt.Dir, filepath.Dir(opt.Dir), opt.BinDir} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				return nil, err
+			}
+		}
+		runAs = fmt.Sprintf(`[receiver.run_as]
+user = "%d"
+group = "%d"
+groups = ["%d"]
+
+[worker.run_as]
+user = "%d"
+group = "%d"
+groups = ["%d", "%d"]
+`, ReceiverUID, ReceiverUID, SpoolGID, WorkerUID, WorkerUID, SpoolGID, MediaGID)
+	}
+	if err := (spool.Layout{Root: w.SpoolDir}).Create(w.DownloadsDir, owners); err != nil {
 		return nil, err
 	}
 	secretPath := filepath.Join(opt.Dir, "signing_secret")
-	if err := os.WriteFile(secretPath, []byte(w.Slack.Secret+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(secretPath, []byte(w.Slack.Secret+"\n"), 0o400); err != nil {
 		return nil, err
+	}
+	if asRoot {
+		if err := os.Chown(secretPath, ReceiverUID, ReceiverUID); err != nil {
+			return nil, err
+		}
 	}
 	addr, err := FreePort()
 	if err != nil {
@@ -112,8 +149,9 @@ max_file_mb = 64
 %s
 [testing]
 media_base_url = %q
-allow_loopback_response_url = true
-`, w.SpoolDir, addr, secretPath, Team, Channel, users, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker, w.Media.BaseURL())
+loopback_response_port = %s
+
+%s`, w.SpoolDir, addr, secretPath, Team, Channel, users, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker, w.Media.BaseURL(), w.Slack.Port(), runAs)
 	if err := os.WriteFile(w.ConfigPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}

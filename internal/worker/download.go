@@ -98,7 +98,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}()
 	stderr := &tailBuffer{max: 16 << 10}
 	audit.Event(w.log, audit.Started, "job", j.ID, "video", j.Video, "format", j.Format, "ytdlp", w.caps.Version)
-	outcome, err := sandbox.Run(ctx, w.opt.Self, spec, dir, pw, stderr, w.opt.JobTimeout)
+	outcome, err := w.opt.Launcher.Run(ctx, spec, dir, pw, stderr, w.opt.JobTimeout)
 	pw.Close()
 	out := <-parsed
 	if err != nil {

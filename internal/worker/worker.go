@@ -31,14 +31,18 @@ type Options struct {
 	DownloadsDir  string
 	YtDlp         string
 	FFmpeg        string
-	Self          string // our own executable, re-executed as the launcher
+	Launcher      *sandbox.Launcher // runs programs in the downloader domain
 	Concurrency   int
 	JobTimeout    time.Duration
 	MaxFileBytes  int64
 	MaxAttempts   int
-	SocketTimeout int    // seconds
-	TestBaseURL   string // test mode media source, or ""
-	Logger        *slog.Logger
+	SocketTimeout int // seconds
+	// ChildMaxProcesses and ChildMaxOpenFiles are the downloader's
+	// RLIMIT_NPROC and RLIMIT_NOFILE.
+	ChildMaxProcesses int
+	ChildMaxOpenFiles int
+	TestBaseURL       string // test mode media source, or ""
+	Logger            *slog.Logger
 }
 
 // Worker processes jobs. Create it with New and start it with Run.
@@ -62,8 +66,8 @@ type Worker struct {
 // New opens the spool and downloads directories. It does not run yt-dlp.
 func New(opt Options) (*Worker, error) {
 	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}}
-	if w.log == nil {
-		return nil, errors.New("worker: no logger")
+	if w.log == nil || opt.Launcher == nil {
+		return nil, errors.New("worker: no logger or launcher")
 	}
 	// Job files must belong to the receiver: the owner of its private dir.
 	recvUID, err := spool.Owner(w.layout.Receiver(""))
@@ -145,7 +149,7 @@ func (w *Worker) probe(ctx context.Context, flag string) ([]byte, error) {
 	var out, errb limitedBuffer
 	out.max, errb.max = 1<<20, 8<<10
 	spec := &sandbox.Spec{Path: w.opt.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dir), Limits: w.limits()}
-	o, err := sandbox.Run(ctx, w.opt.Self, spec, d, &out, &errb, time.Minute)
+	o, err := w.opt.Launcher.Run(ctx, spec, d, &out, &errb, time.Minute)
 	if err != nil {
 		return nil, fmt.Errorf("couldn't run %s %s: %w", w.opt.YtDlp, flag, err)
 	}
@@ -159,8 +163,8 @@ func (w *Worker) limits() sandbox.Limits {
 	return sandbox.Limits{
 		CPUSeconds: uint64(w.opt.JobTimeout / time.Second),
 		FileBytes:  uint64(w.opt.MaxFileBytes) + 64<<20, // the exact cap is checked on the result
-		OpenFiles:  256,
-		Processes:  512,
+		OpenFiles:  uint64(w.opt.ChildMaxOpenFiles),
+		Processes:  uint64(w.opt.ChildMaxProcesses),
 	}
 }
 

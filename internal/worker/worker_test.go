@@ -12,14 +12,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
 func TestMain(m *testing.M) {
-	if len(os.Args) == 2 && os.Args[1] == sandbox.ChildFlag {
-		sandbox.ChildMain()
+	if len(os.Args) == 2 {
+		switch os.Args[1] {
+		case sandbox.ServerFlag:
+			sandbox.ServerMain()
+		case sandbox.ChildFlag:
+			sandbox.ChildMain()
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -62,13 +68,24 @@ func newHarness(t *testing.T, tweak func(*Options)) *harness {
 	}
 	fake, _ := filepath.Abs("testdata/fake-yt-dlp")
 	self, _ := os.Executable()
-	opt := Options{SpoolDir: h.layout.Root, DownloadsDir: h.dl, YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", Self: self,
+	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
+		Rules: *confine.DownloaderRules(confine.DownloaderParams{JobRoot: h.layout.Worker("work"),
+			ExtraExec: []string{filepath.Dir(fake)}}),
+		Programs: []string{fake},
+		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:  true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { launcher.Close() })
+	opt := Options{SpoolDir: h.layout.Root, DownloadsDir: h.dl, YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", Launcher: launcher,
 		Concurrency: 2, JobTimeout: 10 * time.Second, MaxFileBytes: 1 << 20, MaxAttempts: 3, SocketTimeout: 5,
+		ChildMaxProcesses: 512, ChildMaxOpenFiles: 256,
 		Logger: slog.New(slog.NewJSONHandler(h.log, nil))}
 	if tweak != nil {
 		tweak(&opt)
 	}
-	var err error
 	if h.w, err = New(opt); err != nil {
 		t.Fatal(err)
 	}

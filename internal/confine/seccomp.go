@@ -1,0 +1,229 @@
+package confine
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	seccomp "github.com/elastic/go-seccomp-bpf"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// The three seccomp policies. The daemons get allowlists (anything not
+// listed fails with EPERM; exec and namespace or tracing calls kill the
+// process); the downloader domain gets a deny list of calls no downloader
+// needs, which kill the process so the worker sees SIGSYS.
+//
+// Every filter starts with a prefix of our own: a system call of another
+// architecture (e.g. i386 via int 0x80) or of the x32 ABI kills the
+// process, and so does socket(…, IPPROTO_MPTCP), which Landlock's TCP
+// rules do not cover. The prefix compares only the low 32 bits of the
+// protocol argument, as the kernel does, so junk in the upper half
+// cannot slip past.
+
+// Domain selects a policy.
+type Domain string
+
+// The domains.
+const (
+	Receiver   Domain = "receiver"
+	Worker     Domain = "worker"
+	Downloader Domain = "downloader"
+)
+
+// goRuntime are the calls of the Go runtime and standard library seen in
+// the daemons (traced with strace -f during the end-to-end test), plus
+// their documented fallbacks.
+var goRuntime = []string{
+	"arch_prctl", "brk", "clock_gettime", "clock_nanosleep", "clone", "close", "close_range",
+	"dup", "dup3", "epoll_create1", "epoll_ctl", "epoll_pwait", "epoll_pwait2", "eventfd2",
+	"exit", "exit_group", "fcntl", "fstat", "futex", "getdents64", "getegid", "geteuid",
+	"getgid", "getpid", "getppid", "getrandom", "getrlimit", "gettid", "getuid", "lseek",
+	"madvise", "membarrier", "mincore", "mmap", "mprotect", "munmap", "nanosleep", "newfstatat",
+	"openat", "pipe2", "prlimit64", "pread64", "pwrite64", "read", "readlinkat", "readv",
+	"restart_syscall", "rseq", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sched_getaffinity",
+	"sched_yield", "set_robust_list", "set_tid_address", "sigaltstack", "statx", "sysinfo",
+	"tgkill", "uname", "write", "writev", "getcwd", "faccessat2", "timer_create", "timer_settime",
+	"timer_delete", "timerfd_create", "timerfd_settime",
+}
+
+// spoolCalls are the file calls of the spool and the download store.
+var spoolCalls = []string{
+	"fchmod", "fchown", "fsync", "fdatasync", "inotify_add_watch", "inotify_init1", "inotify_rm_watch",
+	"mkdirat", "renameat", "renameat2", "unlinkat", "copy_file_range", "sendfile", "splice", "ftruncate",
+	"fchdir",
+}
+
+// netCalls are the socket calls of the receiver (server, HTTPS client, DNS).
+var netCalls = []string{
+	"accept4", "bind", "connect", "getpeername", "getsockname", "getsockopt", "listen",
+	"recvfrom", "recvmsg", "sendmsg", "sendto", "setsockopt", "shutdown", "socket",
+}
+
+// workerIPC are the calls the worker uses to talk to the launcher server.
+var workerIPC = []string{"recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt"}
+
+// deadly are never allowed to the daemons and kill on sight.
+var deadly = []string{
+	"execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
+	"unshare", "setns", "bpf", "keyctl", "add_key", "request_key", "io_uring_setup",
+	"io_uring_enter", "io_uring_register", "userfaultfd", "perf_event_open", "kexec_load",
+	"kexec_file_load", "init_module", "finit_module", "delete_module", "pivot_root", "chroot",
+	"open_by_handle_at", "name_to_handle_at", "fanotify_init", "iopl", "ioperm", "swapon", "swapoff",
+	"reboot", "acct", "quotactl", "lookup_dcookie", "vhangup", "syslog", "mount_setattr",
+	"move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick", "pidfd_getfd",
+	"personality", "setsid",
+}
+
+// downloaderDenied kill the downloader on sight: nothing yt-dlp, python
+// or ffmpeg does needs them. setsid is in the list so that the process
+// group kill always reaches every descendant.
+var downloaderDenied = deadly[2:] // all but execve and execveat
+
+// SeccompPolicy returns the seccomp policy of d (without the prefix).
+func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
+	kill := seccomp.SyscallGroup{Action: seccomp.ActionKillProcess}
+	switch d {
+	case Receiver:
+		kill.Names = deadly
+		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
+			kill,
+			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, netCalls)},
+		}}, nil
+	case Worker:
+		kill.Names = deadly
+		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
+			kill,
+			// socket is refused: the worker has no network.
+			{Action: errno(unix.EACCES), Names: []string{"socket", "socketpair", "connect", "bind"}},
+			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, workerIPC)},
+		}}, nil
+	case Downloader:
+		kill.Names = downloaderDenied
+		return &seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{
+			kill,
+			// glibc falls back to clone, whose flags the filter can see.
+			{Action: errno(unix.ENOSYS), Names: []string{"clone3"}},
+			{Action: seccomp.ActionKillProcess, NamesWithCondtions: []seccomp.NameWithConditions{
+				{Name: "clone", Conditions: []seccomp.Condition{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}}},
+			}},
+		}}, nil
+	}
+	return nil, fmt.Errorf("unknown seccomp domain %q", d)
+}
+
+const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET |
+	unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
+
+func errno(e unix.Errno) seccomp.Action { return seccomp.ActionErrno | seccomp.Action(e) }
+
+func join(lists ...[]string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range lists {
+		for _, n := range l {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// AllowedCount returns how many calls the policy of d allows by name
+// (for allowlists) or denies by name (for the downloader).
+func AllowedCount(d Domain) int {
+	switch d {
+	case Receiver:
+		return len(join(goRuntime, spoolCalls, netCalls))
+	case Worker:
+		return len(join(goRuntime, spoolCalls, workerIPC))
+	}
+	return 0
+}
+
+const (
+	auditArchX86_64 = 0xc000003e
+	x32Bit          = 0x40000000
+	ipprotoMPTCP    = 262
+	// offsets in struct seccomp_data
+	offNr   = 0
+	offArch = 4
+	offArg2 = 16 + 2*8 // low 32 bits on little-endian
+)
+
+// prefix is our own guard in front of every policy.
+func prefix() []bpf.Instruction {
+	kill := bpf.RetConstant{Val: uint32(seccomp.ActionKillProcess)}
+	return []bpf.Instruction{
+		bpf.LoadAbsolute{Off: offArch, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: auditArchX86_64, SkipTrue: 1},
+		kill, // another architecture
+		bpf.LoadAbsolute{Off: offNr, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32Bit, SkipFalse: 1},
+		kill, // the x32 ABI
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 3},
+		bpf.LoadAbsolute{Off: offArg2, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipprotoMPTCP, SkipFalse: 1},
+		kill, // MPTCP escapes Landlock's TCP rules
+		// fall through into the policy, which reloads what it needs
+	}
+}
+
+// Program assembles the full filter of d.
+func Program(d Domain) ([]bpf.RawInstruction, error) {
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("seccomp: ytkeep's filters are written for amd64, not %s", runtime.GOARCH)
+	}
+	p, err := SeccompPolicy(d)
+	if err != nil {
+		return nil, err
+	}
+	body, err := p.Assemble()
+	if err != nil {
+		return nil, fmt.Errorf("seccomp (%s): %w", d, err)
+	}
+	if d != Downloader {
+		// The daemons' default is EPERM, which the library cannot express
+		// (its errno default would return 0, i.e. fake success). Their
+		// policies are assembled with a kill default, replaced here.
+		last, ok := body[len(body)-1].(bpf.RetConstant)
+		if !ok || last.Val != uint32(seccomp.ActionKillProcess) {
+			return nil, fmt.Errorf("seccomp (%s): unexpected end of the assembled policy", d)
+		}
+		body[len(body)-1] = bpf.RetConstant{Val: uint32(errno(unix.EPERM))}
+	}
+	return bpf.Assemble(append(prefix(), body...))
+}
+
+// Seccomp loads the filter of d on every thread of the process (TSYNC),
+// after setting no_new_privs.
+func Seccomp(d Domain) error {
+	raw, err := Program(d)
+	if err != nil {
+		return err
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("seccomp: couldn't set no_new_privs: %w", err)
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(filter)
+	if e != 0 {
+		return fmt.Errorf("seccomp (%s): %w", d, e)
+	}
+	return nil
+}
+
+// SeccompAvailable reports whether the kernel supports seccomp filters.
+func SeccompAvailable() bool {
+	err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	return err == nil || !errors.Is(err, unix.EINVAL)
+}

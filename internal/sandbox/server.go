@@ -1,0 +1,342 @@
+package sandbox
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/confine"
+)
+
+// ServerMain is the launcher server. It never returns.
+func ServerMain() {
+	err := serve()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ytkeep launcher server: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// childSpec is what the server hands each child launcher on fd 3.
+type childSpec struct {
+	Spec     Spec
+	Rules    confine.Rules
+	Landlock bool
+}
+
+type server struct {
+	sock  int
+	self  string
+	setup Setup
+
+	mu       sync.Mutex
+	children map[uint64]chan struct{} // request id -> kill request
+	sendMu   sync.Mutex
+}
+
+func serve() error {
+	if err := checkFD(3, unix.S_IFSOCK); err != nil {
+		return fmt.Errorf("started without its socket on fd 3: %w", err)
+	}
+	s := &server{sock: 3, children: map[uint64]chan struct{}{}}
+	unix.CloseOnExec(3)
+	buf := make([]byte, maxMsg)
+	n, _, _, _, err := unix.Recvmsg(s.sock, buf, nil, 0)
+	if err != nil || n == 0 {
+		return fmt.Errorf("no setup received: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf[:n]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s.setup); err != nil {
+		return fmt.Errorf("bad setup: %w", err)
+	}
+	if len(s.setup.Rules.WriteDirs) != 1 {
+		return errors.New("bad setup: the rules must name exactly one job root")
+	}
+	if s.self, err = os.Executable(); err != nil {
+		return err
+	}
+	// Confine the server itself to the downloader domain before it reads
+	// any request: children can only be narrower.
+	rules := s.setup.Rules
+	rules.ExecFiles = append(slices.Clone(rules.ExecFiles), s.self)
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	if s.setup.Landlock {
+		if err := confine.Landlock(&rules); err != nil {
+			return err
+		}
+	}
+	if s.setup.Seccomp {
+		if err := confine.Seccomp(confine.Downloader); err != nil {
+			return err
+		}
+	}
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	for {
+		n, oobn, _, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != nil || n == 0 {
+			s.killAll() // the worker is gone
+			return nil
+		}
+		fds := parseRights(oob[:oobn])
+		var req request
+		if err := json.Unmarshal(buf[:n], &req); err != nil {
+			closeAll(fds)
+			continue
+		}
+		if req.Kill {
+			s.kill(req.ID)
+			closeAll(fds)
+			continue
+		}
+		if len(fds) != 3 || req.Spec == nil {
+			closeAll(fds)
+			s.send(&response{ID: req.ID, Error: "a run request needs a spec and three descriptors"})
+			continue
+		}
+		go s.run(req, fds)
+	}
+}
+
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if r, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, r...)
+		}
+	}
+	return fds
+}
+
+func closeAll(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+func (s *server) send(r *response) {
+	data, _ := json.Marshal(r)
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	unix.Sendmsg(s.sock, data, nil, nil, 0)
+}
+
+// kill asks the goroutine running request id to kill its child. Only
+// that goroutine's thread may: without Landlock's TSYNC (ABI < 8) each
+// thread was restricted separately and is its own Landlock domain, and the
+// signal scope lets a thread signal only its own domain's descendants,
+// which the child is for the thread that forked it.
+func (s *server) kill(id uint64) {
+	s.mu.Lock()
+	ch := s.children[id]
+	s.mu.Unlock()
+	if ch != nil {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *server) killAll() {
+	s.mu.Lock()
+	ids := make([]uint64, 0, len(s.children))
+	for id := range s.children {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.kill(id)
+	}
+	// Give them a moment: the process exits next, and Pdeathsig kills the
+	// rest.
+	time.Sleep(100 * time.Millisecond)
+}
+
+// run starts one child and reports how it ended.
+func (s *server) run(req request, fds []int) {
+	dir, stdout, stderr := os.NewFile(uintptr(fds[0]), "jobdir"), os.NewFile(uintptr(fds[1]), "stdout"), os.NewFile(uintptr(fds[2]), "stderr")
+	defer dir.Close()
+	defer stdout.Close()
+	defer stderr.Close()
+	fail := func(format string, args ...any) {
+		s.send(&response{ID: req.ID, Error: fmt.Sprintf(format, args...)})
+	}
+	if err := req.Spec.check(); err != nil {
+		fail("%v", err)
+		return
+	}
+	if !slices.Contains(s.setup.Programs, req.Spec.Path) {
+		fail("%s is not an allowed program", req.Spec.Path)
+		return
+	}
+	if err := checkFD(int(dir.Fd()), unix.S_IFDIR); err != nil {
+		fail("job directory: %v", err)
+		return
+	}
+	// The child sees only its own job directory, through its descriptor.
+	rules := s.setup.Rules
+	rules.WriteDirs = []string{"/proc/self/fd/4"}
+	data, _ := json.Marshal(&childSpec{Spec: *req.Spec, Rules: rules, Landlock: s.setup.Landlock})
+	specR, specW, err := os.Pipe()
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	defer specR.Close()
+	cmd := exec.Command(s.self, ChildFlag)
+	cmd.Env = []string{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd.ExtraFiles = []*os.File{specR, dir}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Pdeathsig fires when the thread that forked exits: stay on it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		specW.Close()
+		fail("couldn't start the child: %v", err)
+		return
+	}
+	pgid := cmd.Process.Pid
+	killReq := make(chan struct{}, 1)
+	s.mu.Lock()
+	s.children[req.ID] = killReq
+	s.mu.Unlock()
+	specW.Write(data)
+	specW.Close()
+	stdout.Close() // the child has them; EOF reaches the worker when it ends
+	stderr.Close()
+
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	timer := time.NewTimer(time.Duration(req.TimeoutMS) * time.Millisecond)
+	defer timer.Stop()
+	timedOut := false
+	// Signals go out from this goroutine's locked thread only (see kill).
+	select {
+	case <-exited:
+	case <-timer.C:
+		timedOut = true
+		unix.Kill(-pgid, unix.SIGKILL)
+		<-exited
+	case <-killReq:
+		unix.Kill(-pgid, unix.SIGKILL)
+		<-exited
+	}
+	unix.Kill(-pgid, unix.SIGKILL) // leave no helper behind
+	s.mu.Lock()
+	delete(s.children, req.ID)
+	s.mu.Unlock()
+	r := &response{ID: req.ID, Exit: cmd.ProcessState.ExitCode(), TimedOut: timedOut, ElapsedMS: time.Since(start).Milliseconds()}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		r.Signal = int(ws.Signal())
+	}
+	s.send(r)
+}
+
+// ChildMain is the child launcher: it reads its spec, confines itself
+// and executes the program. It never returns; on any error it exits with
+// status 126 after a message on standard error.
+func ChildMain() {
+	err := child()
+	fmt.Fprintf(os.Stderr, "ytkeep sandbox: %v\n", err)
+	os.Exit(126)
+}
+
+func child() error {
+	if err := checkFD(3, unix.S_IFIFO); err != nil {
+		return fmt.Errorf("launched without a spec pipe on fd 3: %w", err)
+	}
+	if err := checkFD(4, unix.S_IFDIR); err != nil {
+		return fmt.Errorf("launched without a job directory on fd 4: %w", err)
+	}
+	specFile := os.NewFile(3, "spec")
+	data, err := io.ReadAll(io.LimitReader(specFile, maxMsg+1))
+	specFile.Close()
+	if err != nil || len(data) > maxMsg {
+		return fmt.Errorf("couldn't read the spec: %v", err)
+	}
+	var cs childSpec
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cs); err != nil {
+		return fmt.Errorf("couldn't decode the spec: %w", err)
+	}
+	spec := &cs.Spec
+	if err := spec.check(); err != nil {
+		return err
+	}
+	if err := unix.Fchdir(4); err != nil {
+		return fmt.Errorf("couldn't enter the job directory: %w", err)
+	}
+	// From here on the process may not gain privileges, even through
+	// setuid binaries or file capabilities.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("couldn't set no_new_privs: %w", err)
+	}
+	if err := setLimits(&spec.Limits); err != nil {
+		return err
+	}
+	// Descriptors inherited without close-on-exec from whoever started the
+	// worker would otherwise pass straight into the program. (fd 4 stays
+	// open until exec: the Landlock rule for the job directory names it.)
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		return fmt.Errorf("couldn't close inherited descriptors: %w", err)
+	}
+	argv := append([]string{spec.Path}, spec.Args...)
+	if cs.Landlock {
+		err = confine.LandlockExec(&cs.Rules, spec.Path, argv, spec.Env)
+	} else {
+		err = unix.Exec(spec.Path, argv, spec.Env)
+	}
+	return fmt.Errorf("couldn't execute %s: %w", spec.Path, err)
+}
+
+func checkFD(fd int, kind uint32) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT != kind {
+		return fmt.Errorf("fd %d has the wrong type", fd)
+	}
+	return nil
+}
+
+func setLimits(l *Limits) error {
+	for _, r := range []struct {
+		res  int
+		name string
+		v    uint64
+	}{
+		{unix.RLIMIT_CPU, "RLIMIT_CPU", l.CPUSeconds},
+		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", l.FileBytes},
+		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", l.OpenFiles},
+		{unix.RLIMIT_NPROC, "RLIMIT_NPROC", l.Processes},
+		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0},
+	} {
+		if err := unix.Setrlimit(r.res, &unix.Rlimit{Cur: r.v, Max: r.v}); err != nil {
+			return fmt.Errorf("couldn't set %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
