@@ -1,0 +1,474 @@
+package confine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// Each layer test re-executes the test binary with YTKEEP_LAYER_CASE set:
+// the subprocess applies one layer of one domain, makes one escape
+// attempt and prints what happened. A restriction cannot be undone, so it
+// must not touch the test process itself.
+
+const caseEnv = "YTKEEP_LAYER_CASE"
+
+func TestMain(m *testing.M) {
+	if c := os.Getenv(caseEnv); c != "" {
+		runCase(c)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// outcome of an attempt in the subprocess.
+func report(err error) {
+	var errno syscall.Errno
+	switch {
+	case err == nil:
+		fmt.Println("ok")
+	case errors.As(err, &errno):
+		fmt.Println(unix.ErrnoName(errno))
+	default:
+		fmt.Println("error:", err)
+	}
+}
+
+func must(err error) {
+	if err != nil {
+		fmt.Println("setup failed:", err)
+		os.Exit(3)
+	}
+}
+
+func env(k string) string { return os.Getenv("YTKEEP_" + k) }
+
+func port(k string) uint16 {
+	p, _ := strconv.Atoi(env(k))
+	return uint16(p)
+}
+
+// victim is a sacrificial process of the same user: an attempt that
+// succeeds against it harms nothing (the test's own process must never be
+// the target).
+func victim() int {
+	n, _ := strconv.Atoi(env("VICTIM"))
+	return n
+}
+
+func readFile(p string) error {
+	f, err := os.Open(p)
+	if err == nil {
+		f.Close()
+	}
+	return err
+}
+
+func writeFile(p string) error { return os.WriteFile(p, []byte("x"), 0o600) }
+
+func connect(p uint16) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrInet4{Port: int(p), Addr: [4]byte{127, 0, 0, 1}})
+}
+
+func bind(p uint16) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Bind(fd, &unix.SockaddrInet4{Port: int(p), Addr: [4]byte{127, 0, 0, 1}})
+}
+
+func receiverRules() *Rules {
+	return ReceiverRules(ReceiverParams{ConfigFile: env("CONFIG"), ReadFiles: []string{env("SECRET")},
+		SpoolDirs: []string{env("SPOOL")}, ListenPort: port("LISTEN"), ConnectPorts: []uint16{port("ALLOWED")}})
+}
+
+func workerRules() *Rules {
+	return WorkerRules(WorkerParams{ConfigFile: env("CONFIG"), WriteDirs: []string{env("SPOOL")}})
+}
+
+func downloaderRules() *Rules {
+	return DownloaderRules(DownloaderParams{JobRoot: env("JOB"), ConnectPorts: []uint16{port("ALLOWED")}})
+}
+
+func runCase(c string) {
+	switch c {
+	// Receiver, Landlock.
+	case "receiver-landlock-read-secret":
+		must(Landlock(receiverRules()))
+		report(readFile(env("SECRET")))
+	case "receiver-landlock-read-outside":
+		must(Landlock(receiverRules()))
+		report(readFile(env("OTHER")))
+	case "receiver-landlock-read-shadow":
+		must(Landlock(receiverRules()))
+		report(readFile("/etc/shadow"))
+	case "receiver-landlock-write-outside":
+		must(Landlock(receiverRules()))
+		report(writeFile(filepath.Join(filepath.Dir(env("OTHER")), "new")))
+	case "receiver-landlock-connect-allowed":
+		must(Landlock(receiverRules()))
+		report(connect(port("ALLOWED")))
+	case "receiver-landlock-connect-other":
+		must(Landlock(receiverRules()))
+		report(connect(port("OTHERPORT")))
+	case "receiver-landlock-bind-other":
+		must(Landlock(receiverRules()))
+		report(bind(port("FREE")))
+	case "receiver-landlock-exec":
+		must(Landlock(receiverRules()))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
+	// Receiver, seccomp.
+	case "receiver-seccomp-execve":
+		must(Seccomp(Receiver))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
+	case "receiver-seccomp-ptrace":
+		must(Seccomp(Receiver))
+		report(unix.PtraceAttach(victim()))
+	case "receiver-seccomp-mptcp":
+		must(Seccomp(Receiver))
+		_, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)
+		report(err)
+	// Worker.
+	case "worker-landlock-exec":
+		must(Landlock(workerRules()))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
+	case "worker-landlock-connect":
+		must(Landlock(workerRules()))
+		report(connect(port("ALLOWED")))
+	case "worker-landlock-read-secret":
+		must(Landlock(workerRules()))
+		report(readFile(env("SECRET")))
+	case "worker-seccomp-socket":
+		must(Seccomp(Worker))
+		_, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		report(err)
+	case "worker-seccomp-execve":
+		must(Seccomp(Worker))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
+	// Downloader, Landlock.
+	case "downloader-landlock-write-job":
+		must(Landlock(downloaderRules()))
+		report(writeFile(filepath.Join(env("JOB"), "video.mp4")))
+	case "downloader-landlock-write-outside":
+		must(Landlock(downloaderRules()))
+		report(writeFile(filepath.Join(filepath.Dir(env("JOB")), "escaped")))
+	case "downloader-landlock-read-secret":
+		must(Landlock(downloaderRules()))
+		report(readFile(env("SECRET")))
+	case "downloader-landlock-connect-allowed":
+		must(Landlock(downloaderRules()))
+		report(connect(port("ALLOWED")))
+	case "downloader-landlock-connect-other":
+		must(Landlock(downloaderRules()))
+		report(connect(port("OTHERPORT")))
+	case "downloader-landlock-bind":
+		must(Landlock(downloaderRules()))
+		report(bind(port("FREE")))
+	case "downloader-landlock-signal-parent":
+		must(Landlock(downloaderRules()))
+		report(unix.Kill(os.Getppid(), 0))
+	case "downloader-landlock-exec-python":
+		must(Landlock(downloaderRules()))
+		out, err := exec.Command("/usr/bin/python3", "-c", "print('hi')").Output()
+		if err == nil && strings.TrimSpace(string(out)) != "hi" {
+			err = fmt.Errorf("python printed %q", out)
+		}
+		report(err)
+	// Downloader, seccomp: each of these kills the process (SIGSYS).
+	case "downloader-seccomp-ptrace":
+		must(Seccomp(Downloader))
+		report(unix.PtraceAttach(victim()))
+	case "downloader-seccomp-unshare":
+		must(Seccomp(Downloader))
+		report(unix.Unshare(unix.CLONE_NEWUSER))
+	case "downloader-seccomp-mptcp":
+		must(Seccomp(Downloader))
+		_, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)
+		report(err)
+	case "downloader-seccomp-mptcp-high-bits":
+		must(Seccomp(Downloader))
+		_, _, e := unix.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, 1<<32|262)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-int80":
+		must(Seccomp(Downloader))
+		int80Getpid()
+		report(nil)
+	case "downloader-seccomp-keyctl":
+		must(Seccomp(Downloader))
+		_, err := unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_SESSION_KEYRING, 0, 0, 0)
+		report(err)
+	case "downloader-seccomp-bpf":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall(unix.SYS_BPF, 0, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-io-uring":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-userfaultfd":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-perf":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-setsid":
+		must(Seccomp(Downloader))
+		_, err := unix.Setsid()
+		report(err)
+	case "downloader-seccomp-clone3":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-process-vm":
+		must(Seccomp(Downloader))
+		_, _, e := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(victim()), 0, 0, 0, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-mount":
+		must(Seccomp(Downloader))
+		report(unix.Mount("none", "/tmp", "tmpfs", 0, ""))
+	case "downloader-seccomp-getpid":
+		must(Seccomp(Downloader))
+		_ = os.Getpid()
+		report(nil)
+	// Unix users.
+	case "dac-read-other-user":
+		must(BecomeUser(&Identity{UID: 61002, GID: 61002}))
+		report(readFile(env("SECRET")))
+	case "threads-after-become-user":
+		// Threads that exist before the switch must switch too.
+		done := make(chan struct{})
+		for i := 0; i < 8; i++ {
+			go func() { <-done }()
+		}
+		must(BecomeUser(&Identity{UID: 61002, GID: 61002, Groups: []int{61010, 61011}}))
+		close(done)
+		report(CheckThreads(&Identity{UID: 61002, GID: 61002, Groups: []int{61010, 61011}}))
+	default:
+		fmt.Println("unknown case", c)
+		os.Exit(4)
+	}
+}
+
+func errnoOrNil(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// fixture is the paths and ports the cases use.
+type fixture struct {
+	env                     []string
+	allowed, other, free    int
+	secret, job, listenPort string
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	root := t.TempDir()
+	os.Chmod(root, 0o755)
+	os.Chmod(filepath.Dir(root), 0o755)
+	f := &fixture{secret: filepath.Join(root, "signing_secret"), job: filepath.Join(root, "work", "job1")}
+	for _, d := range []string{"spool", "work/job1", "other"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(root, "config.toml"), []byte("x"), 0o644)
+	os.WriteFile(f.secret, []byte("s3cret"), 0o600)
+	os.WriteFile(filepath.Join(root, "other", "file"), []byte("x"), 0o644)
+	// Two listeners: one allowed, one not.
+	for _, p := range []*int{&f.allowed, &f.other} {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+		*p = ln.Addr().(*net.TCPAddr).Port
+	}
+	ln, _ := net.Listen("tcp4", "127.0.0.1:0")
+	f.free = ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	v := exec.Command("/bin/sleep", "300")
+	if err := v.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Process.Kill(); v.Wait() })
+	f.env = []string{
+		"YTKEEP_CONFIG=" + filepath.Join(root, "config.toml"), "YTKEEP_SECRET=" + f.secret,
+		"YTKEEP_SPOOL=" + filepath.Join(root, "spool"), "YTKEEP_JOB=" + f.job,
+		"YTKEEP_OTHER=" + filepath.Join(root, "other", "file"),
+		"YTKEEP_ALLOWED=" + strconv.Itoa(f.allowed), "YTKEEP_OTHERPORT=" + strconv.Itoa(f.other),
+		"YTKEEP_FREE=" + strconv.Itoa(f.free), "YTKEEP_LISTEN=" + strconv.Itoa(f.free+1),
+		"YTKEEP_VICTIM=" + strconv.Itoa(v.Process.Pid),
+	}
+	return f
+}
+
+// run executes one case and returns its report line, or "SIGSYS" etc. if
+// it was killed.
+func (f *fixture) run(t *testing.T, c string) string {
+	t.Helper()
+	self, _ := os.Executable()
+	cmd := exec.Command(self, "-test.run=^$")
+	cmd.Env = append([]string{caseEnv + "=" + c, "PATH=/usr/bin:/bin"}, f.env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return unix.SignalName(ws.Signal())
+		}
+		t.Fatalf("case %s exited %d: %s", c, ee.ExitCode(), out.String())
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out.String())
+}
+
+func requireLandlock(t *testing.T) {
+	t.Helper()
+	if LandlockABI() < MinLandlockABI {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("Landlock ABI %d on CI: every layer test must run", LandlockABI())
+		}
+		t.Skipf("SKIPPED: kernel Landlock ABI %d < %d; these tests prove nothing here", LandlockABI(), MinLandlockABI)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the Unix user tests as root")
+		}
+		t.Skip("SKIPPED: needs root to switch to numeric uids")
+	}
+}
+
+// Each case with the outcome that proves the layer holds. "ok" cases are
+// positive controls: without them a rule set that denies everything would
+// pass.
+var landlockCases = []struct{ c, want string }{
+	{"receiver-landlock-read-secret", "ok"},
+	{"receiver-landlock-read-outside", "EACCES"},
+	{"receiver-landlock-read-shadow", "EACCES"},
+	{"receiver-landlock-write-outside", "EACCES"},
+	{"receiver-landlock-connect-allowed", "ok"},
+	{"receiver-landlock-connect-other", "EACCES"},
+	{"receiver-landlock-bind-other", "EACCES"},
+	{"receiver-landlock-exec", "EACCES"},
+	{"worker-landlock-exec", "EACCES"},
+	{"worker-landlock-connect", "EACCES"},
+	{"worker-landlock-read-secret", "EACCES"},
+	{"downloader-landlock-write-job", "ok"},
+	{"downloader-landlock-write-outside", "EACCES"},
+	{"downloader-landlock-read-secret", "EACCES"},
+	{"downloader-landlock-connect-allowed", "ok"},
+	{"downloader-landlock-connect-other", "EACCES"},
+	{"downloader-landlock-bind", "EACCES"},
+	{"downloader-landlock-signal-parent", "EPERM"},
+	{"downloader-landlock-exec-python", "ok"},
+}
+
+var seccompCases = []struct{ c, want string }{
+	{"receiver-seccomp-execve", "SIGSYS"},
+	{"receiver-seccomp-ptrace", "SIGSYS"},
+	{"receiver-seccomp-mptcp", "SIGSYS"},
+	{"worker-seccomp-socket", "EACCES"},
+	{"worker-seccomp-execve", "SIGSYS"},
+	{"downloader-seccomp-getpid", "ok"},
+	{"downloader-seccomp-ptrace", "SIGSYS"},
+	{"downloader-seccomp-unshare", "SIGSYS"},
+	{"downloader-seccomp-mptcp", "SIGSYS"},
+	{"downloader-seccomp-mptcp-high-bits", "SIGSYS"},
+	{"downloader-seccomp-int80", "SIGSYS"},
+	{"downloader-seccomp-keyctl", "SIGSYS"},
+	{"downloader-seccomp-bpf", "SIGSYS"},
+	{"downloader-seccomp-io-uring", "SIGSYS"},
+	{"downloader-seccomp-userfaultfd", "SIGSYS"},
+	{"downloader-seccomp-perf", "SIGSYS"},
+	{"downloader-seccomp-setsid", "SIGSYS"},
+	{"downloader-seccomp-clone3", "ENOSYS"},
+	{"downloader-seccomp-process-vm", "SIGSYS"},
+	{"downloader-seccomp-mount", "SIGSYS"},
+}
+
+func TestLandlockLayer(t *testing.T) {
+	requireLandlock(t)
+	f := newFixture(t)
+	for _, tt := range landlockCases {
+		t.Run(tt.c, func(t *testing.T) {
+			if got := f.run(t, tt.c); got != tt.want {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestSeccompLayer(t *testing.T) {
+	f := newFixture(t)
+	for _, tt := range seccompCases {
+		t.Run(tt.c, func(t *testing.T) {
+			if got := f.run(t, tt.c); got != tt.want {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestUnixUsersLayer(t *testing.T) {
+	requireRoot(t)
+	f := newFixture(t)
+	if err := os.Chown(f.secret, 61001, 61001); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.run(t, "dac-read-other-user"); got != "EACCES" {
+		t.Fatalf("another uid read the receiver's secret: %s", got)
+	}
+	if got := f.run(t, "threads-after-become-user"); got != "ok" {
+		t.Fatalf("threads after the switch: %s", got)
+	}
+}
+
+func TestResolveIdentity(t *testing.T) {
+	id, err := ResolveIdentity("61002", "61002", []string{"61010"})
+	if err != nil || id.UID != 61002 || id.GID != 61002 || len(id.Groups) != 1 {
+		t.Fatalf("%+v %v", id, err)
+	}
+	for _, bad := range [][3]string{{"0", "1", ""}, {"61002", "0", ""}, {"root", "", ""}, {"61002", "", ""}} {
+		if _, err := ResolveIdentity(bad[0], bad[1], nil); err == nil {
+			t.Errorf("ResolveIdentity(%q, %q) accepted", bad[0], bad[1])
+		}
+	}
+}
