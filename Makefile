@@ -4,7 +4,7 @@ BIN      := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: all build demo test vet lint fuzz bench loadtest deps test-deps clean
+.PHONY: all build demo test vet lint fuzz deploy-check bench loadtest deps test-deps install clean
 
 all: build
 
@@ -21,9 +21,13 @@ test-deps:
 demo: deps build
 	./$(BIN)/ytkeep demo
 
-test: test-deps build vet lint
+test: test-deps build vet lint deploy-check
 	$(GO) test -count=1 -race ./...
 	$(MAKE) fuzz
+
+# systemd units (exposure <= 1.0), AppArmor profiles, users and tree.
+deploy-check:
+	./scripts/check-deploy.sh
 
 vet:
 	$(GO) vet ./...

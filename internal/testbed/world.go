@@ -97,16 +97,17 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 				return nil, err
 			}
 		}
+		// As deploy/sysusers.d: the spool group as primary group, no other.
 		runAs = fmt.Sprintf(`[receiver.run_as]
 user = "%d"
 group = "%d"
-groups = ["%d"]
+groups = []
 
 [worker.run_as]
 user = "%d"
 group = "%d"
-groups = ["%d", "%d"]
-`, ReceiverUID, ReceiverUID, SpoolGID, WorkerUID, WorkerUID, SpoolGID, MediaGID)
+groups = []
+`, ReceiverUID, SpoolGID, WorkerUID, SpoolGID)
 	}
 	if err := (spool.Layout{Root: w.SpoolDir}).Create(w.DownloadsDir, owners); err != nil {
 		return nil, err
