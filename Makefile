@@ -26,7 +26,7 @@ test: test-deps build vet lint deploy-check
 	$(MAKE) fuzz
 
 # systemd units (exposure <= 1.0), AppArmor profiles, users and tree.
-deploy-check:
+deploy-check: build
 	./scripts/check-deploy.sh
 
 vet:
@@ -49,6 +49,10 @@ fuzz:
 bench: build
 	$(GO) test -run=NONE -bench=. -benchtime=2000x ./internal/slackreq ./internal/spool ./internal/receiver
 	./$(BIN)/ytkeep loadtest -rate 500 -duration 10s
+
+# As root: binaries, units, users, tree, AppArmor profiles, example config.
+install: build
+	./scripts/install.sh
 
 loadtest: build
 	./$(BIN)/ytkeep loadtest -rate $${RATE:-500} -duration $${DURATION:-10s}

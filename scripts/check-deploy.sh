@@ -30,6 +30,17 @@ for profile in apparmor/*; do
 	echo "ok: AppArmor profile $(basename "$profile") compiles (not enforced: this kernel has no AppArmor)"
 done
 
+# make install lays out every file (DESTDIR: copies only).
+if [[ -x ../bin/ytkeep-receiver ]]; then
+	DESTDIR="$tmp/dest" ../scripts/install.sh
+	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep etc/systemd/system/ytkeep-worker.service \
+		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/ytkeep/ytkeep.toml; do
+		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
+	done
+	[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/signing_secret")" == 400 ]] || { echo "FAIL: the installed secret file is not 0400" >&2; exit 1; }
+	echo "ok: make install lays out binaries, units, users, tree, profiles and config"
+fi
+
 if [[ $(id -u) -ne 0 ]]; then
 	echo "SKIPPED (not root): sysusers.d/tmpfiles.d check" >&2
 	[[ -z "${CI:-}" ]] || { echo "FAIL: CI must run this as root" >&2; exit 1; }

@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/demo"
+	"github.com/ytkeep/ytkeep/internal/doctor"
 )
 
 const usage = `usage: ytkeep <command> [flags]
 
 commands:
+  doctor     check this machine, the configuration and the spool tree
   demo       run receiver and worker on loopback with a simulated Slack
   loadtest   send signed slash commands to a receiver at a fixed rate
 `
@@ -30,6 +32,13 @@ func main() {
 	defer stop()
 	var err error
 	switch os.Args[1] {
+	case "doctor":
+		fs := flag.NewFlagSet("doctor", flag.ExitOnError)
+		cfg := fs.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
+		fs.Parse(os.Args[2:])
+		if !doctor.Print(os.Stdout, doctor.Run(doctor.Options{ConfigPath: *cfg})) {
+			err = fmt.Errorf("some checks failed")
+		}
 	case "demo":
 		fs := flag.NewFlagSet("demo", flag.ExitOnError)
 		bin := fs.String("bin", defaultBinDir(), "directory holding ytkeep-receiver and ytkeep-worker")

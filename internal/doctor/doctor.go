@@ -1,0 +1,229 @@
+// Package doctor checks that a machine can run ytkeep safely: kernel
+// features, the downloader's programs, the spool tree's owners and modes,
+// the configuration and the credentials. Each check reports OK, WARN
+// (works, but weaker or soon broken) or FAIL (must be fixed).
+package doctor
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/config"
+	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
+)
+
+// Level is a check's verdict.
+type Level string
+
+// The verdicts.
+const (
+	OK   Level = "OK"
+	Warn Level = "WARN"
+	Fail Level = "FAIL"
+)
+
+// Result is one check.
+type Result struct {
+	Level Level
+	What  string
+}
+
+// Options say where to look.
+type Options struct {
+	ConfigPath string
+	// LookPath finds optional programs (deno); default exec.LookPath.
+	LookPath func(string) (string, error)
+}
+
+// Run performs every check.
+func Run(opt Options) []Result {
+	if opt.LookPath == nil {
+		opt.LookPath = exec.LookPath
+	}
+	var rs []Result
+	add := func(l Level, format string, args ...any) {
+		rs = append(rs, Result{l, fmt.Sprintf(format, args...)})
+	}
+
+	cfg, err := config.Load(opt.ConfigPath)
+	if err != nil {
+		add(Fail, "configuration: %v", err)
+		return rs
+	}
+	for name, check := range map[string]func() error{"receiver": cfg.CheckReceiver, "worker": cfg.CheckWorker} {
+		if err := check(); err != nil {
+			add(Fail, "configuration (%s): %s", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+		} else {
+			add(OK, "configuration (%s) is valid", name)
+		}
+	}
+	for _, w := range cfg.Warnings() {
+		add(Warn, "configuration: %s", w)
+	}
+
+	// Kernel.
+	switch abi := confine.LandlockABI(); {
+	case abi >= confine.MinLandlockABI:
+		add(OK, "Landlock ABI %d (need %d)", abi, confine.MinLandlockABI)
+	case cfg.Security.InsecureNoLandlock:
+		add(Warn, "Landlock ABI %d: the daemons run WITHOUT file system and network confinement (security.insecure_no_landlock)", abi)
+	default:
+		add(Fail, "Landlock ABI %d, need %d (Linux 6.12 or newer): the daemons will refuse to start", abi, confine.MinLandlockABI)
+	}
+	if confine.SeccompAvailable() {
+		add(OK, "seccomp filters are available")
+	} else {
+		add(Fail, "seccomp filters are not available in this kernel")
+	}
+	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
+		add(OK, "AppArmor is enabled (load deploy/apparmor/* with apparmor_parser -r)")
+	} else {
+		add(Warn, "AppArmor is not enabled in this kernel: the profiles in deploy/apparmor are not enforced (Landlock, seccomp and users still are)")
+	}
+
+	// Programs.
+	rs = append(rs, checkYtDlp(cfg.Worker.YtDlp)...)
+	for _, p := range []string{cfg.Worker.FFmpeg, filepath.Join(filepath.Dir(cfg.Worker.FFmpeg), "ffprobe")} {
+		if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
+			add(Fail, "%s is missing or not executable (apt-get install ffmpeg)", p)
+		} else {
+			add(OK, "%s is installed", p)
+		}
+	}
+	if p, err := opt.LookPath("deno"); err == nil {
+		add(OK, "JavaScript runtime for YouTube: %s", p)
+	} else {
+		add(Warn, "no JavaScript runtime (deno) found: current YouTube downloads need one with yt-dlp 2025.11.12 or newer")
+	}
+
+	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir)...)
+	rs = append(rs, checkSecret(cfg)...)
+	return rs
+}
+
+func checkYtDlp(path string) []Result {
+	v, err := exec.Command(path, "--version").Output()
+	if err != nil {
+		return []Result{{Fail, fmt.Sprintf("yt-dlp at %s does not run: %v (apt-get install yt-dlp, or install a current release)", path, err)}}
+	}
+	ver, err := ytdlp.ParseVersion(v)
+	if err != nil {
+		return []Result{{Fail, err.Error()}}
+	}
+	h, err := exec.Command(path, "--help").Output()
+	if err != nil {
+		return []Result{{Fail, fmt.Sprintf("yt-dlp --help failed: %v", err)}}
+	}
+	caps := ytdlp.ParseHelp(ver, h)
+	var rs []Result
+	if m := caps.Missing(); len(m) > 0 {
+		rs = append(rs, Result{Fail, fmt.Sprintf("yt-dlp %s lacks flags ytkeep requires: %s", ver, strings.Join(m, " "))})
+	} else {
+		rs = append(rs, Result{OK, fmt.Sprintf("yt-dlp %s has every flag ytkeep requires", ver)})
+	}
+	if caps.Older("2025.11.12") {
+		rs = append(rs, Result{Warn, fmt.Sprintf("yt-dlp %s is old: YouTube changes often and needs yt-dlp 2025.11.12 or newer with a JavaScript runtime; keep it current", ver)})
+	}
+	return rs
+}
+
+// checkTree compares the spool tree with deploy/tmpfiles.d/ytkeep.conf.
+func checkTree(l spool.Layout, downloads string) []Result {
+	var rs []Result
+	stat := func(p string) (*unix.Stat_t, bool) {
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s: %v (run systemd-tmpfiles --create)", p, err)})
+			return nil, false
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s is not a directory", p)})
+			return nil, false
+		}
+		return &st, true
+	}
+	recv, ok1 := stat(l.Receiver(""))
+	work, ok2 := stat(l.Worker(""))
+	if !ok1 || !ok2 {
+		return rs
+	}
+	if recv.Uid == 0 || work.Uid == 0 || recv.Uid == work.Uid {
+		rs = append(rs, Result{Fail, fmt.Sprintf("receiver/ (uid %d) and worker/ (uid %d) must belong to two different users, neither root", recv.Uid, work.Uid)})
+	}
+	want := []struct {
+		path string
+		mode uint32
+		uid  uint32
+	}{
+		{l.Incoming(), 0o1730, work.Uid},
+		{l.Results(), 0o1730, recv.Uid},
+		{l.Receiver(""), 0o700, recv.Uid},
+		{l.Worker(""), 0o700, work.Uid},
+		{l.Receiver("tmp"), 0o700, recv.Uid},
+		{l.Receiver("claimed"), 0o700, recv.Uid},
+		{l.Receiver("quarantine"), 0o700, recv.Uid},
+		{l.Receiver("replies"), 0o700, recv.Uid},
+		{l.Worker("tmp"), 0o700, work.Uid},
+		{l.Worker("claimed"), 0o700, work.Uid},
+		{l.Worker("quarantine"), 0o700, work.Uid},
+		{l.Worker("work"), 0o700, work.Uid},
+		{downloads, 0o2750, work.Uid},
+	}
+	bad := 0
+	for _, w := range want {
+		st, ok := stat(w.path)
+		if !ok {
+			bad++
+			continue
+		}
+		if mode := st.Mode & 0o7777; mode != w.mode || st.Uid != w.uid {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s has mode %04o and owner uid %d; want mode %04o and uid %d", w.path, mode, st.Uid, w.mode, w.uid)})
+			bad++
+		}
+	}
+	if in, ok := stat(l.Incoming()); ok {
+		if res, ok := stat(l.Results()); ok && in.Gid != res.Gid {
+			rs = append(rs, Result{Fail, "incoming/ and results/ must have the same group (ytkeep-spool)"})
+			bad++
+		}
+	}
+	if bad == 0 {
+		rs = append(rs, Result{OK, fmt.Sprintf("spool %s and downloads %s have the documented owners and modes", l.Root, downloads)})
+	}
+	return rs
+}
+
+func checkSecret(cfg *config.Config) []Result {
+	path := cfg.SigningSecretPath()
+	if path == "" {
+		path = "/etc/ytkeep/signing_secret"
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return []Result{{Warn, fmt.Sprintf("signing secret %s: %v (fine if systemd's LoadCredential= supplies it from elsewhere)", path, err)}}
+	}
+	if st.Mode&0o077 != 0 {
+		return []Result{{Fail, fmt.Sprintf("signing secret %s has mode %04o: chmod 0400 (or 0600) and let only root or the receiver own it", path, st.Mode&0o7777)}}
+	}
+	return []Result{{OK, fmt.Sprintf("signing secret %s is private (mode %04o, uid %d)", path, st.Mode&0o7777, st.Uid)}}
+}
+
+// Print writes the results and reports whether all passed (no FAIL).
+func Print(w io.Writer, rs []Result) bool {
+	ok := true
+	for _, r := range rs {
+		fmt.Fprintf(w, "[%-4s] %s\n", r.Level, r.What)
+		if r.Level == Fail {
+			ok = false
+		}
+	}
+	return ok
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs ytkeep: binaries, systemd units, users and groups, the directory
+# tree, AppArmor profiles and an example configuration. With DESTDIR set it
+# only copies files (for packaging and for tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D="${DESTDIR:-}"
+install -d "$D/usr/local/bin" "$D/etc/systemd/system" "$D/etc/sysusers.d" "$D/etc/tmpfiles.d" \
+	"$D/etc/apparmor.d" "$D/etc/ytkeep" "$D/usr/share/doc/ytkeep"
+install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep "$D/usr/local/bin/"
+install -m 0644 deploy/systemd/ytkeep-receiver.service deploy/systemd/ytkeep-worker.service "$D/etc/systemd/system/"
+install -m 0644 deploy/sysusers.d/ytkeep.conf "$D/etc/sysusers.d/ytkeep.conf"
+install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
+install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader "$D/etc/apparmor.d/"
+install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
+[[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0644 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
+if [[ ! -e "$D/etc/ytkeep/signing_secret" ]]; then
+	install -m 0400 /dev/null "$D/etc/ytkeep/signing_secret"
+fi
+[[ -n "$D" ]] && exit 0
+
+systemd-sysusers /etc/sysusers.d/ytkeep.conf
+systemd-tmpfiles --create /etc/tmpfiles.d/ytkeep.conf
+if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
+	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-downloader
+fi
+systemctl daemon-reload 2>/dev/null || true
+cat <<MSG
+Installed. Next:
+  1. Paste the Slack app's signing secret into /etc/ytkeep/signing_secret (root-owned, mode 0400).
+  2. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
+  3. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
+  4. systemctl enable --now ytkeep-receiver ytkeep-worker
+MSG
