@@ -95,6 +95,9 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
+	if uid, err := spool.Owner(layout.Worker("")); err == nil && uid == os.Getuid() {
+		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
+	}
 
 	secret, source, err := cfg.SigningSecret()
 	if err != nil {

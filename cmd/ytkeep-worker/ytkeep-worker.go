@@ -100,6 +100,9 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
+	if uid, err := spool.Owner(layout.Receiver("")); err == nil && uid == os.Getuid() {
+		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
+	}
 	log.Info("worker confined", "uid", os.Getuid(), "gid", os.Getgid(), "landlock_abi", confine.LandlockABI(),
 		"seccomp_allowed", confine.AllowedCount(confine.Worker))
 

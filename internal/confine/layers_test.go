@@ -285,8 +285,15 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	root := t.TempDir()
-	os.Chmod(root, 0o755)
-	os.Chmod(filepath.Dir(root), 0o755)
+	// Let the numeric users traverse the test's own directories (only
+	// adding r-x: never loosen anything else).
+	for _, d := range []string{root, filepath.Dir(root)} {
+		var st unix.Stat_t
+		if err := unix.Stat(d, &st); err != nil {
+			t.Fatal(err)
+		}
+		unix.Chmod(d, st.Mode&0o7777|0o055)
+	}
 	f := &fixture{secret: filepath.Join(root, "signing_secret"), job: filepath.Join(root, "work", "job1")}
 	for _, d := range []string{"spool", "work/job1", "other"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {

@@ -82,6 +82,11 @@ var deadly = []string{
 // group kill always reaches every descendant.
 var downloaderDenied = deadly[2:] // all but execve and execveat
 
+// clone3 fails with ENOSYS, so that glibc falls back to clone, whose flags
+// the filter can see (clone3 passes them in memory). With EPERM, glibc's
+// pthread_create would fail in a cgo build.
+var clone3 = seccomp.SyscallGroup{Action: errno(unix.ENOSYS), Names: []string{"clone3"}}
+
 // SeccompPolicy returns the seccomp policy of d (without the prefix).
 func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 	kill := seccomp.SyscallGroup{Action: seccomp.ActionKillProcess}
@@ -90,12 +95,14 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 		kill.Names = deadly
 		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
 			kill,
+			clone3,
 			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, netCalls)},
 		}}, nil
 	case Worker:
 		kill.Names = deadly
 		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
 			kill,
+			clone3,
 			// socket is refused: the worker has no network.
 			{Action: errno(unix.EACCES), Names: []string{"socket", "socketpair", "connect", "bind"}},
 			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, workerIPC)},
@@ -104,8 +111,7 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 		kill.Names = downloaderDenied
 		return &seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{
 			kill,
-			// glibc falls back to clone, whose flags the filter can see.
-			{Action: errno(unix.ENOSYS), Names: []string{"clone3"}},
+			clone3,
 			{Action: seccomp.ActionKillProcess, NamesWithCondtions: []seccomp.NameWithConditions{
 				{Name: "clone", Conditions: []seccomp.Condition{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}}},
 			}},

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/testbed"
 )
 
@@ -48,6 +49,13 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 	say("[2/6] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
 	say("[3/6] Started ytkeep-receiver (pid %d, %s) and ytkeep-worker (pid %d) as separate processes.",
 		w.Receiver.Cmd.Process.Pid, w.Endpoint, w.Worker.Cmd.Process.Pid)
+	layers := fmt.Sprintf("Landlock ABI %d, seccomp, no_new_privs, rlimits", confine.LandlockABI())
+	if os.Geteuid() == 0 {
+		say("      Confinement: receiver as uid %d, worker as uid %d, each with %s.", testbed.ReceiverUID, testbed.WorkerUID, layers)
+	} else {
+		say("      WARNING: not root, so both daemons run as your user: Unix-user separation is OFF.")
+		say("      Confinement that is on: %s.", layers)
+	}
 
 	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p"
 	say("\n[4/6] In Slack you type:\n        /ytkeep %s", text)

@@ -233,3 +233,22 @@ func TestRefusals(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenUpKeepsOtherBits(t *testing.T) {
+	d := t.TempDir()
+	if err := os.Chmod(d, 0o700|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	if err := OpenUp(d); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(d)
+	if st.Mode().Perm() != 0o755 || st.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("mode %v, want drwxr-xr-t", st.Mode())
+	}
+	os.Chmod(d, 0o777|os.ModeSticky)
+	OpenUp(d)
+	if st, _ := os.Stat(d); st.Mode().Perm() != 0o777 || st.Mode()&os.ModeSticky == 0 {
+		t.Fatalf("a 1777 directory became %v", st.Mode())
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
@@ -93,7 +95,7 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 		// reach the tree: open up the directories above it.
 		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID}
 		for _, d := range []string{opt.Dir, filepath.Dir(opt.Dir), opt.BinDir} {
-			if err := os.Chmod(d, 0o755); err != nil {
+			if err := OpenUp(d); err != nil {
 				return nil, err
 			}
 		}
@@ -169,6 +171,20 @@ loopback_response_port = %s
 		}
 	}
 	return w, nil
+}
+
+// OpenUp lets other users traverse and list dir: it adds r-x for group and
+// others and changes no other bit (so /tmp keeps 1777, for one).
+func OpenUp(dir string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return err
+	}
+	mode := st.Mode & 0o7777
+	if mode&0o055 == 0o055 {
+		return nil
+	}
+	return unix.Chmod(dir, mode|0o055)
 }
 
 // Invocation returns a slash command from the allowed user and channel.
