@@ -277,9 +277,9 @@ func errnoOrNil(e syscall.Errno) error {
 
 // fixture is the paths and ports the cases use.
 type fixture struct {
-	env                     []string
-	allowed, other, free    int
-	secret, job, listenPort string
+	env                  []string
+	allowed, other, free int
+	secret, job          string
 }
 
 func newFixture(t *testing.T) *fixture {

@@ -113,6 +113,7 @@ const maxMsg = 64 << 10
 // concurrent use.
 type Launcher struct {
 	sock *os.File
+	fd   int // sock's descriptor, taken once: sock is closed only after the reader ends
 	cmd  *exec.Cmd
 
 	mu      sync.Mutex
@@ -139,10 +140,13 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 		ours.Close()
 		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
 	}
-	l := &Launcher{sock: ours, cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{})}
+	l := &Launcher{sock: ours, fd: int(ours.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{})}
 	data, _ := json.Marshal(setup)
-	if err := unix.Sendmsg(int(ours.Fd()), data, nil, nil, 0); err != nil {
-		l.Close()
+	if err := unix.Sendmsg(l.fd, data, nil, nil, 0); err != nil {
+		unix.Shutdown(l.fd, unix.SHUT_RDWR)
+		ours.Close()
+		cmd.Process.Kill()
+		cmd.Wait()
 		return nil, fmt.Errorf("couldn't configure the launcher server: %w", err)
 	}
 	go l.read()
@@ -155,7 +159,7 @@ func (l *Launcher) read() {
 	var err error
 	for {
 		var n int
-		n, _, _, _, err = unix.Recvmsg(int(l.sock.Fd()), buf, nil, 0)
+		n, _, _, _, err = unix.Recvmsg(l.fd, buf, nil, 0)
 		if err != nil || n == 0 {
 			break
 		}
@@ -191,13 +195,14 @@ func (l *Launcher) read() {
 func (l *Launcher) Close() error {
 	// shutdown, not just close: our reader blocked in recvmsg keeps the
 	// socket alive past a close, and the server would never see EOF.
-	unix.Shutdown(int(l.sock.Fd()), unix.SHUT_RDWR)
-	l.sock.Close()
+	unix.Shutdown(l.fd, unix.SHUT_RDWR)
 	select {
 	case <-l.done:
 	case <-time.After(5 * time.Second):
 		unix.Kill(-l.cmd.Process.Pid, unix.SIGKILL)
+		<-l.done
 	}
+	l.sock.Close() // the reader has ended
 	return l.cmd.Wait()
 }
 
@@ -250,7 +255,7 @@ func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, st
 
 	data, _ := json.Marshal(&request{ID: id, Spec: spec, TimeoutMS: timeout.Milliseconds()})
 	rights := unix.UnixRights(int(dir.Fd()), int(outW.Fd()), int(errW.Fd()))
-	err = unix.Sendmsg(int(l.sock.Fd()), data, rights, nil, 0)
+	err = unix.Sendmsg(l.fd, data, rights, nil, 0)
 	outW.Close() // the server holds its own copies now
 	errW.Close()
 	if err != nil {
@@ -265,7 +270,7 @@ func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, st
 	case r = <-ch:
 	case <-ctx.Done():
 		kill, _ := json.Marshal(&request{ID: id, Kill: true})
-		unix.Sendmsg(int(l.sock.Fd()), kill, nil, nil, 0)
+		unix.Sendmsg(l.fd, kill, nil, nil, 0)
 		r = <-ch
 	}
 	copies.Wait()
