@@ -46,7 +46,8 @@ type Rules struct {
 	ReadFiles []string
 	// ExecFiles: read and execute these files.
 	ExecFiles []string
-	// WriteDirs: full access beneath, including renames between them.
+	// WriteDirs: read, write, create and rename beneath (writeDirRights);
+	// never execute.
 	WriteDirs []string
 	// RWFiles: read and write these files (e.g. /dev/null).
 	RWFiles []string
@@ -64,6 +65,14 @@ func (p *Rules) String() string {
 		p.Name, p.ReadDirs, p.ExecDirs, p.ReadFiles, p.ExecFiles, p.WriteDirs, p.RWFiles, p.ConnectTCP, p.BindTCP)
 	return b.String()
 }
+
+// writeDirRights are what a WriteDirs entry grants: read, write, create
+// files and directories, remove, rename between them. Not execute (nothing
+// runs from a writable directory), not device, socket, FIFO or symlink
+// creation, not device ioctl.
+const writeDirRights = llsyscall.AccessFSReadFile | llsyscall.AccessFSReadDir | llsyscall.AccessFSWriteFile |
+	llsyscall.AccessFSTruncate | llsyscall.AccessFSRemoveFile | llsyscall.AccessFSRemoveDir |
+	llsyscall.AccessFSMakeReg | llsyscall.AccessFSMakeDir | llsyscall.AccessFSRefer
 
 const (
 	fsReadFile = llsyscall.AccessFSReadFile
@@ -108,7 +117,7 @@ func (p *Rules) rules() []landlock.Rule {
 	add(access(fsReadFile|fsReadDir|fsExecute), p.ExecDirs)
 	add(access(fsReadFile), p.ReadFiles)
 	add(access(fsReadFile|fsExecute), p.ExecFiles)
-	add(func(path string) landlock.FSRule { return landlock.RWDirs(path).WithRefer() }, p.WriteDirs)
+	add(access(writeDirRights), p.WriteDirs)
 	add(access(fsReadFile|llsyscall.AccessFSWriteFile|llsyscall.AccessFSTruncate), p.RWFiles)
 	for _, port := range p.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(port))

@@ -166,6 +166,17 @@ func runCase(c string) {
 	case "downloader-landlock-write-job":
 		must(Landlock(downloaderRules()))
 		report(writeFile(filepath.Join(env("JOB"), "video.mp4")))
+	case "downloader-landlock-exec-from-job":
+		must(Landlock(downloaderRules()))
+		// A downloaded "video" that is really a program, run from the job
+		// directory (the file is created before the rules apply).
+		report(syscall.Exec(filepath.Join(env("JOB"), "payload"), []string{"payload"}, nil))
+	case "downloader-landlock-symlink":
+		must(Landlock(downloaderRules()))
+		report(os.Symlink("/etc/passwd", filepath.Join(env("JOB"), "link")))
+	case "downloader-landlock-fifo":
+		must(Landlock(downloaderRules()))
+		report(unix.Mkfifo(filepath.Join(env("JOB"), "fifo"), 0o600))
 	case "downloader-landlock-write-outside":
 		must(Landlock(downloaderRules()))
 		report(writeFile(filepath.Join(filepath.Dir(env("JOB")), "escaped")))
@@ -301,6 +312,7 @@ func newFixture(t *testing.T) *fixture {
 		}
 	}
 	os.WriteFile(filepath.Join(root, "config.toml"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(f.job, "payload"), []byte("#!/bin/sh\necho pwned\n"), 0o755)
 	os.WriteFile(f.secret, []byte("s3cret"), 0o600)
 	os.WriteFile(filepath.Join(root, "other", "file"), []byte("x"), 0o644)
 	// Two listeners: one allowed, one not.
@@ -400,6 +412,9 @@ var landlockCases = []struct{ c, want string }{
 	{"worker-landlock-read-secret", "EACCES"},
 	{"downloader-landlock-write-job", "ok"},
 	{"downloader-landlock-write-outside", "EACCES"},
+	{"downloader-landlock-exec-from-job", "EACCES"},
+	{"downloader-landlock-symlink", "EACCES"},
+	{"downloader-landlock-fifo", "EACCES"},
 	{"downloader-landlock-read-secret", "EACCES"},
 	{"downloader-landlock-connect-allowed", "ok"},
 	{"downloader-landlock-connect-other", "EACCES"},

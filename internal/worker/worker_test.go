@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -60,6 +61,12 @@ type harness struct {
 }
 
 func newHarness(t *testing.T, tweak func(*Options)) *harness {
+	return newHarnessLayers(t, tweak, true)
+}
+
+// newHarnessLayers can run the launcher without Landlock, to test the
+// worker's own checks on what Landlock would otherwise prevent.
+func newHarnessLayers(t *testing.T, tweak func(*Options), landlock bool) *harness {
 	t.Helper()
 	root := t.TempDir()
 	h := &harness{t: t, layout: spool.Layout{Root: filepath.Join(root, "spool")}, dl: filepath.Join(root, "downloads"), log: &syncBuffer{}}
@@ -72,7 +79,7 @@ func newHarness(t *testing.T, tweak func(*Options)) *harness {
 		Rules: *confine.DownloaderRules(confine.DownloaderParams{JobRoot: h.layout.Worker("work"),
 			ExtraExec: []string{filepath.Dir(fake)}}),
 		Programs: []string{fake},
-		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
+		Landlock: landlock && confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
 	})
 	if err != nil {
@@ -189,16 +196,33 @@ func TestDownloadAndStore(t *testing.T) {
 	}
 }
 
+// TestHostileDownloaderOutput runs a misbehaving downloader twice: with
+// every layer, where Landlock refuses to let it create links and FIFOs at
+// all, and without Landlock, where the worker's own checks must refuse
+// them. Either way nothing is stored.
 func TestHostileDownloaderOutput(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.JobTimeout = 2 * time.Second })
+	for _, landlock := range []bool{true, false} {
+		t.Run(fmt.Sprintf("landlock=%v", landlock), func(t *testing.T) {
+			// With Landlock the link and FIFO are never made: no output.
+			refused := job.ClassBadOutput
+			if !landlock {
+				refused = job.ClassInternal // the worker's open refuses them
+			}
+			hostileOutput(t, landlock, refused)
+		})
+	}
+}
+
+func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
+	h := newHarnessLayers(t, func(o *Options) { o.JobTimeout = 2 * time.Second }, landlock)
 	h.start()
 	tests := []struct {
 		video string
 		class job.Class
 	}{
-		{"symlinkAAAA", job.ClassInternal},
+		{"symlinkAAAA", refused},
 		{"hardlinkAAA", job.ClassInternal},
-		{"fifoAAAAAAA", job.ClassInternal},
+		{"fifoAAAAAAA", refused},
 		{"badextAAAAA", job.ClassBadOutput},
 		{"twofilesAAA", job.ClassBadOutput},
 		{"nothingAAAA", job.ClassBadOutput},
