@@ -98,9 +98,29 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}()
 	stderr := &tailBuffer{max: 16 << 10}
 	audit.Event(w.log, audit.Started, "job", j.ID, "video", j.Video, "format", j.Format, "ytdlp", w.caps.Version)
-	outcome, err := w.opt.Launcher.Run(ctx, spec, dir, pw, stderr, w.opt.JobTimeout)
+	// RLIMIT_FSIZE caps each file, not their number: watch the job
+	// directory's total and stop the download past its budget.
+	runCtx, stopRun := context.WithCancel(ctx)
+	overBudget := make(chan int64, 1)
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		w.watchDiskUse(runCtx, dir, diskBudget(w.opt.MaxFileBytes), func(used int64) {
+			overBudget <- used
+			stopRun()
+		})
+	}()
+	outcome, err := w.opt.Launcher.Run(runCtx, spec, dir, pw, stderr, w.opt.JobTimeout)
+	stopRun()
+	<-watchDone
 	pw.Close()
 	out := <-parsed
+	select {
+	case used := <-overBudget:
+		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "reason", "disk_budget", "bytes", used)
+		return fail(job.ClassTooLarge)
+	default:
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return fail(job.ClassInternal)
@@ -161,6 +181,58 @@ func (s *Stored) result(j *job.Job, cached bool) *job.Result {
 	r := j.Result(job.StatusDone, job.ClassNone)
 	r.Title, r.Duration, r.Size, r.File, r.Cached = s.Title, s.Duration, s.Size, s.File, cached
 	return r
+}
+
+// diskBudget is how much a job directory may hold: the file, a second copy
+// while yt-dlp merges or converts, and room for its temporary files.
+func diskBudget(maxFile int64) int64 { return 2*maxFile + 64<<20 }
+
+// watchDiskUse calls over once if the total size of dir's tree exceeds
+// budget, checking every 250 ms until ctx ends.
+func (w *Worker) watchDiskUse(ctx context.Context, dir *os.File, budget int64, over func(int64)) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if used := treeSize(int(dir.Fd()), 0); used > budget {
+			over(used)
+			return
+		}
+	}
+}
+
+// treeSize adds up the allocated size of everything under the directory
+// fd, without following links, to a bounded depth.
+func treeSize(fd int, depth int) int64 {
+	if depth > 8 {
+		return 0
+	}
+	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0
+	}
+	f := os.NewFile(uintptr(d), "")
+	defer f.Close()
+	names, _ := f.Readdirnames(100000)
+	var total int64
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(d, n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
+			continue
+		}
+		total += st.Blocks * 512
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			if sub, err := unix.Openat(d, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
+				total += treeSize(sub, depth+1)
+				unix.Close(sub)
+			}
+		}
+	}
+	return total
 }
 
 // findOutput looks for the one file yt-dlp should have left: <video>.<ext>

@@ -231,6 +231,9 @@ func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
 		{"failAAAAAAA", job.ClassUnavailable},
 		{"sleepAAAAAA", job.ClassTimeout},
 		{"sigsysAAAAA", job.ClassSandbox},
+		// 400 files of 1 MB, each under RLIMIT_FSIZE: over the budget of
+		// 2 x 1 MiB + 64 MiB, stopped before the time limit.
+		{"diskfillAAA", job.ClassTooLarge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.video, func(t *testing.T) {
@@ -250,6 +253,9 @@ func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
 	}
 	if !strings.Contains(h.log.String(), `"event":"violation"`) {
 		t.Error("SIGSYS in the child raised no violation alert")
+	}
+	if !strings.Contains(h.log.String(), `"reason":"disk_budget"`) {
+		t.Error("filling the disk raised no alert")
 	}
 }
 
