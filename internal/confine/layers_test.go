@@ -217,6 +217,26 @@ func runCase(c string) {
 		must(Seccomp(Downloader))
 		_, _, e := unix.RawSyscall(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, 1<<32|262)
 		report(errnoOrNil(e))
+	case "downloader-seccomp-unix-socket":
+		must(Seccomp(Downloader))
+		_, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		report(err)
+	case "downloader-seccomp-unix-socket-high-bits":
+		must(Seccomp(Downloader))
+		_, _, e := unix.RawSyscall(unix.SYS_SOCKET, 1<<32|unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-socketpair":
+		must(Seccomp(Downloader))
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err == nil {
+			unix.Close(fds[0])
+			unix.Close(fds[1])
+		}
+		report(err)
+	case "receiver-seccomp-unix-socket":
+		must(Seccomp(Receiver))
+		_, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+		report(err)
 	case "downloader-seccomp-int80":
 		must(Seccomp(Downloader))
 		int80Getpid()
@@ -435,6 +455,10 @@ var seccompCases = []struct{ c, want string }{
 	{"downloader-seccomp-mptcp", "SIGSYS"},
 	{"downloader-seccomp-mptcp-high-bits", "SIGSYS"},
 	{"downloader-seccomp-int80", "SIGSYS"},
+	{"downloader-seccomp-unix-socket", "EACCES"},
+	{"downloader-seccomp-unix-socket-high-bits", "EACCES"},
+	{"downloader-seccomp-socketpair", "ok"},
+	{"receiver-seccomp-unix-socket", "EACCES"},
 	{"downloader-seccomp-keyctl", "SIGSYS"},
 	{"downloader-seccomp-bpf", "SIGSYS"},
 	{"downloader-seccomp-io-uring", "SIGSYS"},

@@ -19,9 +19,9 @@ import (
 // Every filter starts with a prefix of our own: a system call of another
 // architecture (e.g. i386 via int 0x80) or of the x32 ABI kills the
 // process, and so does socket(…, IPPROTO_MPTCP), which Landlock's TCP
-// rules do not cover. The prefix compares only the low 32 bits of the
-// protocol argument, as the kernel does, so junk in the upper half
-// cannot slip past.
+// rules do not cover; socket(AF_UNIX, …) fails with EACCES. The prefix
+// compares only the low 32 bits of int arguments, as the kernel does, so
+// junk in the upper half cannot slip past.
 
 // Domain selects a policy.
 type Domain string
@@ -158,7 +158,8 @@ const (
 	// offsets in struct seccomp_data
 	offNr   = 0
 	offArch = 4
-	offArg2 = 16 + 2*8 // low 32 bits on little-endian
+	offArg0 = 16 + 0*8 // low 32 bits on little-endian
+	offArg2 = 16 + 2*8
 )
 
 // prefix is our own guard in front of every policy.
@@ -171,7 +172,13 @@ func prefix() []bpf.Instruction {
 		bpf.LoadAbsolute{Off: offNr, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32Bit, SkipFalse: 1},
 		kill, // the x32 ABI
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 3},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 6},
+		// socket(AF_UNIX, …) is refused: Landlock ABI < 9 does not restrict
+		// connecting to pathname unix sockets, and no domain needs one
+		// (the launcher's pair is made with socketpair before any filter).
+		bpf.LoadAbsolute{Off: offArg0, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_UNIX, SkipFalse: 1},
+		bpf.RetConstant{Val: uint32(errno(unix.EACCES))},
 		bpf.LoadAbsolute{Off: offArg2, Size: 4},
 		bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipprotoMPTCP, SkipFalse: 1},
 		kill, // MPTCP escapes Landlock's TCP rules
