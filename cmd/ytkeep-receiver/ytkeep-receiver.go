@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -34,16 +33,9 @@ func main() {
 func run(configPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	configPath, err := filepath.Abs(configPath)
+	cfg, configPath, err := config.LoadFor(configPath, (*config.Config).CheckReceiver)
 	if err != nil {
 		return err
-	}
-	cfg, err := config.Load(configPath)
-	if err != nil {
-		return err
-	}
-	if err := cfg.CheckReceiver(); err != nil {
-		return fmt.Errorf("invalid configuration %s:\n%w", configPath, err)
 	}
 	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
 	audit.Announce(log, cfg.Warnings())
@@ -59,13 +51,8 @@ func run(configPath string) error {
 	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 
 	// 2. Become the receiver's user, before reading any request.
-	var id *confine.Identity
-	if cfg.Receiver.RunAs.User != "" {
-		if id, err = confine.ResolveIdentity(cfg.Receiver.RunAs.User, cfg.Receiver.RunAs.Group, cfg.Receiver.RunAs.Groups); err != nil {
-			return err
-		}
-	}
-	if err := confine.BecomeUser(id); err != nil {
+	ra := cfg.Receiver.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups); err != nil {
 		return err
 	}
 	// 3. Confine: read config and secrets, write the spool, bind our port,

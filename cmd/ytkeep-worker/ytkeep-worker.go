@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -43,28 +42,16 @@ func main() {
 func run(configPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	configPath, err := filepath.Abs(configPath)
+	cfg, configPath, err := config.LoadFor(configPath, (*config.Config).CheckWorker)
 	if err != nil {
 		return err
-	}
-	cfg, err := config.Load(configPath)
-	if err != nil {
-		return err
-	}
-	if err := cfg.CheckWorker(); err != nil {
-		return fmt.Errorf("invalid configuration %s:\n%w", configPath, err)
 	}
 	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
 	audit.Announce(log, cfg.Warnings())
 
 	// 1. Become the worker's user, before reading any job.
-	var id *confine.Identity
-	if cfg.Worker.RunAs.User != "" {
-		if id, err = confine.ResolveIdentity(cfg.Worker.RunAs.User, cfg.Worker.RunAs.Group, cfg.Worker.RunAs.Groups); err != nil {
-			return err
-		}
-	}
-	if err := confine.BecomeUser(id); err != nil {
+	ra := cfg.Worker.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups); err != nil {
 		return err
 	}
 	// 2. Start the launcher server while we may still start programs; it

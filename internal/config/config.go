@@ -153,6 +153,23 @@ func Load(path string) (*Config, error) {
 	return Parse(string(data))
 }
 
+// LoadFor loads path (made absolute, as the daemons' Landlock rules need)
+// and runs a daemon's check on it. It returns the absolute path too.
+func LoadFor(path string, check func(*Config) error) (*Config, string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := Load(abs)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := check(c); err != nil {
+		return nil, "", fmt.Errorf("invalid configuration %s:\n%w", abs, err)
+	}
+	return c, abs, nil
+}
+
 // Parse decodes a configuration from TOML text and fills in defaults.
 func Parse(text string) (*Config, error) {
 	var c Config

@@ -79,6 +79,19 @@ func resolveGroup(name string) (int, error) {
 	return strconv.Atoi(g.Gid)
 }
 
+// BecomeConfigured resolves a configured user (empty: none configured) and
+// calls BecomeUser with it.
+func BecomeConfigured(userName, groupName string, groups []string) error {
+	var id *Identity
+	if userName != "" {
+		var err error
+		if id, err = ResolveIdentity(userName, groupName, groups); err != nil {
+			return err
+		}
+	}
+	return BecomeUser(id)
+}
+
 // BecomeUser switches every thread of the process to id, for good. It is
 // called as root, before any untrusted input is read. When not root it
 // only checks that the process already runs as id (or, with id nil, that
