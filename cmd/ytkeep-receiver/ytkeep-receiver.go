@@ -72,7 +72,8 @@ func run(configPath string) error {
 	warning, err := confine.Enter(confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
-		SpoolDirs:    []string{layout.Receiver(""), layout.Results(), layout.Incoming()},
+		SpoolDirs:    []string{layout.Receiver(""), layout.Results()},
+		DropDirs:     []string{layout.Incoming()},
 		ListenPort:   port,
 		ConnectPorts: connect,
 	}), cfg.Security.InsecureNoLandlock)

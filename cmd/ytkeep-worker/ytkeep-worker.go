@@ -79,7 +79,8 @@ func run(configPath string) error {
 	// 3. Confine ourselves: no network, no exec, only the spool.
 	warning, err := confine.Enter(confine.Worker, confine.WorkerRules(confine.WorkerParams{
 		ConfigFile: configPath,
-		WriteDirs:  []string{layout.Incoming(), layout.Results(), layout.Worker(""), cfg.Worker.DownloadsDir},
+		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), cfg.Worker.DownloadsDir},
+		DropDirs:   []string{layout.Results()},
 	}), cfg.Security.InsecureNoLandlock)
 	if err != nil {
 		return err

@@ -18,7 +18,8 @@ var timeDirs = []string{"/usr/share/zoneinfo"}
 type ReceiverParams struct {
 	ConfigFile string
 	ReadFiles  []string // signing secret, TLS certificate and key
-	SpoolDirs  []string // its private dir, results/, incoming/
+	SpoolDirs  []string // its private dir and results/
+	DropDirs   []string // incoming/: create only
 	ListenPort uint16
 	// ConnectPorts: 443 for Slack, 53 for DNS over TCP, and the simulated
 	// Slack's port in test mode.
@@ -26,7 +27,7 @@ type ReceiverParams struct {
 }
 
 // ReceiverRules: read its config, secrets and the system's DNS and TLS
-// files; write only the spool; bind its port; connect only to the given
+// files; write only the spool, and into incoming/ only create; bind its port; connect only to the given
 // ports; execute nothing.
 func ReceiverRules(p ReceiverParams) *Rules {
 	return &Rules{
@@ -34,6 +35,7 @@ func ReceiverRules(p ReceiverParams) *Rules {
 		ReadFiles:  uniq(append(append(append([]string{p.ConfigFile}, p.ReadFiles...), netClientFiles...), timeFiles...)),
 		ReadDirs:   uniq(append(append([]string{}, netClientDirs...), timeDirs...)),
 		WriteDirs:  uniq(p.SpoolDirs),
+		DropDirs:   uniq(p.DropDirs),
 		Optional:   append(append(append([]string{}, netClientFiles...), netClientDirs...), append(timeFiles, timeDirs...)...),
 		ConnectTCP: p.ConnectPorts,
 		BindTCP:    []uint16{p.ListenPort},
@@ -43,17 +45,19 @@ func ReceiverRules(p ReceiverParams) *Rules {
 // WorkerParams are the worker's paths.
 type WorkerParams struct {
 	ConfigFile string
-	WriteDirs  []string // incoming/, results/, its private dir, downloads
+	WriteDirs  []string // incoming/, its private dir, downloads
+	DropDirs   []string // results/: create only
 }
 
-// WorkerRules: read its config; write the spool and the downloads; no
-// network, execute nothing (the launcher server, started before, does).
+// WorkerRules: read its config; write the spool and the downloads, and
+// into results/ only create; no network, execute nothing (the launcher server, started before, does).
 func WorkerRules(p WorkerParams) *Rules {
 	return &Rules{
 		Name:      "worker",
 		ReadFiles: uniq(append([]string{p.ConfigFile}, timeFiles...)),
 		ReadDirs:  timeDirs,
 		WriteDirs: uniq(p.WriteDirs),
+		DropDirs:  uniq(p.DropDirs),
 		Optional:  append(append([]string{}, timeFiles...), timeDirs...),
 	}
 }

@@ -49,6 +49,9 @@ type Rules struct {
 	// WriteDirs: read, write, create and rename beneath (writeDirRights);
 	// never execute.
 	WriteDirs []string
+	// DropDirs: only create regular files and rename them in, the other
+	// side's spool directory (no read, no list, no remove).
+	DropDirs []string
 	// RWFiles: read and write these files (e.g. /dev/null).
 	RWFiles []string
 	// Optional lists paths above that may be missing on some systems.
@@ -61,8 +64,8 @@ type Rules struct {
 // String describes the policy for logs and doctor.
 func (p *Rules) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: read %v, exec %v, files %v, exec files %v, write %v, rw files %v, connect %v, bind %v",
-		p.Name, p.ReadDirs, p.ExecDirs, p.ReadFiles, p.ExecFiles, p.WriteDirs, p.RWFiles, p.ConnectTCP, p.BindTCP)
+	fmt.Fprintf(&b, "%s: read %v, exec %v, files %v, exec files %v, write %v, drop %v, rw files %v, connect %v, bind %v",
+		p.Name, p.ReadDirs, p.ExecDirs, p.ReadFiles, p.ExecFiles, p.WriteDirs, p.DropDirs, p.RWFiles, p.ConnectTCP, p.BindTCP)
 	return b.String()
 }
 
@@ -118,6 +121,7 @@ func (p *Rules) rules() []landlock.Rule {
 	add(access(fsReadFile), p.ReadFiles)
 	add(access(fsReadFile|fsExecute), p.ExecFiles)
 	add(access(writeDirRights), p.WriteDirs)
+	add(access(llsyscall.AccessFSMakeReg|llsyscall.AccessFSRefer), p.DropDirs)
 	add(access(fsReadFile|llsyscall.AccessFSWriteFile|llsyscall.AccessFSTruncate), p.RWFiles)
 	for _, port := range p.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(port))

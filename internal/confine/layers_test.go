@@ -96,7 +96,7 @@ func bind(p uint16) error {
 
 func receiverRules() *Rules {
 	return ReceiverRules(ReceiverParams{ConfigFile: env("CONFIG"), ReadFiles: []string{env("SECRET")},
-		SpoolDirs: []string{env("SPOOL")}, ListenPort: port("LISTEN"), ConnectPorts: []uint16{port("ALLOWED")}})
+		SpoolDirs: []string{env("SPOOL")}, DropDirs: []string{env("DROP")}, ListenPort: port("LISTEN"), ConnectPorts: []uint16{port("ALLOWED")}})
 }
 
 func workerRules() *Rules {
@@ -122,6 +122,25 @@ func runCase(c string) {
 	case "receiver-landlock-write-outside":
 		must(Landlock(receiverRules()))
 		report(writeFile(filepath.Join(filepath.Dir(env("OTHER")), "new")))
+	case "receiver-landlock-drop-rename-in":
+		// What the spool writer does: create privately, rename in.
+		must(Landlock(receiverRules()))
+		tmp := filepath.Join(env("SPOOL"), "new.job")
+		must(writeFile(tmp))
+		report(os.Rename(tmp, filepath.Join(env("DROP"), "new.job")))
+	case "receiver-landlock-drop-write":
+		must(Landlock(receiverRules()))
+		report(writeFile(filepath.Join(env("DROP"), "direct.job")))
+	case "receiver-landlock-drop-read":
+		must(Landlock(receiverRules()))
+		report(readFile(filepath.Join(env("DROP"), "theirs.job")))
+	case "receiver-landlock-drop-list":
+		must(Landlock(receiverRules()))
+		_, err := os.ReadDir(env("DROP"))
+		report(err)
+	case "receiver-landlock-drop-remove":
+		must(Landlock(receiverRules()))
+		report(os.Remove(filepath.Join(env("DROP"), "theirs.job")))
 	case "receiver-landlock-connect-allowed":
 		must(Landlock(receiverRules()))
 		report(connect(port("ALLOWED")))
@@ -326,12 +345,13 @@ func newFixture(t *testing.T) *fixture {
 		unix.Chmod(d, st.Mode&0o7777|0o055)
 	}
 	f := &fixture{secret: filepath.Join(root, "signing_secret"), job: filepath.Join(root, "work", "job1")}
-	for _, d := range []string{"spool", "work/job1", "other"} {
+	for _, d := range []string{"spool", "work/job1", "other", "drop"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	os.WriteFile(filepath.Join(root, "config.toml"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(root, "drop", "theirs.job"), []byte("x"), 0o644)
 	os.WriteFile(filepath.Join(f.job, "payload"), []byte("#!/bin/sh\necho pwned\n"), 0o755)
 	os.WriteFile(f.secret, []byte("s3cret"), 0o600)
 	os.WriteFile(filepath.Join(root, "other", "file"), []byte("x"), 0o644)
@@ -363,7 +383,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Cleanup(func() { v.Process.Kill(); v.Wait() })
 	f.env = []string{
 		"YTKEEP_CONFIG=" + filepath.Join(root, "config.toml"), "YTKEEP_SECRET=" + f.secret,
-		"YTKEEP_SPOOL=" + filepath.Join(root, "spool"), "YTKEEP_JOB=" + f.job,
+		"YTKEEP_SPOOL=" + filepath.Join(root, "spool"), "YTKEEP_JOB=" + f.job, "YTKEEP_DROP=" + filepath.Join(root, "drop"),
 		"YTKEEP_OTHER=" + filepath.Join(root, "other", "file"),
 		"YTKEEP_ALLOWED=" + strconv.Itoa(f.allowed), "YTKEEP_OTHERPORT=" + strconv.Itoa(f.other),
 		"YTKEEP_FREE=" + strconv.Itoa(f.free), "YTKEEP_LISTEN=" + strconv.Itoa(f.free+1),
@@ -423,6 +443,11 @@ var landlockCases = []struct{ c, want string }{
 	{"receiver-landlock-read-outside", "EACCES"},
 	{"receiver-landlock-read-shadow", "EACCES"},
 	{"receiver-landlock-write-outside", "EACCES"},
+	{"receiver-landlock-drop-rename-in", "ok"},
+	{"receiver-landlock-drop-write", "EACCES"},
+	{"receiver-landlock-drop-read", "EACCES"},
+	{"receiver-landlock-drop-list", "EACCES"},
+	{"receiver-landlock-drop-remove", "EACCES"},
 	{"receiver-landlock-connect-allowed", "ok"},
 	{"receiver-landlock-connect-other", "EACCES"},
 	{"receiver-landlock-bind-other", "EACCES"},
