@@ -65,12 +65,26 @@ func run(configPath string) error {
 	if p := cfg.MediaPort(); p != 0 {
 		ports = []uint16{p}
 	}
+	maxBytes := int64(cfg.Worker.MaxFileMB) << 20
+	timeout := time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second
 	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
 		Rules: *confine.DownloaderRules(confine.DownloaderParams{
 			JobRoot: layout.Worker("work"), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
-		Programs: []string{cfg.Worker.YtDlp},
 		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
+		// Fixed now: a compromised worker can later ask only for a video
+		// ID and a format.
+		Download: &sandbox.DownloadConfig{
+			YtDlp: cfg.Worker.YtDlp, FFmpeg: cfg.Worker.FFmpeg, MaxBytes: maxBytes,
+			SocketTimeout: cfg.Worker.SocketTimeoutSeconds, TestBaseURL: cfg.Testing.MediaBaseURL,
+			Timeout: timeout,
+			Limits: sandbox.Limits{
+				CPUSeconds: uint64(cfg.Worker.JobTimeoutSeconds),
+				FileBytes:  uint64(maxBytes) + 64<<20, // the exact cap is checked on the result
+				OpenFiles:  uint64(cfg.Worker.ChildMaxOpenFiles),
+				Processes:  uint64(cfg.Worker.ChildMaxProcesses),
+			},
+		},
 	})
 	if err != nil {
 		return err
@@ -95,25 +109,15 @@ func run(configPath string) error {
 		"seccomp_allowed", confine.AllowedCount(confine.Worker))
 
 	w, err := worker.New(worker.Options{
-		SpoolDir:          cfg.Spool.Dir,
-		DownloadsDir:      cfg.Worker.DownloadsDir,
-		YtDlp:             cfg.Worker.YtDlp,
-		FFmpeg:            cfg.Worker.FFmpeg,
-		Launcher:          launcher,
-		Concurrency:       cfg.Worker.Concurrency,
-		JobTimeout:        time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second,
-		MaxFileBytes:      int64(cfg.Worker.MaxFileMB) << 20,
-		MaxAttempts:       cfg.Worker.MaxAttempts,
-		SocketTimeout:     cfg.Worker.SocketTimeoutSeconds,
-		ChildMaxProcesses: cfg.Worker.ChildMaxProcesses,
-		ChildMaxOpenFiles: cfg.Worker.ChildMaxOpenFiles,
-		TestBaseURL:       cfg.Testing.MediaBaseURL,
-		Logger:            log,
+		SpoolDir:     cfg.Spool.Dir,
+		DownloadsDir: cfg.Worker.DownloadsDir,
+		Launcher:     launcher,
+		Concurrency:  cfg.Worker.Concurrency,
+		MaxFileBytes: maxBytes,
+		MaxAttempts:  cfg.Worker.MaxAttempts,
+		Logger:       log,
 	})
 	if err != nil {
-		return err
-	}
-	if err := w.Detect(ctx); err != nil {
 		return err
 	}
 	err = w.Run(ctx)

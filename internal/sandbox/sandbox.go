@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/job"
 )
 
 // ServerFlag and ChildFlag put our binary in launcher-server and
@@ -68,16 +69,34 @@ func (s *Spec) check() error {
 	return nil
 }
 
-// Setup is the server's configuration, sent once when it starts.
+// Setup is the server's configuration, sent once when it starts, by the
+// worker before it confines itself. A confined (possibly compromised)
+// worker can send requests, never a second Setup.
 type Setup struct {
 	// Rules is the downloader domain: what any child may reach. Its
 	// WriteDirs must hold exactly the directory of all job directories;
 	// each child is narrowed to its own job directory.
-	Rules confine.Rules
-	// Programs lists the only paths a Spec may execute.
-	Programs []string
+	Rules    confine.Rules
 	Landlock bool // apply Landlock (false only with insecure_no_landlock)
 	Seccomp  bool // apply the downloader seccomp filter
+	// Download configures yt-dlp. The server probes it at start and builds
+	// every download's command line itself: requests carry only a video
+	// ID and a format, so a compromised worker cannot pass yt-dlp options
+	// (such as --exec) into the downloader domain.
+	Download *DownloadConfig
+	// RawPrograms may be run with a caller's Spec. Only the sandbox's own
+	// tests set it; the worker never does.
+	RawPrograms []string
+}
+
+// DownloadConfig is fixed for the server's life.
+type DownloadConfig struct {
+	YtDlp, FFmpeg string
+	MaxBytes      int64
+	SocketTimeout int    // seconds
+	TestBaseURL   string // test mode media source, or ""
+	Limits        Limits
+	Timeout       time.Duration
 }
 
 // Outcome is how the child ended.
@@ -92,10 +111,19 @@ type Outcome struct {
 func (o *Outcome) Violation() bool { return o.Signal == syscall.SIGSYS }
 
 type request struct {
-	ID        uint64 `json:"id"`
-	Kill      bool   `json:"kill,omitempty"`
-	Spec      *Spec  `json:"spec,omitempty"`
-	TimeoutMS int64  `json:"timeout_ms,omitempty"`
+	ID        uint64     `json:"id"`
+	Kill      bool       `json:"kill,omitempty"`
+	Spec      *Spec      `json:"spec,omitempty"` // raw: RawPrograms only
+	TimeoutMS int64      `json:"timeout_ms,omitempty"`
+	JobDir    string     `json:"job_dir,omitempty"` // download: name under the job root
+	Video     string     `json:"video,omitempty"`
+	Format    job.Format `json:"format,omitempty"`
+}
+
+// hello is the server's answer to Setup.
+type hello struct {
+	Version string `json:"version"` // yt-dlp's, when Download is set
+	Error   string `json:"error,omitempty"`
 }
 
 type response struct {
@@ -121,7 +149,11 @@ type Launcher struct {
 	waiting map[uint64]chan *response
 	err     error // set when the server is gone
 	done    chan struct{}
+	version string
 }
+
+// Version is the yt-dlp version the server found at start.
+func (l *Launcher) Version() string { return l.version }
 
 // StartLauncher starts self as the launcher server with setup.
 func StartLauncher(self string, setup *Setup) (*Launcher, error) {
@@ -141,14 +173,31 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
 	}
 	l := &Launcher{sock: ours, fd: int(ours.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{})}
-	data, _ := json.Marshal(setup)
-	if err := unix.Sendmsg(l.fd, data, nil, nil, 0); err != nil {
+	fail := func(err error) (*Launcher, error) {
 		unix.Shutdown(l.fd, unix.SHUT_RDWR)
 		ours.Close()
 		cmd.Process.Kill()
 		cmd.Wait()
-		return nil, fmt.Errorf("couldn't configure the launcher server: %w", err)
+		return nil, err
 	}
+	data, _ := json.Marshal(setup)
+	if err := unix.Sendmsg(l.fd, data, nil, nil, 0); err != nil {
+		return fail(fmt.Errorf("couldn't configure the launcher server: %w", err))
+	}
+	// The server confines itself, probes yt-dlp and says hello.
+	buf := make([]byte, maxMsg)
+	n, _, _, _, err := unix.Recvmsg(l.fd, buf, nil, 0)
+	if err != nil || n == 0 {
+		return fail(fmt.Errorf("the launcher server did not start: %v", err))
+	}
+	var h hello
+	if err := json.Unmarshal(buf[:n], &h); err != nil {
+		return fail(fmt.Errorf("the launcher server's hello: %w", err))
+	}
+	if h.Error != "" {
+		return fail(errors.New(h.Error))
+	}
+	l.version = h.Version
 	go l.read()
 	return l, nil
 }
@@ -206,13 +255,24 @@ func (l *Launcher) Close() error {
 	return l.cmd.Wait()
 }
 
-// Run executes spec in a fresh child with dir as its working directory,
-// copies its output to stdout and stderr, and waits for it, at most
-// timeout. Ending ctx kills the child.
+// Download runs yt-dlp for video in format, in the job directory dir
+// (named jobDir under the job root), copying its output to stdout and
+// stderr. The server builds the command line; ending ctx kills the child.
+func (l *Launcher) Download(ctx context.Context, jobDir, video string, format job.Format, dir *os.File, stdout, stderr io.Writer) (*Outcome, error) {
+	return l.do(ctx, &request{JobDir: jobDir, Video: video, Format: format}, dir, stdout, stderr)
+}
+
+// Run executes spec (a program in Setup.RawPrograms) in a fresh child with
+// dir as its working directory, copies its output to stdout and stderr,
+// and waits for it, at most timeout. Ending ctx kills the child.
 func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, stderr io.Writer, timeout time.Duration) (*Outcome, error) {
 	if err := spec.check(); err != nil {
 		return nil, err
 	}
+	return l.do(ctx, &request{Spec: spec, TimeoutMS: timeout.Milliseconds()}, dir, stdout, stderr)
+}
+
+func (l *Launcher) do(ctx context.Context, req *request, dir *os.File, stdout, stderr io.Writer) (*Outcome, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -253,7 +313,8 @@ func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, st
 	l.waiting[id] = ch
 	l.mu.Unlock()
 
-	data, _ := json.Marshal(&request{ID: id, Spec: spec, TimeoutMS: timeout.Milliseconds()})
+	req.ID = id
+	data, _ := json.Marshal(req)
 	rights := unix.UnixRights(int(dir.Fd()), int(outW.Fd()), int(errW.Fd()))
 	err = unix.Sendmsg(l.fd, data, rights, nil, 0)
 	outW.Close() // the server holds its own copies now

@@ -38,10 +38,10 @@ func launcher(t *testing.T) (*Launcher, string) {
 	// rules do not grant.
 	rules.ReadDirs = append(rules.ReadDirs, "/proc")
 	l, err := StartLauncher(self, &Setup{
-		Rules:    *rules,
-		Programs: []string{"/bin/sh", "/bin/cat", "/bin/dd"},
-		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
-		Seccomp:  true,
+		Rules:       *rules,
+		RawPrograms: []string{"/bin/sh", "/bin/cat", "/bin/dd"},
+		Landlock:    confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:     true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -179,5 +179,105 @@ func TestLauncherWithoutDescriptors(t *testing.T) {
 	st, _ := p.Wait()
 	if st.ExitCode() != 126 {
 		t.Fatalf("launcher without spec exited %d, want 126", st.ExitCode())
+	}
+}
+
+// downloader starts a production-like launcher server (no raw programs)
+// with the echoing fake yt-dlp.
+func downloader(t *testing.T, ytdlp string) (*Launcher, string, error) {
+	t.Helper()
+	root := t.TempDir()
+	self, _ := os.Executable()
+	fake, _ := filepath.Abs(ytdlp)
+	l, err := StartLauncher(self, &Setup{
+		Rules:    *confine.DownloaderRules(confine.DownloaderParams{JobRoot: root, ExtraExec: []string{filepath.Dir(fake)}}),
+		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:  true,
+		Download: &DownloadConfig{YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", MaxBytes: 1 << 20, SocketTimeout: 5,
+			Timeout: 10 * time.Second, Limits: limits},
+	})
+	if err == nil {
+		t.Cleanup(func() { l.Close() })
+	}
+	return l, root, err
+}
+
+func jobDir(t *testing.T, root, name string) *os.File {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(root, name), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	d, err := os.Open(filepath.Join(root, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// TestServerBuildsTheCommandLine: the worker sends a video ID and a
+// format; what runs is yt-dlp's fixed command line, ending in "--" and a
+// URL rebuilt from the ID.
+func TestServerBuildsTheCommandLine(t *testing.T) {
+	l, root, err := downloader(t, "testdata/echo-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Version() != "2023.03.04" {
+		t.Fatalf("version %q", l.Version())
+	}
+	const id = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	d := jobDir(t, root, id)
+	var out bytes.Buffer
+	o, err := l.Download(context.Background(), id, "dQw4w9WgXcQ", "720p", d, &out, nil)
+	if err != nil || o.ExitCode != 0 {
+		t.Fatalf("download: %v %+v", err, o)
+	}
+	argv := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if n := len(argv); n < 3 || argv[n-2] != "--" || argv[n-1] != "https://www.youtube.com/watch?v=dQw4w9WgXcQ" {
+		t.Fatalf("argv ends %q", argv)
+	}
+	for i, a := range argv {
+		if a == "--paths" && argv[i+1] != filepath.Join(root, id) {
+			t.Fatalf("--paths %q", argv[i+1])
+		}
+	}
+}
+
+// TestServerRefusesWhatAWorkerMustNotAsk plays a compromised worker.
+func TestServerRefusesWhatAWorkerMustNotAsk(t *testing.T) {
+	l, root, err := downloader(t, "testdata/echo-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id, other = "aaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	d := jobDir(t, root, id)
+	jobDir(t, root, other)
+	ctx := context.Background()
+	for name, try := range map[string]func() error{
+		"raw command line": func() error {
+			_, err := l.Run(ctx, &Spec{Path: "/bin/sh", Args: []string{"-c", "id"}, Limits: limits}, d, nil, nil, time.Second)
+			return err
+		},
+		"raw yt-dlp with --exec": func() error {
+			fake, _ := filepath.Abs("testdata/echo-yt-dlp")
+			_, err := l.Run(ctx, &Spec{Path: fake, Args: []string{"--exec", "sh -c id", "--", "x"}, Limits: limits}, d, nil, nil, time.Second)
+			return err
+		},
+		"option as video":  func() error { _, err := l.Download(ctx, id, "--exec=id", "best", d, nil, nil); return err },
+		"url as video":     func() error { _, err := l.Download(ctx, id, "https://e/", "best", d, nil, nil); return err },
+		"unknown format":   func() error { _, err := l.Download(ctx, id, "dQw4w9WgXcQ", "bv*+--exec", d, nil, nil); return err },
+		"path as job":      func() error { _, err := l.Download(ctx, "../../etc", "dQw4w9WgXcQ", "best", d, nil, nil); return err },
+		"other job's name": func() error { _, err := l.Download(ctx, other, "dQw4w9WgXcQ", "best", d, nil, nil); return err },
+	} {
+		if err := try(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func TestServerRefusesAnOldYtDlp(t *testing.T) {
+	if _, _, err := downloader(t, "testdata/old-yt-dlp"); err == nil || !strings.Contains(err.Error(), "lacks required flags") {
+		t.Fatalf("StartLauncher with an old yt-dlp: %v", err)
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +19,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
 // ServerMain is the launcher server. It never returns.
@@ -37,9 +41,11 @@ type childSpec struct {
 }
 
 type server struct {
-	sock  int
-	self  string
-	setup Setup
+	sock    int
+	self    string
+	setup   Setup
+	jobRoot string
+	caps    *ytdlp.Capabilities
 
 	mu       sync.Mutex
 	children map[uint64]chan struct{} // request id -> kill request
@@ -65,6 +71,7 @@ func serve() error {
 	if len(s.setup.Rules.WriteDirs) != 1 {
 		return errors.New("bad setup: the rules must name exactly one job root")
 	}
+	s.jobRoot = s.setup.Rules.WriteDirs[0]
 	if s.self, err = os.Executable(); err != nil {
 		return err
 	}
@@ -85,6 +92,19 @@ func serve() error {
 			return err
 		}
 	}
+	// Probe yt-dlp now, while nobody can influence it, and say hello.
+	h := hello{}
+	if d := s.setup.Download; d != nil {
+		if err := s.probe(d); err != nil {
+			h.Error = err.Error()
+		} else {
+			h.Version = s.caps.Version
+		}
+	}
+	data, _ := json.Marshal(&h)
+	if err := unix.Sendmsg(s.sock, data, nil, nil, 0); err != nil || h.Error != "" {
+		return errors.New(h.Error)
+	}
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
@@ -103,9 +123,9 @@ func serve() error {
 			closeAll(fds)
 			continue
 		}
-		if len(fds) != 3 || req.Spec == nil {
+		if len(fds) != 3 {
 			closeAll(fds)
-			s.send(&response{ID: req.ID, Error: "a run request needs a spec and three descriptors"})
+			s.send(&response{ID: req.ID, Error: "a request needs three descriptors"})
 			continue
 		}
 		go s.run(req, fds)
@@ -171,35 +191,128 @@ func (s *server) killAll() {
 	time.Sleep(100 * time.Millisecond)
 }
 
-// run starts one child and reports how it ended.
+// probe runs yt-dlp --version and --help and refuses a yt-dlp that lacks
+// a required hardening flag.
+func (s *server) probe(d *DownloadConfig) error {
+	run := func(flag string) ([]byte, error) {
+		dirPath, err := os.MkdirTemp(s.jobRoot, ".probe-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dirPath)
+		dir, err := os.Open(dirPath)
+		if err != nil {
+			return nil, err
+		}
+		defer dir.Close()
+		outR, outW, err := os.Pipe()
+		if err != nil {
+			return nil, err
+		}
+		defer outR.Close()
+		errR, errW, err := os.Pipe()
+		if err != nil {
+			outW.Close()
+			return nil, err
+		}
+		defer errR.Close()
+		var out, errb []byte
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); out, _ = io.ReadAll(io.LimitReader(outR, 1<<20)); io.Copy(io.Discard, outR) }()
+		go func() { defer wg.Done(); errb, _ = io.ReadAll(io.LimitReader(errR, 8<<10)); io.Copy(io.Discard, errR) }()
+		spec := &Spec{Path: d.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dirPath), Limits: d.Limits}
+		r := s.execChild(0, spec, dir, outW, errW, time.Minute)
+		wg.Wait()
+		if r.Error != "" || r.Exit != 0 {
+			return nil, fmt.Errorf("%s %s failed (exit %d, signal %d): %s%s", d.YtDlp, flag, r.Exit, r.Signal, r.Error, bytes.TrimSpace(errb))
+		}
+		return out, nil
+	}
+	v, err := run("--version")
+	if err != nil {
+		return err
+	}
+	ver, err := ytdlp.ParseVersion(v)
+	if err != nil {
+		return err
+	}
+	h, err := run("--help")
+	if err != nil {
+		return err
+	}
+	caps := ytdlp.ParseHelp(ver, h)
+	if m := caps.Missing(); len(m) > 0 {
+		return fmt.Errorf("yt-dlp %s lacks required flags %s: install a current yt-dlp", ver, strings.Join(m, " "))
+	}
+	s.caps = caps
+	return nil
+}
+
+// run answers one request.
 func (s *server) run(req request, fds []int) {
 	dir, stdout, stderr := os.NewFile(uintptr(fds[0]), "jobdir"), os.NewFile(uintptr(fds[1]), "stdout"), os.NewFile(uintptr(fds[2]), "stderr")
 	defer dir.Close()
 	defer stdout.Close()
 	defer stderr.Close()
-	fail := func(format string, args ...any) {
-		s.send(&response{ID: req.ID, Error: fmt.Sprintf(format, args...)})
-	}
-	if err := req.Spec.check(); err != nil {
-		fail("%v", err)
+	spec, timeout, err := s.specFor(&req, dir)
+	if err != nil {
+		s.send(&response{ID: req.ID, Error: err.Error()})
 		return
 	}
-	if !slices.Contains(s.setup.Programs, req.Spec.Path) {
-		fail("%s is not an allowed program", req.Spec.Path)
-		return
-	}
+	s.send(s.execChild(req.ID, spec, dir, stdout, stderr, timeout))
+}
+
+// specFor decides what a request runs: a download, whose command line the
+// server builds from a re-validated video ID and format, or (only when the
+// setup allows it) a raw spec.
+func (s *server) specFor(req *request, dir *os.File) (*Spec, time.Duration, error) {
 	if err := checkFD(int(dir.Fd()), unix.S_IFDIR); err != nil {
-		fail("job directory: %v", err)
-		return
+		return nil, 0, fmt.Errorf("job directory: %v", err)
+	}
+	if req.Spec != nil {
+		if err := req.Spec.check(); err != nil {
+			return nil, 0, err
+		}
+		if !slices.Contains(s.setup.RawPrograms, req.Spec.Path) {
+			return nil, 0, fmt.Errorf("%s may not be run with a caller's command line", req.Spec.Path)
+		}
+		return req.Spec, time.Duration(req.TimeoutMS) * time.Millisecond, nil
+	}
+	d := s.setup.Download
+	if d == nil || s.caps == nil {
+		return nil, 0, errors.New("this launcher runs no downloads")
+	}
+	if !job.ValidID(req.JobDir) {
+		return nil, 0, errors.New("invalid job directory name")
+	}
+	// The descriptor must be that job directory: its path goes to yt-dlp.
+	path := filepath.Join(s.jobRoot, req.JobDir)
+	var byPath, byFD unix.Stat_t
+	if unix.Lstat(path, &byPath) != nil || unix.Fstat(int(dir.Fd()), &byFD) != nil ||
+		byPath.Dev != byFD.Dev || byPath.Ino != byFD.Ino {
+		return nil, 0, errors.New("the descriptor is not the named job directory")
+	}
+	args, err := s.caps.Args(&ytdlp.Request{Video: req.Video, Format: req.Format, TestBaseURL: d.TestBaseURL,
+		Dir: path, FFmpeg: d.FFmpeg, MaxBytes: d.MaxBytes, SocketTimeout: d.SocketTimeout})
+	if err != nil {
+		return nil, 0, err
+	}
+	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(path), Limits: d.Limits}, d.Timeout, nil
+}
+
+// execChild starts one child and reports how it ended.
+func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, timeout time.Duration) *response {
+	fail := func(format string, args ...any) *response {
+		return &response{ID: id, Error: fmt.Sprintf(format, args...)}
 	}
 	// The child sees only its own job directory, through its descriptor.
 	rules := s.setup.Rules
 	rules.WriteDirs = []string{"/proc/self/fd/4"}
-	data, _ := json.Marshal(&childSpec{Spec: *req.Spec, Rules: rules, Landlock: s.setup.Landlock})
+	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock})
 	specR, specW, err := os.Pipe()
 	if err != nil {
-		fail("%v", err)
-		return
+		return fail("%v", err)
 	}
 	defer specR.Close()
 	cmd := exec.Command(s.self, ChildFlag)
@@ -213,13 +326,12 @@ func (s *server) run(req request, fds []int) {
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		specW.Close()
-		fail("couldn't start the child: %v", err)
-		return
+		return fail("couldn't start the child: %v", err)
 	}
 	pgid := cmd.Process.Pid
 	killReq := make(chan struct{}, 1)
 	s.mu.Lock()
-	s.children[req.ID] = killReq
+	s.children[id] = killReq
 	s.mu.Unlock()
 	specW.Write(data)
 	specW.Close()
@@ -228,7 +340,7 @@ func (s *server) run(req request, fds []int) {
 
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	timer := time.NewTimer(time.Duration(req.TimeoutMS) * time.Millisecond)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := false
 	// Signals go out from this goroutine's locked thread only (see kill).
@@ -244,13 +356,13 @@ func (s *server) run(req request, fds []int) {
 	}
 	unix.Kill(-pgid, unix.SIGKILL) // leave no helper behind
 	s.mu.Lock()
-	delete(s.children, req.ID)
+	delete(s.children, id)
 	s.mu.Unlock()
-	r := &response{ID: req.ID, Exit: cmd.ProcessState.ExitCode(), TimedOut: timedOut, ElapsedMS: time.Since(start).Milliseconds()}
+	r := &response{ID: id, Exit: cmd.ProcessState.ExitCode(), TimedOut: timedOut, ElapsedMS: time.Since(start).Milliseconds()}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Signal = int(ws.Signal())
 	}
-	s.send(r)
+	return r
 }
 
 // ChildMain is the child launcher: it reads its spec, confines itself

@@ -16,7 +16,6 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
-	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
@@ -74,15 +73,6 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}
 	defer dir.Close()
 
-	req := &ytdlp.Request{Video: j.Video, Format: j.Format, TestBaseURL: w.opt.TestBaseURL, Dir: dirPath,
-		FFmpeg: w.opt.FFmpeg, MaxBytes: w.opt.MaxFileBytes, SocketTimeout: w.opt.SocketTimeout}
-	args, err := w.caps.Args(req)
-	if err != nil {
-		w.log.Error("couldn't build yt-dlp arguments", "job", j.ID, "err", err)
-		return fail(job.ClassInternal)
-	}
-	spec := &sandbox.Spec{Path: w.opt.YtDlp, Args: args, Env: ytdlp.Env(dirPath), Limits: w.limits()}
-
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fail(job.ClassInternal)
@@ -97,7 +87,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		parsed <- o
 	}()
 	stderr := &tailBuffer{max: 16 << 10}
-	audit.Event(w.log, audit.Started, "job", j.ID, "video", j.Video, "format", j.Format, "ytdlp", w.caps.Version)
+	audit.Event(w.log, audit.Started, "job", j.ID, "video", j.Video, "format", j.Format, "ytdlp", w.opt.Launcher.Version())
 	// RLIMIT_FSIZE caps each file, not their number: watch the job
 	// directory's total and stop the download past its budget.
 	runCtx, stopRun := context.WithCancel(ctx)
@@ -110,7 +100,8 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 			stopRun()
 		})
 	}()
-	outcome, err := w.opt.Launcher.Run(runCtx, spec, dir, pw, stderr, w.opt.JobTimeout)
+	// The launcher builds yt-dlp's command line from the ID and format.
+	outcome, err := w.opt.Launcher.Download(runCtx, j.ID, j.Video, j.Format, dir, pw, stderr)
 	stopRun()
 	<-watchDone
 	pw.Close()

@@ -16,33 +16,24 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
-	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
 // Options configure a Worker. All paths are absolute.
 type Options struct {
-	SpoolDir      string
-	DownloadsDir  string
-	YtDlp         string
-	FFmpeg        string
-	Launcher      *sandbox.Launcher // runs programs in the downloader domain
-	Concurrency   int
-	JobTimeout    time.Duration
-	MaxFileBytes  int64
-	MaxAttempts   int
-	SocketTimeout int // seconds
-	// ChildMaxProcesses and ChildMaxOpenFiles are the downloader's
-	// RLIMIT_NPROC and RLIMIT_NOFILE.
-	ChildMaxProcesses int
-	ChildMaxOpenFiles int
-	TestBaseURL       string // test mode media source, or ""
-	Logger            *slog.Logger
+	SpoolDir     string
+	DownloadsDir string
+	// Launcher runs downloads in the downloader domain; it was configured
+	// (yt-dlp, limits, timeout) before the worker confined itself.
+	Launcher     *sandbox.Launcher
+	Concurrency  int
+	MaxFileBytes int64
+	MaxAttempts  int
+	Logger       *slog.Logger
 }
 
 // Worker processes jobs. Create it with New and start it with Run.
@@ -56,7 +47,6 @@ type Worker struct {
 	downloads *spool.Dir
 	dlTmp     *spool.Dir
 	dlGID     int
-	caps      *ytdlp.Capabilities
 
 	mu      sync.Mutex
 	pending map[string]bool // names queued or being handled
@@ -105,69 +95,6 @@ func New(opt Options) (*Worker, error) {
 	return w, nil
 }
 
-// Capabilities returns what the installed yt-dlp supports, once Detect ran.
-func (w *Worker) Capabilities() *ytdlp.Capabilities { return w.caps }
-
-// Detect runs yt-dlp --version and --help in the sandbox and refuses a
-// yt-dlp that lacks a required hardening flag.
-func (w *Worker) Detect(ctx context.Context) error {
-	v, err := w.probe(ctx, "--version")
-	if err != nil {
-		return err
-	}
-	ver, err := ytdlp.ParseVersion(v)
-	if err != nil {
-		return err
-	}
-	h, err := w.probe(ctx, "--help")
-	if err != nil {
-		return err
-	}
-	caps := ytdlp.ParseHelp(ver, h)
-	if m := caps.Missing(); len(m) > 0 {
-		return fmt.Errorf("yt-dlp %s lacks required flags %s: install a current yt-dlp", ver, strings.Join(m, " "))
-	}
-	w.caps = caps
-	w.log.Info("yt-dlp detected", "version", ver, "path", w.opt.YtDlp)
-	if caps.Older("2025.11.12") {
-		w.log.Warn("yt-dlp is older than 2025.11.12: current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", ver)
-	}
-	return nil
-}
-
-func (w *Worker) probe(ctx context.Context, flag string) ([]byte, error) {
-	dir, err := os.MkdirTemp(w.layout.Worker("work"), ".probe-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	d, err := os.Open(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer d.Close()
-	var out, errb limitedBuffer
-	out.max, errb.max = 1<<20, 8<<10
-	spec := &sandbox.Spec{Path: w.opt.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dir), Limits: w.limits()}
-	o, err := w.opt.Launcher.Run(ctx, spec, d, &out, &errb, time.Minute)
-	if err != nil {
-		return nil, fmt.Errorf("couldn't run %s %s: %w", w.opt.YtDlp, flag, err)
-	}
-	if o.ExitCode != 0 {
-		return nil, fmt.Errorf("%s %s failed (exit %d, signal %v): %s", w.opt.YtDlp, flag, o.ExitCode, o.Signal, strings.TrimSpace(errb.String()))
-	}
-	return out.Bytes(), nil
-}
-
-func (w *Worker) limits() sandbox.Limits {
-	return sandbox.Limits{
-		CPUSeconds: uint64(w.opt.JobTimeout / time.Second),
-		FileBytes:  uint64(w.opt.MaxFileBytes) + 64<<20, // the exact cap is checked on the result
-		OpenFiles:  uint64(w.opt.ChildMaxOpenFiles),
-		Processes:  uint64(w.opt.ChildMaxProcesses),
-	}
-}
-
 type task struct {
 	name    string // incoming name, or claimed name when recovering
 	recover bool
@@ -177,10 +104,10 @@ type task struct {
 // claimed, then everything in incoming/, then each new file as inotify
 // reports it (spool.Watch). It returns nil when ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
-	if w.caps == nil {
-		if err := w.Detect(ctx); err != nil {
-			return err
-		}
+	version := w.opt.Launcher.Version()
+	w.log.Info("yt-dlp detected", "version", version)
+	if len(version) < 10 || version[:10] < "2025.11.12" {
+		w.log.Warn("yt-dlp is older than 2025.11.12: current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
 	tasks := make(chan task)
 	var wg sync.WaitGroup
@@ -353,22 +280,3 @@ func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
 	}
 	w.inbox.Claimed.Sync()
 }
-
-// limitedBuffer keeps the first max bytes written and discards the rest.
-type limitedBuffer struct {
-	buf []byte
-	max int
-}
-
-func (b *limitedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - len(b.buf); room > 0 {
-		if len(p) < room {
-			room = len(p)
-		}
-		b.buf = append(b.buf, p[:room]...)
-	}
-	return len(p), nil
-}
-
-func (b *limitedBuffer) Bytes() []byte  { return b.buf }
-func (b *limitedBuffer) String() string { return string(b.buf) }

@@ -60,13 +60,13 @@ type harness struct {
 	done   chan error
 }
 
-func newHarness(t *testing.T, tweak func(*Options)) *harness {
+func newHarness(t *testing.T, tweak func(*Options, *time.Duration)) *harness {
 	return newHarnessLayers(t, tweak, true)
 }
 
 // newHarnessLayers can run the launcher without Landlock, to test the
 // worker's own checks on what Landlock would otherwise prevent.
-func newHarnessLayers(t *testing.T, tweak func(*Options), landlock bool) *harness {
+func newHarnessLayers(t *testing.T, tweak func(*Options, *time.Duration), landlock bool) *harness {
 	t.Helper()
 	root := t.TempDir()
 	h := &harness{t: t, layout: spool.Layout{Root: filepath.Join(root, "spool")}, dl: filepath.Join(root, "downloads"), log: &syncBuffer{}}
@@ -75,24 +75,26 @@ func newHarnessLayers(t *testing.T, tweak func(*Options), landlock bool) *harnes
 	}
 	fake, _ := filepath.Abs("testdata/fake-yt-dlp")
 	self, _ := os.Executable()
+	opt := Options{SpoolDir: h.layout.Root, DownloadsDir: h.dl, Concurrency: 2, MaxFileBytes: 1 << 20, MaxAttempts: 3,
+		Logger: slog.New(slog.NewJSONHandler(h.log, nil))}
+	timeout := 10 * time.Second
+	if tweak != nil {
+		tweak(&opt, &timeout)
+	}
 	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
 		Rules: *confine.DownloaderRules(confine.DownloaderParams{JobRoot: h.layout.Worker("work"),
 			ExtraExec: []string{filepath.Dir(fake)}}),
-		Programs: []string{fake},
 		Landlock: landlock && confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
+		Download: &sandbox.DownloadConfig{YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", MaxBytes: opt.MaxFileBytes,
+			SocketTimeout: 5, Timeout: timeout,
+			Limits: sandbox.Limits{CPUSeconds: 60, FileBytes: uint64(opt.MaxFileBytes) + 64<<20, OpenFiles: 256, Processes: 512}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { launcher.Close() })
-	opt := Options{SpoolDir: h.layout.Root, DownloadsDir: h.dl, YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", Launcher: launcher,
-		Concurrency: 2, JobTimeout: 10 * time.Second, MaxFileBytes: 1 << 20, MaxAttempts: 3, SocketTimeout: 5,
-		ChildMaxProcesses: 512, ChildMaxOpenFiles: 256,
-		Logger: slog.New(slog.NewJSONHandler(h.log, nil))}
-	if tweak != nil {
-		tweak(&opt)
-	}
+	opt.Launcher = launcher
 	if h.w, err = New(opt); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +216,7 @@ func TestHostileDownloaderOutput(t *testing.T) {
 }
 
 func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
-	h := newHarnessLayers(t, func(o *Options) { o.JobTimeout = 2 * time.Second }, landlock)
+	h := newHarnessLayers(t, func(_ *Options, timeout *time.Duration) { *timeout = 2 * time.Second }, landlock)
 	h.start()
 	tests := []struct {
 		video string
@@ -376,7 +378,7 @@ func TestWrongOwnerAsRoot(t *testing.T) {
 }
 
 func TestRecovery(t *testing.T) {
-	h := newHarness(t, func(o *Options) { o.MaxAttempts = 3 })
+	h := newHarness(t, func(o *Options, _ *time.Duration) { o.MaxAttempts = 3 })
 	claimed, _ := spool.OpenDir(h.layout.Worker("claimed"))
 	tmp, _ := spool.OpenDir(h.layout.Worker("tmp"))
 	retry, spent := newJob("okokokokok1", job.FormatAudio), newJob("okokokokok1", job.Format360)
