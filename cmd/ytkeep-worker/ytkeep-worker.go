@@ -70,8 +70,9 @@ func run(configPath string) error {
 	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
 		Rules: *confine.DownloaderRules(confine.DownloaderParams{
 			JobRoot: layout.Worker("work"), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
-		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
-		Seccomp:  true,
+		Landlock:    confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:     true,
+		MaxChildren: cfg.Worker.Concurrency,
 		// Fixed now: a compromised worker can later ask only for a video
 		// ID and a format.
 		Download: &sandbox.DownloadConfig{

@@ -87,6 +87,9 @@ type Setup struct {
 	// RawPrograms may be run with a caller's Spec. Only the sandbox's own
 	// tests set it; the worker never does.
 	RawPrograms []string
+	// MaxChildren caps the children running at once (default 4), so that
+	// a compromised worker cannot make the server fork without bound.
+	MaxChildren int
 }
 
 // DownloadConfig is fixed for the server's life.

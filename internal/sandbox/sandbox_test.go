@@ -281,3 +281,45 @@ func TestServerRefusesAnOldYtDlp(t *testing.T) {
 		t.Fatalf("StartLauncher with an old yt-dlp: %v", err)
 	}
 }
+
+// TestServerCapsChildren: a worker asking for more children than the cap
+// is refused, not obeyed.
+func TestServerCapsChildren(t *testing.T) {
+	root := t.TempDir()
+	self, _ := os.Executable()
+	l, err := StartLauncher(self, &Setup{
+		Rules:       *confine.DownloaderRules(confine.DownloaderParams{JobRoot: root}),
+		Landlock:    confine.LandlockABI() >= confine.MinLandlockABI,
+		Seccomp:     true,
+		RawPrograms: []string{"/bin/sleep"},
+		MaxChildren: 2,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	d, _ := os.Open(root)
+	defer d.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errs := make(chan error, 5)
+	for i := 0; i < 5; i++ {
+		go func() {
+			_, err := l.Run(ctx, &Spec{Path: "/bin/sleep", Args: []string{"5"}, Limits: limits}, d, nil, nil, 10*time.Second)
+			errs <- err
+		}()
+	}
+	busy := 0
+	for i := 0; i < 3; i++ { // three of five are refused at once
+		if err := <-errs; err != nil && strings.Contains(err.Error(), "busy") {
+			busy++
+		}
+	}
+	cancel()
+	for i := 0; i < 2; i++ {
+		<-errs
+	}
+	if busy != 3 {
+		t.Fatalf("%d of 5 requests refused with a cap of 2, want 3", busy)
+	}
+}

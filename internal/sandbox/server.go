@@ -47,6 +47,7 @@ type server struct {
 	jobRoot string
 	caps    *ytdlp.Capabilities
 
+	slots    chan struct{} // one per child that may run
 	mu       sync.Mutex
 	children map[uint64]chan struct{} // request id -> kill request
 	sendMu   sync.Mutex
@@ -72,6 +73,10 @@ func serve() error {
 		return errors.New("bad setup: the rules must name exactly one job root")
 	}
 	s.jobRoot = s.setup.Rules.WriteDirs[0]
+	if s.setup.MaxChildren <= 0 {
+		s.setup.MaxChildren = 4
+	}
+	s.slots = make(chan struct{}, s.setup.MaxChildren)
 	if s.self, err = os.Executable(); err != nil {
 		return err
 	}
@@ -258,6 +263,13 @@ func (s *server) run(req request, fds []int) {
 	spec, timeout, err := s.specFor(&req, dir)
 	if err != nil {
 		s.send(&response{ID: req.ID, Error: err.Error()})
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d children running", s.setup.MaxChildren)})
 		return
 	}
 	s.send(s.execChild(req.ID, spec, dir, stdout, stderr, timeout))
