@@ -182,7 +182,7 @@ func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error)
 		if !allowNoLandlock {
 			return "", fmt.Errorf("%w: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", ErrNoLandlock, abi, MinLandlockABI)
 		}
-		warning = fmt.Sprintf("INSECURE: %s runs WITHOUT Landlock (kernel ABI %d): no file system or network confinement", d, abi)
+		warning = fmt.Sprintf("INSECURE: %s runs WITHOUT Landlock (kernel ABI %d): no file system or network confinement, for it and anything it starts", d, abi)
 	} else if err := Landlock(r); err != nil {
 		return "", err
 	}
