@@ -4,7 +4,7 @@ BIN      := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: all build demo test vet lint fuzz deploy-check bench loadtest deps test-deps install clean
+.PHONY: all build demo test vet lint fuzz deploy-check breach breach-report bench loadtest deps test-deps install clean
 
 all: build
 
@@ -23,7 +23,16 @@ demo: deps build
 
 test: test-deps build vet lint deploy-check
 	$(GO) test -count=1 -race ./...
+	$(MAKE) breach
 	$(MAKE) fuzz
+
+# The assume-breach suite: attack code exists only with the breach tag.
+breach:
+	$(GO) vet -tags breach ./...
+	$(GO) test -count=1 -tags breach -run 'TestBreach' -v ./internal/testbed
+
+breach-report:
+	YTKEEP_BREACH_REPORT=$(CURDIR)/docs/breach-report.md $(GO) test -count=1 -tags breach -run 'TestBreachDownloader' ./internal/testbed
 
 # systemd units (exposure <= 1.0), AppArmor profiles, users and tree.
 deploy-check: build

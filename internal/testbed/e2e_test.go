@@ -20,7 +20,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
@@ -250,5 +250,21 @@ func TestOpenUpKeepsOtherBits(t *testing.T) {
 	OpenUp(d)
 	if st, _ := os.Stat(d); st.Mode().Perm() != 0o777 || st.Mode()&os.ModeSticky == 0 {
 		t.Fatalf("a 1777 directory became %v", st.Mode())
+	}
+}
+
+// TestReleaseBinariesHaveNoBreachCode: the attack runner and catalog exist
+// only in builds with the "breach" tag.
+func TestReleaseBinariesHaveNoBreachCode(t *testing.T) {
+	for _, name := range []string{"ytkeep-receiver", "ytkeep-worker", "ytkeep"} {
+		b, err := os.ReadFile(filepath.Join(binDir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, marker := range []string{"internal/breach", "ytkeep-breach", "int80Getpid", "fork bomb", "read the Slack signing secret"} {
+			if strings.Contains(string(b), marker) {
+				t.Errorf("%s contains %q", name, marker)
+			}
+		}
 	}
 }

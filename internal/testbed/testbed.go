@@ -64,16 +64,27 @@ func (s *Server) Port() string { return s.URL[strings.LastIndexByte(s.URL, ':')+
 // Close stops the server.
 func (s *Server) Close() { s.srv.Close() }
 
-// Media serves one clip as /media/<any video ID>.mp4.
+// Media serves one clip as /media/<any video ID>.mp4. It also takes
+// POST /report: the assume-breach runner, inside a downloader, sends its
+// findings over the only channel it has, this server's port.
 type Media struct {
 	*Server
 	Requests atomic.Int64
+	Reports  chan []byte
 }
 
 // ServeMedia serves clip.
 func ServeMedia(clip string) (*Media, error) {
-	m := &Media{}
+	m := &Media{Reports: make(chan []byte, 4)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == "/report" {
+			b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			select {
+			case m.Reports <- b:
+			default:
+			}
+			return
+		}
 		m.Requests.Add(1)
 		if !strings.HasPrefix(r.URL.Path, "/media/") || !strings.HasSuffix(r.URL.Path, ".mp4") {
 			http.NotFound(w, r)

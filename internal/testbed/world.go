@@ -45,6 +45,8 @@ type WorldOptions struct {
 
 // World is a complete loopback installation.
 type World struct {
+	workBin                                                 string
+	env                                                     []string
 	Dir, SpoolDir, DownloadsDir, ConfigPath, Endpoint, Clip string
 	Media                                                   *Media
 	Slack                                                   *Slack
@@ -165,12 +167,19 @@ loopback_response_port = %s
 	if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
 		return nil, err
 	}
+	w.workBin, w.env = workBin, env
 	if !opt.NoWorker {
-		if w.Worker, err = Start("ytkeep-worker", workBin, w.ConfigPath, filepath.Join(opt.Dir, "worker.log"), env); err != nil {
+		if err := w.StartWorker(); err != nil {
 			return nil, err
 		}
 	}
 	return w, nil
+}
+
+// StartWorker starts the worker (NewWorld does, unless NoWorker is set).
+func (w *World) StartWorker() (err error) {
+	w.Worker, err = Start("ytkeep-worker", w.workBin, w.ConfigPath, filepath.Join(w.Dir, "worker.log"), w.env)
+	return err
 }
 
 // OpenUp lets other users traverse and list dir: it adds r-x for group and

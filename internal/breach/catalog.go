@@ -1,0 +1,267 @@
+//go:build breach
+
+package breach
+
+import (
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+func int80Getpid() int64
+
+// Expect says what must happen for an attempt not to count as an escape.
+type Expect string
+
+const (
+	// Blocked: the operation must fail (an error, or the process killed).
+	Blocked Expect = "blocked"
+	// Contained: it may run, but only within limits the attempt checks.
+	Contained Expect = "contained"
+	// Accepted: a documented accepted risk (docs/threat-model.md); its
+	// outcome is reported, never counted as an escape.
+	Accepted Expect = "accepted"
+)
+
+// Env names the targets, from YTKEEP_BREACH_* variables.
+type Env struct {
+	Secret, Spool, Downloads, JobRoot, OtherJob, StoredFile, Config string
+	ReceiverPort                                                    int
+	// Server is the launcher server's pid: the runner's parent, outside the
+	// downloader's own Landlock domain. (An attempt's own parent is the
+	// runner, inside it.)
+	Server int
+}
+
+// LoadEnv reads the targets.
+func LoadEnv() *Env {
+	g := func(k string) string { return os.Getenv("YTKEEP_BREACH_" + k) }
+	p, _ := strconv.Atoi(g("RECEIVER_PORT"))
+	srv, _ := strconv.Atoi(g("SERVER"))
+	return &Env{Secret: g("SECRET"), Spool: g("SPOOL"), Downloads: g("DOWNLOADS"), JobRoot: g("JOBROOT"),
+		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, Server: srv}
+}
+
+// Attempt is one escape attempt.
+type Attempt struct {
+	ID     string
+	What   string
+	Layers []string // meant to stop it
+	Expect Expect
+	// Run returns nil if the operation succeeded (an escape when Blocked).
+	Run func(e *Env) error
+}
+
+func readFile(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Read(make([]byte, 1))
+	return err
+}
+
+func writeFile(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func listDir(p string) error { _, err := os.ReadDir(p); return err }
+
+func tcpConnect(port int) error {
+	c, err := net.Dial("tcp4", "127.0.0.1:"+strconv.Itoa(port))
+	if err == nil {
+		c.Close()
+	}
+	return err
+}
+
+func rawErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return e
+}
+
+// Catalog is every attempt, in order.
+var Catalog = []Attempt{
+	// Secrets and other users' files.
+	{"B01", "read the Slack signing secret", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.Secret) }},
+	{"B02", "read /etc/shadow", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile("/etc/shadow") }},
+	{"B03", "read the receiver's reply-sealing key", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(filepath.Join(e.Spool, "receiver", "reply.key")) }},
+	{"B04", "list the receiver's private spool dir", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "receiver")) }},
+	{"B05", "list incoming jobs", []string{"landlock"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "incoming")) }},
+	{"B06", "read a stored video", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.StoredFile) }},
+	{"B07", "list another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return listDir(e.OtherJob) }},
+	{"B08", "read the configuration", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.Config) }},
+	// Writes outside the job directory.
+	{"B10", "forge a job in incoming/", []string{"landlock"}, Blocked, func(e *Env) error {
+		return writeFile(filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
+	}},
+	{"B11", "forge a result in results/", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		return writeFile(filepath.Join(e.Spool, "results", "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"))
+	}},
+	{"B12", "plant a file in downloads/", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.Downloads, "dQw4w9WgXcQ-best.mp4")) }},
+	{"B13", "replace a stored video", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile(e.StoredFile) }},
+	{"B14", "write into another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.OtherJob, "poison.part")) }},
+	{"B15", "install a cron job", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/etc/cron.d/ytkeep-breach") }},
+	{"B16", "write root's shell profile", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/root/.bashrc-breach") }},
+	{"B17", "write /tmp (shared with other services)", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile("/tmp/ytkeep-breach") }},
+	{"B18", "write a system-wide yt-dlp config", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/etc/yt-dlp.conf") }},
+	{"B19", "plant a yt-dlp plugin", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		return writeFile("/usr/lib/python3/dist-packages/yt_dlp_plugins_breach.py")
+	}},
+	{"B20", "poison python's sitecustomize", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/usr/lib/python3/dist-packages/sitecustomize.py") }},
+	// Links and special files in the job directory.
+	{"B21", "symlink to the secret in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Symlink(e.Secret, "dQw4w9WgXcQ.mp4") }},
+	{"B22", "hard link a stored video into the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Link(e.StoredFile, "stolen.mp4") }},
+	{"B23", "FIFO in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return unix.Mkfifo("dQw4w9WgXcQ.webm", 0o600) }},
+	// Execution.
+	{"B30", "run a program dropped in the job dir", []string{"landlock"}, Blocked, func(e *Env) error {
+		if err := os.WriteFile("payload", []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			return nil // could not even drop it: nothing to run, not an escape
+		}
+		return exec.Command("./payload").Run()
+	}},
+	{"B31", "a shell stays in the sandbox", []string{"landlock", "seccomp"}, Contained, func(e *Env) error {
+		// A shell may start (/bin is executable) but must not reach the secret.
+		if exec.Command("/bin/sh", "-c", "cat "+e.Secret+" >/dev/null").Run() == nil {
+			return nil
+		}
+		return errors.New("contained")
+	}},
+	// Network.
+	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
+	{"B41", "connect to ssh on loopback", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(22) }},
+	{"B42", "bind a TCP port to listen on", []string{"landlock"}, Blocked, func(e *Env) error {
+		// Plain TCP: Go's net.Listen would use MPTCP, which seccomp kills.
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Bind(fd, &unix.SockaddrInet4{Port: 0, Addr: [4]byte{127, 0, 0, 1}})
+	}},
+	{"B43", "MPTCP socket (escapes Landlock's TCP rules)", []string{"seccomp"}, Blocked, func(e *Env) error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}},
+	{"B44", "send UDP on loopback", nil, Accepted, func(e *Env) error {
+		c, err := net.Dial("udp4", "127.0.0.1:9")
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("x"))
+		return err
+	}},
+	{"B45", "abstract unix socket", []string{"seccomp", "landlock-scope"}, Blocked, func(e *Env) error {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		return unix.Connect(fd, &unix.SockaddrUnix{Name: "@ytkeep-breach"})
+	}},
+	{"B46", "pathname unix socket (system D-Bus)", []string{"seccomp", "dac"}, Blocked, func(e *Env) error {
+		c, err := net.Dial("unix", "/run/dbus/system_bus_socket")
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}},
+	// Other processes.
+	{"B50", "ptrace the launcher server", []string{"seccomp", "landlock"}, Blocked, func(e *Env) error {
+		err := unix.PtraceAttach(e.Server)
+		if err == nil {
+			unix.PtraceDetach(e.Server)
+		}
+		return err
+	}},
+	{"B51", "process_vm_readv the launcher server", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(e.Server), 0, 0, 0, 0, 0)
+		return rawErr(en)
+	}},
+	{"B52", "signal the launcher server", []string{"landlock-scope"}, Blocked, func(e *Env) error { return unix.Kill(e.Server, 0) }},
+	{"B53", "read the launcher server's environment", []string{"landlock"}, Blocked, func(e *Env) error { return readFile("/proc/" + strconv.Itoa(e.Server) + "/environ") }},
+	{"B54", "write /proc/self/mem", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile("/proc/self/mem") }},
+	// Kernel attack surface.
+	{"B60", "mount a file system", []string{"seccomp"}, Blocked, func(e *Env) error { return unix.Mount("none", "/mnt", "tmpfs", 0, "") }},
+	{"B61", "unshare a user namespace", []string{"seccomp"}, Blocked, func(e *Env) error { return unix.Unshare(unix.CLONE_NEWUSER) }},
+	{"B62", "setns into init's mount namespace", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_SETNS, 0, 0, 0)
+		return rawErr(en)
+	}},
+	{"B63", "keyctl: read the session keyring", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, err := unix.KeyctlInt(unix.KEYCTL_GET_KEYRING_ID, unix.KEY_SPEC_SESSION_KEYRING, 0, 0, 0)
+		return err
+	}},
+	{"B64", "io_uring_setup", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_IO_URING_SETUP, 1, 0, 0)
+		return rawErr(en)
+	}},
+	{"B65", "userfaultfd", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_USERFAULTFD, 0, 0, 0)
+		return rawErr(en)
+	}},
+	{"B66", "bpf", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_BPF, 0, 0, 0)
+		return rawErr(en)
+	}},
+	{"B67", "perf_event_open", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall6(unix.SYS_PERF_EVENT_OPEN, 0, 0, ^uintptr(0), ^uintptr(0), 0, 0)
+		return rawErr(en)
+	}},
+	{"B68", "i386 system call via int 0x80", []string{"seccomp"}, Blocked, func(e *Env) error { int80Getpid(); return nil }},
+	{"B69", "chroot", []string{"seccomp"}, Blocked, func(e *Env) error { return unix.Chroot(".") }},
+	{"B70", "setsid (leave the process group)", []string{"seccomp"}, Blocked, func(e *Env) error { _, err := unix.Setsid(); return err }},
+	{"B71", "disable ASLR with personality", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_PERSONALITY, 0x0040000, 0, 0) // ADDR_NO_RANDOMIZE
+		return rawErr(en)
+	}},
+	{"B72", "load a kernel module", []string{"seccomp"}, Blocked, func(e *Env) error {
+		_, _, en := unix.Syscall(unix.SYS_FINIT_MODULE, 0, 0, 0)
+		return rawErr(en)
+	}},
+	// Resources.
+	{"B80", "write a file past RLIMIT_FSIZE", []string{"rlimit"}, Blocked, func(e *Env) error {
+		f, err := os.Create("big")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// FSIZE is the size cap plus 64 MiB; go well past it.
+		_, err = f.WriteAt([]byte("x"), 1<<40)
+		return err
+	}},
+	{"B81", "fork bomb", []string{"rlimit", "systemd"}, Contained, func(e *Env) error {
+		var procs []*os.Process
+		defer func() {
+			for _, p := range procs {
+				p.Kill()
+				p.Wait()
+			}
+		}()
+		for i := 0; i < 4000; i++ {
+			p, err := os.StartProcess("/bin/sleep", []string{"sleep", "30"}, &os.ProcAttr{})
+			if err != nil {
+				return errors.New("contained after " + strconv.Itoa(i) + " processes")
+			}
+			procs = append(procs, p)
+		}
+		return nil // 4000 processes: not contained
+	}},
+}
