@@ -32,7 +32,7 @@ breach:
 	$(GO) test -count=1 -tags breach -run 'TestBreach' -v ./internal/testbed
 
 breach-report:
-	YTKEEP_BREACH_REPORT=$(CURDIR)/docs/breach-report.md $(GO) test -count=1 -tags breach -run 'TestBreachDownloader' ./internal/testbed
+	YTKEEP_BREACH_REPORT=$(CURDIR)/docs/breach-report.md $(GO) test -count=1 -tags breach -run 'TestBreach' ./internal/testbed
 
 # systemd units (exposure <= 1.0), AppArmor profiles, users and tree.
 deploy-check: build

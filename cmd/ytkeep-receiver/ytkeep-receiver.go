@@ -52,7 +52,7 @@ func run(configPath string) error {
 
 	// 2. Become the receiver's user, before reading any request.
 	ra := cfg.Receiver.RunAs
-	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups); err != nil {
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 512); err != nil {
 		return err
 	}
 	// 3. Confine: read config and secrets, write the spool, bind our port,
@@ -69,6 +69,7 @@ func run(configPath string) error {
 			readFiles = append(readFiles, f)
 		}
 	}
+	abi := confine.LandlockABI() // asked before seccomp forbids the query
 	warning, err := confine.Enter(confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
@@ -83,6 +84,7 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
+	afterConfinement()
 	if uid, err := spool.Owner(layout.Worker("")); err == nil && uid == os.Getuid() {
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
@@ -123,7 +125,7 @@ func run(configPath string) error {
 	go func() { errc <- svc.RunResults(ctx) }()
 	log.Info("receiver ready", "listen", ln.Addr().String(), "path", cfg.Receiver.Path,
 		"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
-		"landlock_abi", confine.LandlockABI(), "seccomp_allowed", confine.AllowedCount(confine.Receiver))
+		"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(confine.Receiver))
 
 	select {
 	case <-ctx.Done():

@@ -51,7 +51,9 @@ func run(configPath string) error {
 
 	// 1. Become the worker's user, before reading any job.
 	ra := cfg.Worker.RunAs
-	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups); err != nil {
+	// The downloads share the user and stop at child_max_processes; the
+	// worker's own threads must still be able to start above that.
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, uint64(cfg.Worker.ChildMaxProcesses)+256); err != nil {
 		return err
 	}
 	// 2. Start the launcher server while we may still start programs; it
@@ -92,6 +94,7 @@ func run(configPath string) error {
 	}
 	defer launcher.Close()
 	// 3. Confine ourselves: no network, no exec, only the spool.
+	abi := confine.LandlockABI() // asked before seccomp forbids the query
 	warning, err := confine.Enter(confine.Worker, confine.WorkerRules(confine.WorkerParams{
 		ConfigFile: configPath,
 		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), cfg.Worker.DownloadsDir},
@@ -103,10 +106,11 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
+	afterConfinement()
 	if uid, err := spool.Owner(layout.Receiver("")); err == nil && uid == os.Getuid() {
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
-	log.Info("worker confined", "uid", os.Getuid(), "gid", os.Getgid(), "landlock_abi", confine.LandlockABI(),
+	log.Info("worker confined", "uid", os.Getuid(), "gid", os.Getgid(), "landlock_abi", abi,
 		"seccomp_allowed", confine.AllowedCount(confine.Worker))
 
 	w, err := worker.New(worker.Options{

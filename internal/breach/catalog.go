@@ -4,12 +4,14 @@ package breach
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -93,6 +95,35 @@ func rawErr(e syscall.Errno) error {
 	return e
 }
 
+// Domains names where an attempt runs.
+const (
+	Receiver   = "receiver"
+	Worker     = "worker"
+	Downloader = "downloader"
+)
+
+// allowedIn lists, per attempt, the domains for which success is not an
+// escape but the domain's own job (DESIGN §2): the receiver reads its
+// secret, the worker owns the downloads and the job directories.
+var allowedIn = map[string][]string{
+	"B01": {Receiver}, "B03": {Receiver}, "B04": {Receiver},
+	"B05": {Worker}, "B06": {Worker}, "B07": {Worker}, "B08": {Receiver, Worker},
+	// Each daemon owns its inbox: the receiver results/, the worker
+	// incoming/ (a job the worker wrote itself would fail the owner check).
+	"B10": {Receiver, Worker}, "B11": {Worker, Receiver}, "B12": {Worker}, "B13": {Worker}, "B14": {Worker},
+	"B44": {Receiver}, // DNS
+}
+
+// AllowedIn reports whether attempt id may succeed in domain.
+func AllowedIn(id, domain string) bool {
+	for _, d := range allowedIn[id] {
+		if d == domain {
+			return true
+		}
+	}
+	return false
+}
+
 // Catalog is every attempt, in order.
 var Catalog = []Attempt{
 	// Secrets and other users' files.
@@ -129,7 +160,7 @@ var Catalog = []Attempt{
 	// Execution.
 	{"B30", "run a program dropped in the job dir", []string{"landlock"}, Blocked, func(e *Env) error {
 		if err := os.WriteFile("payload", []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
-			return nil // could not even drop it: nothing to run, not an escape
+			return err // could not even drop it
 		}
 		return exec.Command("./payload").Run()
 	}},
@@ -247,21 +278,38 @@ var Catalog = []Attempt{
 		_, err = f.WriteAt([]byte("x"), 1<<40)
 		return err
 	}},
-	{"B81", "fork bomb", []string{"rlimit", "systemd"}, Contained, func(e *Env) error {
-		var procs []*os.Process
+	{"B81", "fork bomb: 4000 processes alive at once", []string{"rlimit", "seccomp", "systemd"}, Contained, func(e *Env) error {
+		var alive []int
 		defer func() {
-			for _, p := range procs {
-				p.Kill()
-				p.Wait()
+			for _, pid := range alive {
+				unix.Kill(pid, unix.SIGKILL)
+				unix.Wait4(pid, nil, 0, nil)
 			}
 		}()
+		var spawned []int
+		var stop error
 		for i := 0; i < 4000; i++ {
 			p, err := os.StartProcess("/bin/sleep", []string{"sleep", "30"}, &os.ProcAttr{})
 			if err != nil {
-				return errors.New("contained after " + strconv.Itoa(i) + " processes")
+				stop = err
+				break
 			}
-			procs = append(procs, p)
+			spawned = append(spawned, p.Pid)
 		}
-		return nil // 4000 processes: not contained
+		// Count what is still alive a moment later: a child killed on its way
+		// (by seccomp at exec) has exited by then. Where wait4 is refused
+		// (the daemons never wait), zombies count as alive: they hold a PID.
+		time.Sleep(500 * time.Millisecond)
+		for _, pid := range spawned {
+			var ws unix.WaitStatus
+			if got, _ := unix.Wait4(pid, &ws, unix.WNOHANG, nil); got == pid {
+				continue
+			}
+			alive = append(alive, pid)
+		}
+		if len(alive) < 4000 {
+			return fmt.Errorf("contained: %d alive (%v)", len(alive), stop)
+		}
+		return nil // 4000 processes alive: not contained
 	}},
 }

@@ -24,6 +24,25 @@ type Result struct {
 	Expect  Expect   `json:"expect"`
 	Outcome string   `json:"outcome"` // "succeeded", an errno name, "killed by SIGSYS", …
 	Escaped bool     `json:"escaped"`
+	Domain  string   `json:"domain"`
+	Allowed bool     `json:"allowed,omitempty"` // the domain's own right
+}
+
+// Judge fills in the verdict of r for domain.
+func Judge(r *Result, domain string) {
+	r.Domain = domain
+	r.Allowed = AllowedIn(r.ID, domain)
+	r.Escaped = r.Outcome == "succeeded" && r.Expect != Accepted && !r.Allowed
+}
+
+// Lookup returns the attempt with id.
+func Lookup(id string) (Attempt, bool) {
+	for _, a := range Catalog {
+		if a.ID == id {
+			return a, true
+		}
+	}
+	return Attempt{}, false
 }
 
 // RunOne runs attempt id in this process and prints its outcome.
@@ -77,10 +96,7 @@ func RunAll(self string) []Result {
 			outcome = "no output"
 		}
 		r := Result{ID: a.ID, What: a.What, Layers: a.Layers, Expect: a.Expect, Outcome: outcome}
-		switch a.Expect {
-		case Blocked, Contained:
-			r.Escaped = outcome == "succeeded"
-		}
+		Judge(&r, Downloader)
 		rs = append(rs, r)
 	}
 	return rs

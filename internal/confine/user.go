@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Identity is a Unix user to run as.
@@ -80,8 +82,13 @@ func resolveGroup(name string) (int, error) {
 }
 
 // BecomeConfigured resolves a configured user (empty: none configured) and
-// calls BecomeUser with it.
-func BecomeConfigured(userName, groupName string, groups []string) error {
+// calls BecomeUser with it. When it switched from root to that dedicated
+// user, it also caps the user's processes at maxProcs (RLIMIT_NPROC):
+// seccomp kills a daemon's children at exec, but each stays a zombie the
+// daemon never reaps, and nothing else would bound them outside systemd's
+// TasksMax. (Without the switch the limit would count every process of
+// the account it runs as, so it is left to TasksMax.)
+func BecomeConfigured(userName, groupName string, groups []string, maxProcs uint64) error {
 	var id *Identity
 	if userName != "" {
 		var err error
@@ -89,7 +96,16 @@ func BecomeConfigured(userName, groupName string, groups []string) error {
 			return err
 		}
 	}
-	return BecomeUser(id)
+	wasRoot := os.Geteuid() == 0
+	if err := BecomeUser(id); err != nil {
+		return err
+	}
+	if wasRoot && maxProcs > 0 {
+		if err := syscall.Setrlimit(unix.RLIMIT_NPROC, &syscall.Rlimit{Cur: maxProcs, Max: maxProcs}); err != nil {
+			return fmt.Errorf("couldn't set RLIMIT_NPROC: %w", err)
+		}
+	}
+	return nil
 }
 
 // BecomeUser switches every thread of the process to id, for good. It is
