@@ -2,18 +2,8 @@
 
 package main
 
-import (
-	"os"
+import "github.com/ytkeep/ytkeep/internal/breach"
 
-	"github.com/ytkeep/ytkeep/internal/breach"
-)
-
-// afterConfinement runs one attempt of the assume-breach catalog with the
-// daemon's production confinement in place, where it would next handle
-// untrusted input, and exits. Test builds only.
-func afterConfinement() {
-	if id := os.Getenv("YTKEEP_BREACH_ATTEMPT"); id != "" {
-		breach.RunOne(id)
-		os.Exit(0)
-	}
-}
+// afterConfinement runs one assume-breach attempt if asked (test builds
+// only; see breach.RunIfAsked).
+func afterConfinement() { breach.RunIfAsked() }

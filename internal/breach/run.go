@@ -101,3 +101,13 @@ func RunAll(self string) []Result {
 	}
 	return rs
 }
+
+// RunIfAsked runs the attempt named by YTKEEP_BREACH_ATTEMPT, if any, and
+// exits. The daemons' breach builds call it right after they confine
+// themselves, where they would next handle untrusted input.
+func RunIfAsked() {
+	if id := os.Getenv("YTKEEP_BREACH_ATTEMPT"); id != "" {
+		RunOne(id)
+		os.Exit(0)
+	}
+}
