@@ -24,6 +24,12 @@ if systemd-analyze security --offline=true --threshold=10 "$tmp/weak.service" >/
 	exit 1
 fi
 echo "ok: an unhardened unit is refused by the same check"
+# Both units report abnormal ends (seccomp kills, crashes) to the admins.
+for d in receiver worker; do
+	grep -qx "ExecStopPost=/usr/local/bin/ytkeep-$d -config /etc/ytkeep/ytkeep.toml -exit-alert" "systemd/ytkeep-$d.service" ||
+		{ echo "FAIL: ytkeep-$d.service has no exit alert (ExecStopPost=)" >&2; exit 1; }
+done
+echo "ok: both units alert the admins when the daemon is killed or fails (ExecStopPost=)"
 
 for profile in apparmor/*; do
 	apparmor_parser -Q -K "$profile" 2>"$tmp/err" || { cat "$tmp/err" >&2; echo "FAIL: $profile" >&2; exit 1; }
@@ -37,7 +43,9 @@ if [[ -x ../bin/ytkeep-receiver ]]; then
 		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/ytkeep/ytkeep.toml; do
 		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
 	done
-	[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/signing_secret")" == 400 ]] || { echo "FAIL: the installed secret file is not 0400" >&2; exit 1; }
+	for f in signing_secret alert_webhook; do
+		[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/$f")" == 400 ]] || { echo "FAIL: the installed $f file is not 0400" >&2; exit 1; }
+	done
 	echo "ok: make install lays out binaries, units, users, tree, profiles and config"
 fi
 

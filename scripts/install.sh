@@ -14,6 +14,10 @@ install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
 install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader "$D/etc/apparmor.d/"
 install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
 [[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0644 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
+# The admins' alert webhook: empty means alerts go to the log only.
+if [[ ! -e "$D/etc/ytkeep/alert_webhook" ]]; then
+	install -m 0400 /dev/null "$D/etc/ytkeep/alert_webhook"
+fi
 if [[ ! -e "$D/etc/ytkeep/signing_secret" ]]; then
 	install -m 0400 /dev/null "$D/etc/ytkeep/signing_secret"
 fi
@@ -28,7 +32,8 @@ systemctl daemon-reload 2>/dev/null || true
 cat <<MSG
 Installed. Next:
   1. Paste the Slack app's signing secret into /etc/ytkeep/signing_secret (root-owned, mode 0400).
-  2. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
-  3. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
-  4. systemctl enable --now ytkeep-receiver ytkeep-worker
+  2. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
+  3. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
+  4. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
+  5. systemctl enable --now ytkeep-receiver ytkeep-worker
 MSG

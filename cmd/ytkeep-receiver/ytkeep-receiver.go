@@ -7,11 +7,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
@@ -23,7 +25,15 @@ import (
 
 func main() {
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
+	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
 	flag.Parse()
+	if *exitAlert {
+		if err := reportExit(*configPath); err != nil {
+			fmt.Fprintf(os.Stderr, "ytkeep-receiver -exit-alert: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*configPath); err != nil {
 		fmt.Fprintf(os.Stderr, "ytkeep-receiver: %v\n", err)
 		os.Exit(1)
@@ -37,7 +47,12 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
+	// The admin channel's webhook is read now, like the port is bound:
+	// before the switch to the receiver's user.
+	log, poster, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
 	audit.Announce(log, cfg.Warnings())
 
 	// 1. Bind first: the port may be privileged. Plain TCP, not MPTCP,
@@ -84,7 +99,6 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
-	afterConfinement()
 	if uid, err := spool.Owner(layout.Worker("")); err == nil && uid == os.Getuid() {
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
@@ -123,6 +137,9 @@ func run(configPath string) error {
 		}
 	}()
 	go func() { errc <- svc.RunResults(ctx) }()
+	if poster != nil {
+		go poster.Run(ctx)
+	}
 	log.Info("receiver ready", "listen", ln.Addr().String(), "path", cfg.Receiver.Path,
 		"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
 		"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(confine.Receiver))
@@ -135,4 +152,47 @@ func run(configPath string) error {
 	srv.Shutdown(context.Background())
 	log.Info("receiver stopped")
 	return err
+}
+
+// newLogger returns the daemon's logger: alerts also go to the admin
+// channel when a webhook is configured (start the poster's Run once
+// confined), and only to the log otherwise, which is announced.
+func newLogger(cfg *config.Config) (*slog.Logger, *receiver.AlertPoster, error) {
+	base := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
+	hook, err := cfg.AlertWebhook()
+	if err != nil {
+		return nil, nil, err
+	}
+	if hook == "" {
+		audit.Alert(base, audit.Weakened, "warning", "receiver.alert_webhook_file is not set: security alerts go to the log only")
+		return base, nil, nil
+	}
+	poster := receiver.NewAlertPoster(hook, receiver.NewNotifier(), base)
+	return audit.WithSink(base, "receiver", poster), poster, nil
+}
+
+// reportExit runs as systemd's ExecStopPost= of both services: when the
+// service ended abnormally (killed by a signal, such as seccomp's SIGSYS,
+// or failed), it posts an alert. systemd passes the outcome in
+// SERVICE_RESULT, EXIT_CODE and EXIT_STATUS. The worker's unit uses
+// ytkeep-worker -exit-alert, which relays through the spool.
+func reportExit(configPath string) error {
+	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckReceiver)
+	if err != nil {
+		return err
+	}
+	log, poster, err := newLogger(cfg)
+	if err != nil {
+		return err
+	}
+	ra := cfg.Receiver.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 0); err != nil {
+		return err
+	}
+	if !audit.ReportExit(log, "ytkeep-receiver") || poster == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return poster.Flush(ctx)
 }

@@ -32,7 +32,15 @@ func main() {
 		}
 	}
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
+	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
 	flag.Parse()
+	if *exitAlert {
+		if err := reportExit(*configPath); err != nil {
+			fmt.Fprintf(os.Stderr, "ytkeep-worker -exit-alert: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*configPath); err != nil {
 		fmt.Fprintf(os.Stderr, "ytkeep-worker: %v\n", err)
 		os.Exit(1)
@@ -46,7 +54,11 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
+	base := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
+	// Alerts also cross to the receiver, which posts them to the admin
+	// channel (the relay starts writing once the spool is open).
+	relay := worker.NewAlertRelay(base)
+	log := audit.WithSink(base, "worker", relay)
 	audit.Announce(log, cfg.Warnings())
 
 	// 1. Become the worker's user, before reading any job.
@@ -106,7 +118,6 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
-	afterConfinement()
 	if uid, err := spool.Owner(layout.Receiver("")); err == nil && uid == os.Getuid() {
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
@@ -125,7 +136,33 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
+	go relay.Run(ctx, w.Results())
 	err = w.Run(ctx)
 	log.Info("worker stopped")
 	return err
+}
+
+// reportExit runs as systemd's ExecStopPost=: when the worker ended
+// abnormally (killed by seccomp's SIGSYS, crashed, failed) it leaves an
+// alert in results/ for the receiver to post.
+func reportExit(configPath string) error {
+	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckWorker)
+	if err != nil {
+		return err
+	}
+	ra := cfg.Worker.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 0); err != nil {
+		return err
+	}
+	base := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
+	relay := worker.NewAlertRelay(base)
+	if !audit.ReportExit(audit.WithSink(base, "worker", relay), "ytkeep-worker") {
+		return nil
+	}
+	out, err := worker.OpenResults(cfg.Spool.Dir)
+	if err != nil {
+		return err
+	}
+	relay.Flush(out)
+	return nil
 }

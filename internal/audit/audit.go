@@ -25,6 +25,7 @@ const (
 	ReplyFailed = "reply_failed" // a post to Slack failed or was not allowed
 	Violation   = "violation"    // the downloader broke a sandbox rule
 	Weakened    = "weakened"     // a security default is relaxed by config
+	Crashed     = "crashed"      // a daemon ended abnormally (systemd's ExecStopPost reports it)
 )
 
 // Event logs a decision.

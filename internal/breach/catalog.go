@@ -34,7 +34,7 @@ const (
 // Env names the targets, from YTKEEP_BREACH_* variables.
 type Env struct {
 	Secret, Spool, Downloads, JobRoot, OtherJob, StoredFile, Config string
-	ReceiverPort                                                    int
+	ReceiverPort, SlackPort                                         int
 	// Server is the launcher server's pid: the runner's parent, outside the
 	// downloader's own Landlock domain. (An attempt's own parent is the
 	// runner, inside it.)
@@ -45,9 +45,10 @@ type Env struct {
 func LoadEnv() *Env {
 	g := func(k string) string { return os.Getenv("YTKEEP_BREACH_" + k) }
 	p, _ := strconv.Atoi(g("RECEIVER_PORT"))
+	sp, _ := strconv.Atoi(g("SLACK_PORT"))
 	srv, _ := strconv.Atoi(g("SERVER"))
 	return &Env{Secret: g("SECRET"), Spool: g("SPOOL"), Downloads: g("DOWNLOADS"), JobRoot: g("JOBROOT"),
-		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, Server: srv}
+		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, SlackPort: sp, Server: srv}
 }
 
 // Attempt is one escape attempt.
@@ -77,6 +78,10 @@ func writeFile(p string) error {
 	}
 	return f.Close()
 }
+
+// TmpLitter prefixes the file B17 leaves in /tmp when it is not stopped
+// (the suite removes it).
+const TmpLitter = "/tmp/ytkeep-breach-litter-"
 
 func listDir(p string) error { _, err := os.ReadDir(p); return err }
 
@@ -111,6 +116,7 @@ var allowedIn = map[string][]string{
 	// Each daemon owns its inbox: the receiver results/, the worker
 	// incoming/ (a job the worker wrote itself would fail the owner check).
 	"B10": {Receiver, Worker}, "B11": {Worker, Receiver}, "B12": {Worker}, "B13": {Worker}, "B14": {Worker},
+	"B41": {Receiver}, // it posts replies there
 	"B44": {Receiver}, // DNS
 }
 
@@ -135,6 +141,12 @@ var Catalog = []Attempt{
 	{"B06", "read a stored video", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.StoredFile) }},
 	{"B07", "list another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return listDir(e.OtherJob) }},
 	{"B08", "read the configuration", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.Config) }},
+	{"B09", "run as root (uid 0)", []string{"dac"}, Blocked, func(e *Env) error {
+		if os.Geteuid() == 0 || os.Getuid() == 0 {
+			return nil
+		}
+		return unix.EPERM // the dedicated user: root's files and powers are out of reach
+	}},
 	// Writes outside the job directory.
 	{"B10", "forge a job in incoming/", []string{"landlock"}, Blocked, func(e *Env) error {
 		return writeFile(filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
@@ -147,7 +159,9 @@ var Catalog = []Attempt{
 	{"B14", "write into another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.OtherJob, "poison.part")) }},
 	{"B15", "install a cron job", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/etc/cron.d/ytkeep-breach") }},
 	{"B16", "write root's shell profile", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/root/.bashrc-breach") }},
-	{"B17", "write /tmp (shared with other services)", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile("/tmp/ytkeep-breach") }},
+	{"B17", "write /tmp (shared with other services)", []string{"landlock"}, Blocked, func(e *Env) error {
+		return writeFile(TmpLitter + strconv.Itoa(os.Getpid()))
+	}},
 	{"B18", "write a system-wide yt-dlp config", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/etc/yt-dlp.conf") }},
 	{"B19", "plant a yt-dlp plugin", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
 		return writeFile("/usr/lib/python3/dist-packages/yt_dlp_plugins_breach.py")
@@ -173,7 +187,7 @@ var Catalog = []Attempt{
 	}},
 	// Network.
 	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
-	{"B41", "connect to ssh on loopback", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(22) }},
+	{"B41", "connect to the Slack endpoint (exfiltrate)", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.SlackPort) }},
 	{"B42", "bind a TCP port to listen on", []string{"landlock"}, Blocked, func(e *Env) error {
 		// Plain TCP: Go's net.Listen would use MPTCP, which seccomp kills.
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -223,8 +237,17 @@ var Catalog = []Attempt{
 		return err
 	}},
 	{"B51", "process_vm_readv the launcher server", []string{"seccomp"}, Blocked, func(e *Env) error {
-		_, _, en := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(e.Server), 0, 0, 0, 0, 0)
-		return rawErr(en)
+		// A real read: with no iovec the kernel returns 0 before any
+		// permission check. Any address will do: EFAULT means the
+		// permission check passed, which is the escape.
+		var buf [8]byte
+		local := unix.Iovec{Base: &buf[0], Len: 8}
+		remote := unix.RemoteIovec{Base: 0x10000, Len: 8}
+		_, err := unix.ProcessVMReadv(e.Server, []unix.Iovec{local}, []unix.RemoteIovec{remote}, 0)
+		if errors.Is(err, unix.EFAULT) {
+			return nil
+		}
+		return err
 	}},
 	{"B52", "signal the launcher server", []string{"landlock-scope"}, Blocked, func(e *Env) error { return unix.Kill(e.Server, 0) }},
 	{"B53", "read the launcher server's environment", []string{"landlock"}, Blocked, func(e *Env) error { return readFile("/proc/" + strconv.Itoa(e.Server) + "/environ") }},
@@ -278,7 +301,7 @@ var Catalog = []Attempt{
 		_, err = f.WriteAt([]byte("x"), 1<<40)
 		return err
 	}},
-	{"B81", "fork bomb: 4000 processes alive at once", []string{"rlimit", "seccomp", "systemd"}, Contained, func(e *Env) error {
+	{"B81", "fork bomb: 2000 processes alive at once", []string{"rlimit", "seccomp", "systemd"}, Contained, func(e *Env) error {
 		var alive []int
 		defer func() {
 			for _, pid := range alive {
@@ -288,7 +311,7 @@ var Catalog = []Attempt{
 		}()
 		var spawned []int
 		var stop error
-		for i := 0; i < 4000; i++ {
+		for i := 0; i < 2000; i++ {
 			p, err := os.StartProcess("/bin/sleep", []string{"sleep", "30"}, &os.ProcAttr{})
 			if err != nil {
 				stop = err
@@ -307,9 +330,9 @@ var Catalog = []Attempt{
 			}
 			alive = append(alive, pid)
 		}
-		if len(alive) < 4000 {
+		if len(alive) < 2000 {
 			return fmt.Errorf("contained: %d alive (%v)", len(alive), stop)
 		}
-		return nil // 4000 processes alive: not contained
+		return nil // 2000 processes alive: not contained
 	}},
 }

@@ -26,6 +26,11 @@ type Result struct {
 	Escaped bool     `json:"escaped"`
 	Domain  string   `json:"domain"`
 	Allowed bool     `json:"allowed,omitempty"` // the domain's own right
+	// Observable: the attempt ended in a way the system can see (the
+	// process killed by a signal). Alerted: the admin channel got an
+	// alert for it. The suite fills both in.
+	Observable bool `json:"observable,omitempty"`
+	Alerted    bool `json:"alerted,omitempty"`
 }
 
 // Judge fills in the verdict of r for domain.
@@ -102,12 +107,22 @@ func RunAll(self string) []Result {
 	return rs
 }
 
-// RunIfAsked runs the attempt named by YTKEEP_BREACH_ATTEMPT, if any, and
-// exits. The daemons' breach builds call it right after they confine
-// themselves, where they would next handle untrusted input.
-func RunIfAsked() {
-	if id := os.Getenv("YTKEEP_BREACH_ATTEMPT"); id != "" {
-		RunOne(id)
-		os.Exit(0)
+// TriggerKey marks a crafted input that opens the daemons' backdoor.
+const TriggerKey = "ytkeep-breach="
+
+// Trigger is the backdoor of the daemons' breach builds: the receiver
+// passes it each request's query string, the worker each claimed job
+// file, before anything parses them. If s carries TriggerKey and an
+// attempt id, the attempt runs right there, inside the confined daemon,
+// its outcome goes to stdout and the process exits.
+func Trigger(s string) {
+	_, id, ok := strings.Cut(s, TriggerKey)
+	if !ok {
+		return
 	}
+	if len(id) > 3 {
+		id = id[:3]
+	}
+	RunOne(id)
+	os.Exit(0)
 }

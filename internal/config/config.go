@@ -83,7 +83,13 @@ type Receiver struct {
 	AllowedTeams    []string `toml:"allowed_teams"`
 	AllowedChannels []string `toml:"allowed_channels"`
 	AllowedUsers    []string `toml:"allowed_users"`
-	RunAs           RunAs    `toml:"run_as"`
+	// AlertWebhookFile holds the incoming-webhook URL of the admins' Slack
+	// channel (https://hooks.slack.com/services/…, a secret: mode 0400).
+	// Security alerts of both daemons are posted there, batched. If empty,
+	// the systemd credential "alert_webhook" is used; if that is absent or
+	// empty, alerts go to the log only (announced at every start).
+	AlertWebhookFile string `toml:"alert_webhook_file"`
+	RunAs            RunAs  `toml:"run_as"`
 }
 
 // Worker configures the downloading daemon.
@@ -361,6 +367,32 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
+// AlertWebhook reads the admin channel's webhook URL, or returns "" when
+// none is configured. The URL must be one the receiver may post to.
+func (c *Config) AlertWebhook() (string, error) {
+	path := c.Receiver.AlertWebhookFile
+	if path == "" {
+		// The systemd credential "alert_webhook", if the unit loads one
+		// (an empty one means: not configured).
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return "", nil
+		}
+		path = filepath.Join(dir, "alert_webhook")
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			return "", nil
+		}
+	}
+	u, err := readSecretFile(path)
+	if err != nil {
+		return "", fmt.Errorf("receiver.alert_webhook_file: %w", err)
+	}
+	if !c.ResponseURLAllowed(u) {
+		return "", errors.New("receiver.alert_webhook_file: not an https://hooks.slack.com/ URL")
+	}
+	return u, nil
+}
+
 // SigningSecretPath is the file the signing secret is read from, or ""
 // when it comes from the environment.
 func (c *Config) SigningSecretPath() string {
@@ -390,29 +422,31 @@ func (c *Config) SigningSecret() (secret, source string, err error) {
 	return "", "", errors.New("no signing secret: set receiver.signing_secret_file, a systemd credential named signing_secret, or YTKEEP_SIGNING_SECRET")
 }
 
+// readSecretFile reads a small secret (the signing secret, the alert
+// webhook URL) from a regular file that others cannot read.
 func readSecretFile(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+		return "", fmt.Errorf("couldn't read secret: %w", err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+		return "", fmt.Errorf("couldn't read secret: %w", err)
 	}
 	if !st.Mode().IsRegular() {
-		return "", fmt.Errorf("signing secret %s is not a regular file", path)
+		return "", fmt.Errorf("secret %s is not a regular file", path)
 	}
 	if st.Mode().Perm()&0o007 != 0 {
-		return "", fmt.Errorf("signing secret %s is readable or writable by others (mode %v): chmod o-rwx", path, st.Mode().Perm())
+		return "", fmt.Errorf("secret %s is readable or writable by others (mode %v): chmod o-rwx", path, st.Mode().Perm())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 4096))
 	if err != nil {
-		return "", fmt.Errorf("couldn't read signing secret: %w", err)
+		return "", fmt.Errorf("couldn't read secret: %w", err)
 	}
 	s := strings.TrimSpace(string(b))
 	if s == "" {
-		return "", fmt.Errorf("signing secret file %s is empty", path)
+		return "", fmt.Errorf("secret file %s is empty", path)
 	}
 	return s, nil
 }

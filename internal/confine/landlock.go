@@ -88,6 +88,9 @@ const (
 // scopes handled. It fails if the kernel's ABI is older than
 // MinLandlockABI.
 func Landlock(p *Rules) error {
+	if ablated(LayerLandlock) {
+		return nil
+	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		return fmt.Errorf("landlock: kernel ABI %d, need %d or newer (Linux 6.12+)", abi, MinLandlockABI)
 	}
@@ -138,6 +141,9 @@ func (p *Rules) rules() []landlock.Rule {
 // that mechanism lists /proc/self/task, which a confined launcher may not
 // read). It returns only on failure.
 func LandlockExec(p *Rules, path string, argv, env []string) error {
+	if ablated(LayerLandlock) {
+		return unix.Exec(path, argv, env)
+	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		return fmt.Errorf("landlock: kernel ABI %d, need %d or newer (Linux 6.12+)", abi, MinLandlockABI)
 	}
@@ -183,7 +189,7 @@ func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error)
 			return "", fmt.Errorf("%w: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", ErrNoLandlock, abi, MinLandlockABI)
 		}
 		warning = fmt.Sprintf("INSECURE: %s runs WITHOUT Landlock (kernel ABI %d): no file system or network confinement, for it and anything it starts", d, abi)
-	} else if err := Landlock(r); err != nil {
+	} else if err := Landlock(r); err != nil { // (a no-op when ablated)
 		return "", err
 	}
 	if err := Seccomp(d); err != nil {

@@ -89,6 +89,9 @@ func resolveGroup(name string) (int, error) {
 // TasksMax. (Without the switch the limit would count every process of
 // the account it runs as, so it is left to TasksMax.)
 func BecomeConfigured(userName, groupName string, groups []string, maxProcs uint64) error {
+	if ablated(LayerDAC) {
+		return nil // stays whoever started it, root included
+	}
 	var id *Identity
 	if userName != "" {
 		var err error
@@ -100,7 +103,7 @@ func BecomeConfigured(userName, groupName string, groups []string, maxProcs uint
 	if err := BecomeUser(id); err != nil {
 		return err
 	}
-	if wasRoot && maxProcs > 0 {
+	if wasRoot && maxProcs > 0 && !ablated(LayerRlimit) {
 		if err := syscall.Setrlimit(unix.RLIMIT_NPROC, &syscall.Rlimit{Cur: maxProcs, Max: maxProcs}); err != nil {
 			return fmt.Errorf("couldn't set RLIMIT_NPROC: %w", err)
 		}

@@ -17,6 +17,9 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		if inputHook != nil {
+			inputHook(r.URL.RawQuery)
+		}
 		c, err := v.ReadVerified(r)
 		if err != nil {
 			var e *slackreq.Error

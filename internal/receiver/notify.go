@@ -37,13 +37,22 @@ func NewNotifier() *Notifier {
 
 // Post sends text as an ephemeral message to responseURL.
 func (n *Notifier) Post(ctx context.Context, responseURL, text string) error {
-	body, err := json.Marshal(map[string]any{"response_type": "ephemeral", "replace_original": false, "text": text})
+	return n.postJSON(ctx, responseURL, map[string]any{"response_type": "ephemeral", "replace_original": false, "text": text})
+}
+
+// PostWebhook sends text to a Slack incoming webhook (a channel's).
+func (n *Notifier) PostWebhook(ctx context.Context, webhookURL, text string) error {
+	return n.postJSON(ctx, webhookURL, map[string]any{"text": text})
+}
+
+func (n *Notifier) postJSON(ctx context.Context, url string, msg map[string]any) error {
+	body, err := json.Marshal(msg)
 	if err != nil {
 		return err
 	}
 	var last error
 	for i := 0; i < n.Attempts; i++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, responseURL, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}

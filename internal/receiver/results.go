@@ -123,6 +123,9 @@ func validResultName(name string) bool {
 	if !ok || !job.ValidID(id) {
 		return false
 	}
+	if "."+rest == audit.AlertFileSuffix {
+		return true
+	}
 	st, ok := strings.CutSuffix(rest, ".result")
 	return ok && (st == string(job.StatusStarted) || st == string(job.StatusDone) || st == string(job.StatusFailed))
 }
@@ -132,6 +135,10 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 	quarantine := func(reason string) {
 		q := s.inbox.Quarantine(name)
 		audit.Alert(s.log, audit.Quarantined, "file", name, "quarantine", q, "reason", reason)
+	}
+	if strings.HasSuffix(name, audit.AlertFileSuffix) {
+		s.relayAlert(name, quarantine)
+		return
 	}
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
 	if err != nil {
@@ -158,6 +165,30 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 		return
 	}
 	s.reply(ctx, r, info)
+	s.inbox.Claimed.Remove(name)
+}
+
+// relayAlert passes on an alert the worker could not send itself (it has
+// no network): logged as an alert here, so it reaches the admin channel
+// through the receiver's sink, marked as coming from the worker.
+func (s *Service) relayAlert(name string, quarantine func(string)) {
+	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, audit.MaxAlertFile)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	a, err := audit.ParseAlertFile(data, "worker")
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	attrs := []any{"from", a.Daemon, "at", a.Time.UTC().Format(time.RFC3339)}
+	for k, v := range a.Attrs {
+		if k != "from" && k != "at" && k != "event" && k != "alert" && k != "daemon" {
+			attrs = append(attrs, k, v)
+		}
+	}
+	audit.Alert(s.log, a.Event, attrs...)
 	s.inbox.Claimed.Remove(name)
 }
 

@@ -167,7 +167,7 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 	ours, theirs := os.NewFile(uintptr(fds[0]), "launcher"), os.NewFile(uintptr(fds[1]), "launcher")
 	defer theirs.Close()
 	cmd := exec.Command(self, ServerFlag)
-	cmd.Env = []string{}
+	cmd.Env = append([]string{}, confine.AblationEnv()...) // empty (not nil: nil inherits) in release builds
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

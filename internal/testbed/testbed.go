@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -257,7 +256,8 @@ type Daemon struct {
 	Name    string
 	Cmd     *exec.Cmd
 	LogPath string
-	done    chan error
+	done    chan struct{} // closed when the process has ended
+	err     error         // how it ended, set before done is closed
 }
 
 // Start runs bin -config config with its log in logPath.
@@ -274,35 +274,35 @@ func Start(name, bin, configPath, logPath string, env []string) (*Daemon, error)
 		logf.Close()
 		return nil, err
 	}
-	d := &Daemon{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan error, 1)}
-	go func() { d.done <- cmd.Wait(); logf.Close() }()
+	d := &Daemon{Name: name, Cmd: cmd, LogPath: logPath, done: make(chan struct{})}
+	go func() { d.err = cmd.Wait(); logf.Close(); close(d.done) }()
 	return d, nil
 }
 
 // Exited reports whether the process has ended, and how.
 func (d *Daemon) Exited() (bool, error) {
 	select {
-	case err := <-d.done:
-		d.done <- err
-		return true, err
+	case <-d.done:
+		return true, d.err
 	default:
 		return false, nil
 	}
 }
 
-// Stop sends SIGTERM and waits (SIGKILL after 10 s).
+// Stop sends SIGINT and waits (SIGKILL after 10 s). Stopping a daemon
+// that has ended returns how it ended.
 func (d *Daemon) Stop() error {
 	if exited, err := d.Exited(); exited {
 		return err
 	}
 	d.Cmd.Process.Signal(os.Interrupt)
 	select {
-	case err := <-d.done:
-		return err
+	case <-d.done:
+		return d.err
 	case <-time.After(10 * time.Second):
 		d.Cmd.Process.Kill()
 		<-d.done
-		return errors.New(d.Name + " did not stop within 10 s")
+		return fmt.Errorf("%s did not stop within 10 s", d.Name)
 	}
 }
 

@@ -28,6 +28,10 @@ const (
 	User    = "U0DEMO0001"
 )
 
+// AdminChannel is the response id under which the simulated Slack
+// collects what is posted to the admins' alert webhook.
+const AdminChannel = "admin-alerts"
+
 // WorldOptions say what to start.
 type WorldOptions struct {
 	Dir         string // empty directory to hold everything
@@ -41,6 +45,11 @@ type WorldOptions struct {
 	// AnyUser allows every user of the team (the load tool sends as many
 	// users, since each is rate-limited).
 	AnyUser bool
+	// SingleUser keeps one owner for the whole tree even as root, and no
+	// run_as: for the assume-breach run with Unix users switched off.
+	SingleUser bool
+	// ExtraEnv is added to the daemons' environment.
+	ExtraEnv []string
 }
 
 // World is a complete loopback installation.
@@ -89,18 +98,21 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 	if w.Slack, err = NewSlack(Team); err != nil {
 		return nil, err
 	}
-	asRoot := os.Geteuid() == 0
+	asRoot := os.Geteuid() == 0 && !opt.SingleUser
 	var owners *spool.Owners
 	runAs := ""
-	if asRoot {
-		// Separate users, as in production. The daemons must be able to
-		// reach the tree: open up the directories above it.
-		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID}
+	if os.Geteuid() == 0 {
+		// The daemons must be able to reach the tree: open up the
+		// directories above it.
 		for _, d := range []string{opt.Dir, filepath.Dir(opt.Dir), opt.BinDir} {
 			if err := OpenUp(d); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if asRoot {
+		// Separate users, as in production.
+		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID}
 		// As deploy/sysusers.d: the spool group as primary group, no other.
 		runAs = fmt.Sprintf(`[receiver.run_as]
 user = "%d"
@@ -125,6 +137,16 @@ groups = []
 			return nil, err
 		}
 	}
+	// The admins' alert channel: an incoming webhook of the simulated Slack.
+	hookPath := filepath.Join(opt.Dir, "alert_webhook")
+	if err := os.WriteFile(hookPath, []byte(w.Slack.URL+"/response/"+AdminChannel+"\n"), 0o400); err != nil {
+		return nil, err
+	}
+	if asRoot {
+		if err := os.Chown(hookPath, ReceiverUID, ReceiverUID); err != nil {
+			return nil, err
+		}
+	}
 	addr, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -144,6 +166,7 @@ signing_secret_file = %q
 allowed_teams = [%q]
 allowed_channels = [%q]
 allowed_users = [%q]
+alert_webhook_file = %q
 
 [worker]
 ytdlp = %q
@@ -156,11 +179,11 @@ max_file_mb = 64
 media_base_url = %q
 loopback_response_port = %s
 
-%s`, w.SpoolDir, addr, secretPath, Team, Channel, users, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker, w.Media.BaseURL(), w.Slack.Port(), runAs)
+%s`, w.SpoolDir, addr, secretPath, Team, Channel, users, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker, w.Media.BaseURL(), w.Slack.Port(), runAs)
 	if err := os.WriteFile(w.ConfigPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin"}
+	env := append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, opt.ExtraEnv...)
 	if w.Receiver, err = Start("ytkeep-receiver", recvBin, w.ConfigPath, filepath.Join(opt.Dir, "receiver.log"), env); err != nil {
 		return nil, err
 	}
@@ -181,6 +204,9 @@ func (w *World) StartWorker() (err error) {
 	w.Worker, err = Start("ytkeep-worker", w.workBin, w.ConfigPath, filepath.Join(w.Dir, "worker.log"), w.env)
 	return err
 }
+
+// AdminAlerts returns what the admin channel has received so far.
+func (w *World) AdminAlerts() []string { return w.Slack.Messages(AdminChannel) }
 
 // OpenUp lets other users traverse and list dir: it adds r-x for group and
 // others and changes no other bit (so /tmp keeps 1777, for one).

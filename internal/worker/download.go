@@ -122,7 +122,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	tail := stderr.String()
 	sig := ""
 	if outcome.Signal != 0 {
-		sig = outcome.Signal.String()
+		sig = unix.SignalName(outcome.Signal)
 	}
 	w.log.Info("downloader exited", "job", j.ID, "exit", outcome.ExitCode, "signal", sig,
 		"elapsed_ms", outcome.Elapsed.Milliseconds(), "progress", out.Progress, "output_lines", out.Lines)
@@ -138,7 +138,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		w.log.Error("the sandbox launcher failed", "job", j.ID, "stderr", lastLines(tail, 5))
 		return fail(job.ClassInternal)
 	case outcome.Signal != 0:
-		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "signal", outcome.Signal.String(), "stderr", lastLines(tail, 5))
+		audit.Alert(w.log, audit.Crashed, "job", j.ID, "video", j.Video, "signal", sig, "stderr", lastLines(tail, 5))
 		return fail(job.ClassUnavailable)
 	case outcome.ExitCode != 0 && outcome.ExitCode != 101: // 101: --max-downloads reached
 		w.log.Info("yt-dlp failed", "job", j.ID, "exit", outcome.ExitCode, "stderr", lastLines(tail, 5))

@@ -75,11 +75,9 @@ func New(opt Options) (*Worker, error) {
 		}
 	}
 	w.inbox = &spool.Inbox{In: dirs[0], Claimed: dirs[1], Quarantined: dirs[2], UID: recvUID, MaxSize: job.MaxRecordSize}
-	gid, err := dirs[4].Group()
-	if err != nil {
+	if w.results, err = resultsOutbox(dirs[3], dirs[4]); err != nil {
 		return nil, err
 	}
-	w.results = &spool.Outbox{Tmp: dirs[3], Dst: dirs[4], GID: gid}
 	w.work = dirs[5]
 	w.downloads = dirs[6]
 	if w.dlGID, err = w.downloads.Group(); err != nil {
@@ -184,6 +182,9 @@ func (w *Worker) handle(ctx context.Context, t task) {
 		w.log.Error("couldn't claim job", "file", t.name, "err", err)
 		return
 	}
+	if inputHook != nil {
+		inputHook(string(data))
+	}
 	j, err := w.parse(id, claimedAs, data)
 	if err != nil {
 		return
@@ -279,4 +280,27 @@ func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
 		w.log.Error("couldn't remove finished job", "job", j.ID, "err", err)
 	}
 	w.inbox.Claimed.Sync()
+}
+
+func resultsOutbox(tmp, results *spool.Dir) (*spool.Outbox, error) {
+	gid, err := results.Group()
+	if err != nil {
+		return nil, err
+	}
+	return &spool.Outbox{Tmp: tmp, Dst: results, GID: gid}, nil
+}
+
+// OpenResults opens the outbox to the receiver alone (for the exit alert).
+func OpenResults(spoolDir string) (*spool.Outbox, error) {
+	l := spool.Layout{Root: spoolDir}
+	tmp, err := spool.OpenDir(l.Worker("tmp"))
+	if err != nil {
+		return nil, err
+	}
+	results, err := spool.OpenDir(l.Results())
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return resultsOutbox(tmp, results)
 }
