@@ -17,6 +17,15 @@ import (
 )
 
 func main() {
+	// Installed setuid root by the suite (B32): it only tells its
+	// effective uid, and refuses anything else while privileged.
+	if len(os.Args) == 2 && os.Args[1] == "whoami" {
+		fmt.Printf("euid=%d\n", os.Geteuid())
+		return
+	}
+	if os.Geteuid() != os.Getuid() {
+		os.Exit(2)
+	}
 	if len(os.Args) == 3 && os.Args[1] == "attempt" {
 		breach.RunOne(os.Args[2])
 		return

@@ -97,6 +97,7 @@ func run(configPath string) error {
 				CPUSeconds: uint64(cfg.Worker.JobTimeoutSeconds),
 				FileBytes:  uint64(maxBytes) + 64<<20, // the exact cap is checked on the result
 				OpenFiles:  uint64(cfg.Worker.ChildMaxOpenFiles),
+				DataBytes:  uint64(cfg.Worker.ChildMaxMemoryMB) << 20,
 				Processes:  uint64(cfg.Worker.ChildMaxProcesses),
 			},
 		},

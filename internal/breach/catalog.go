@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +35,10 @@ const (
 // Env names the targets, from YTKEEP_BREACH_* variables.
 type Env struct {
 	Secret, Spool, Downloads, JobRoot, OtherJob, StoredFile, Config string
-	ReceiverPort, SlackPort                                         int
+	// Setuid is a setuid-root program that prints its effective uid
+	// (the runner in "whoami" mode), installed by the suite.
+	Setuid                  string
+	ReceiverPort, SlackPort int
 	// Server is the launcher server's pid: the runner's parent, outside the
 	// downloader's own Landlock domain. (An attempt's own parent is the
 	// runner, inside it.)
@@ -48,7 +52,8 @@ func LoadEnv() *Env {
 	sp, _ := strconv.Atoi(g("SLACK_PORT"))
 	srv, _ := strconv.Atoi(g("SERVER"))
 	return &Env{Secret: g("SECRET"), Spool: g("SPOOL"), Downloads: g("DOWNLOADS"), JobRoot: g("JOBROOT"),
-		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, SlackPort: sp, Server: srv}
+		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, SlackPort: sp, Server: srv,
+		Setuid: g("SETUID")}
 }
 
 // Attempt is one escape attempt.
@@ -82,6 +87,24 @@ func writeFile(p string) error {
 // TmpLitter prefixes the file B17 leaves in /tmp when it is not stopped
 // (the suite removes it).
 const TmpLitter = "/tmp/ytkeep-breach-litter-"
+
+// plant leaves an empty file at dst the way the daemons write the spool
+// (a private temporary directory, then a rename: Landlock lets them only
+// create, not write, in the other side's directory), or else directly.
+func plant(e *Env, dst string) error {
+	for _, tmp := range []string{filepath.Join(e.Spool, "receiver", "tmp"), filepath.Join(e.Spool, "worker", "tmp")} {
+		p := filepath.Join(tmp, "breach-plant")
+		if writeFile(p) != nil {
+			continue
+		}
+		err := os.Rename(p, dst)
+		if err == nil {
+			return nil
+		}
+		os.Remove(p)
+	}
+	return writeFile(dst)
+}
 
 func listDir(p string) error { _, err := os.ReadDir(p); return err }
 
@@ -117,6 +140,8 @@ var allowedIn = map[string][]string{
 	// incoming/ (a job the worker wrote itself would fail the owner check).
 	"B10": {Receiver, Worker}, "B11": {Worker, Receiver}, "B12": {Worker}, "B13": {Worker}, "B14": {Worker},
 	"B41": {Receiver}, // it posts replies there
+	// The worker owns incoming/ (it claims there) and the job root.
+	"B24": {Worker}, "B25": {Worker},
 	"B44": {Receiver}, // DNS
 }
 
@@ -149,10 +174,10 @@ var Catalog = []Attempt{
 	}},
 	// Writes outside the job directory.
 	{"B10", "forge a job in incoming/", []string{"landlock"}, Blocked, func(e *Env) error {
-		return writeFile(filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
+		return plant(e, filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
 	}},
 	{"B11", "forge a result in results/", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
-		return writeFile(filepath.Join(e.Spool, "results", "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"))
+		return plant(e, filepath.Join(e.Spool, "results", "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"))
 	}},
 	{"B12", "plant a file in downloads/", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.Downloads, "dQw4w9WgXcQ-best.mp4")) }},
 	{"B13", "replace a stored video", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile(e.StoredFile) }},
@@ -171,6 +196,22 @@ var Catalog = []Attempt{
 	{"B21", "symlink to the secret in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Symlink(e.Secret, "dQw4w9WgXcQ.mp4") }},
 	{"B22", "hard link a stored video into the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Link(e.StoredFile, "stolen.mp4") }},
 	{"B23", "FIFO in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return unix.Mkfifo("dQw4w9WgXcQ.webm", 0o600) }},
+	{"B24", "swap a queued job for a symlink to the secret (claim race)", []string{"landlock", "spool-checks"}, Blocked, func(e *Env) error {
+		// The claim renames and then refuses anything but a regular,
+		// singly linked file opened with O_NOFOLLOW; Landlock refuses the
+		// symlink in the first place.
+		return os.Symlink(e.Secret, filepath.Join(e.Spool, "incoming", "bbbbbbbbbbbbbbbbbbbbbbbbbb.job"))
+	}},
+	{"B25", "poison the next job's yt-dlp cache and config", []string{"landlock"}, Blocked, func(e *Env) error {
+		// Every job has a fresh HOME (its own directory); the only place
+		// shared between jobs is the job root above them.
+		for _, d := range []string{".cache/yt-dlp", ".config"} {
+			if err := os.MkdirAll(filepath.Join(e.JobRoot, d), 0o755); err != nil {
+				return err
+			}
+		}
+		return writeFile(filepath.Join(e.JobRoot, ".config", "yt-dlp.conf"))
+	}},
 	// Execution.
 	{"B30", "run a program dropped in the job dir", []string{"landlock"}, Blocked, func(e *Env) error {
 		if err := os.WriteFile("payload", []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
@@ -184,6 +225,19 @@ var Catalog = []Attempt{
 			return nil
 		}
 		return errors.New("contained")
+	}},
+	{"B32", "gain root through a setuid-root program", []string{"nnp", "seccomp"}, Blocked, func(e *Env) error {
+		if os.Getuid() == 0 {
+			return errors.New("already root (see B09)")
+		}
+		out, err := exec.Command(e.Setuid, "whoami").Output()
+		if err != nil {
+			return err
+		}
+		if got := strings.TrimSpace(string(out)); got != "euid=0" {
+			return fmt.Errorf("no gain: %s", got)
+		}
+		return nil
 	}},
 	// Network.
 	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
@@ -300,6 +354,18 @@ var Catalog = []Attempt{
 		// FSIZE is the size cap plus 64 MiB; go well past it.
 		_, err = f.WriteAt([]byte("x"), 1<<40)
 		return err
+	}},
+	{"B82", "exhaust memory: write 4 GiB", []string{"rlimit", "systemd"}, Blocked, func(e *Env) error {
+		const size = 4 << 30
+		b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+		if err != nil {
+			return err
+		}
+		defer unix.Munmap(b)
+		for i := 0; i < size; i += 4096 {
+			b[i] = 1
+		}
+		return nil
 	}},
 	{"B81", "fork bomb: 2000 processes alive at once", []string{"rlimit", "seccomp", "systemd"}, Contained, func(e *Env) error {
 		var alive []int

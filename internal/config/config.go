@@ -119,8 +119,12 @@ type Worker struct {
 	// user, so it includes the worker's threads). Default 512.
 	ChildMaxProcesses int `toml:"child_max_processes"`
 	// ChildMaxOpenFiles is the downloader's RLIMIT_NOFILE. Default 256.
-	ChildMaxOpenFiles int   `toml:"child_max_open_files"`
-	RunAs             RunAs `toml:"run_as"`
+	ChildMaxOpenFiles int `toml:"child_max_open_files"`
+	// ChildMaxMemoryMB is the downloader's RLIMIT_DATA: the writable
+	// private memory of each of its processes (V8's large address-space
+	// reservations are not counted). Default 2048.
+	ChildMaxMemoryMB int   `toml:"child_max_memory_mb"`
+	RunAs            RunAs `toml:"run_as"`
 }
 
 // Log configures the JSON log on standard error.
@@ -223,6 +227,7 @@ func (c *Config) defaults() {
 	defInt(&c.Worker.SocketTimeoutSeconds, 30)
 	defInt(&c.Worker.ChildMaxProcesses, 512)
 	defInt(&c.Worker.ChildMaxOpenFiles, 256)
+	defInt(&c.Worker.ChildMaxMemoryMB, 2048)
 	def(&c.Log.Level, "info")
 }
 
@@ -330,6 +335,9 @@ func (c *Config) CheckWorker() error {
 	}
 	if w.ChildMaxOpenFiles < 32 || w.ChildMaxOpenFiles > 65536 {
 		add("worker.child_max_open_files %d is not between 32 and 65536", w.ChildMaxOpenFiles)
+	}
+	if w.ChildMaxMemoryMB < 256 || w.ChildMaxMemoryMB > 65536 {
+		add("worker.child_max_memory_mb %d is not between 256 and 65536", w.ChildMaxMemoryMB)
 	}
 	for _, p := range w.ExtraExecPaths {
 		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {

@@ -180,10 +180,25 @@ func uniq(paths []string) []string {
 	return out
 }
 
-// Enter confines the calling process to domain d: Landlock rules r, then
-// the seccomp filter of d. Without Landlock it fails unless allowNoLandlock
-// is set, in which case it returns a warning to announce.
+// DaemonMaxData is each daemon's RLIMIT_DATA (writable private memory):
+// they need tens of MiB, and the cap turns memory exhaustion into ENOMEM
+// for the daemon alone, before the unit's MemoryMax= would act.
+const DaemonMaxData = 1 << 30
+
+// Enter confines the calling process to domain d: RLIMIT_DATA, Landlock
+// rules r, then the seccomp filter of d. Without Landlock it fails unless
+// allowNoLandlock is set, in which case it returns a warning to announce.
 func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error) {
+	if !ablated(LayerRlimit) {
+		if err := unix.Setrlimit(unix.RLIMIT_DATA, &unix.Rlimit{Cur: DaemonMaxData, Max: DaemonMaxData}); err != nil {
+			return "", fmt.Errorf("couldn't set RLIMIT_DATA: %w", err)
+		}
+	}
+	// no_new_privs on its own, not only as seccomp's precondition: it
+	// must hold (setuid programs gain nothing) even without the filter.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return "", fmt.Errorf("couldn't set no_new_privs: %w", err)
+	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		if !allowNoLandlock {
 			return "", fmt.Errorf("%w: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", ErrNoLandlock, abi, MinLandlockABI)

@@ -49,6 +49,7 @@ type Limits struct {
 	FileBytes  uint64 // RLIMIT_FSIZE: largest file it may write
 	OpenFiles  uint64 // RLIMIT_NOFILE
 	Processes  uint64 // RLIMIT_NPROC (counted per real uid)
+	DataBytes  uint64 // RLIMIT_DATA: writable private memory, per process
 }
 
 // Spec is what the child executes.
@@ -63,7 +64,7 @@ func (s *Spec) check() error {
 	if len(s.Path) == 0 || s.Path[0] != '/' {
 		return errors.New("sandbox spec: program path must be absolute")
 	}
-	if s.Limits.CPUSeconds == 0 || s.Limits.FileBytes == 0 || s.Limits.OpenFiles == 0 || s.Limits.Processes == 0 {
+	if s.Limits.CPUSeconds == 0 || s.Limits.FileBytes == 0 || s.Limits.OpenFiles == 0 || s.Limits.Processes == 0 || s.Limits.DataBytes == 0 {
 		return errors.New("sandbox spec: every limit must be set")
 	}
 	return nil

@@ -50,7 +50,7 @@ func launcher(t *testing.T) (*Launcher, string) {
 	return l, root
 }
 
-var limits = Limits{CPUSeconds: 30, FileBytes: 1 << 20, OpenFiles: 64, Processes: 4096}
+var limits = Limits{CPUSeconds: 30, FileBytes: 1 << 20, OpenFiles: 64, Processes: 4096, DataBytes: 512 << 20}
 
 func run(t *testing.T, spec *Spec, timeout time.Duration) (*Outcome, string, string, string) {
 	t.Helper()
@@ -114,6 +114,7 @@ func TestChildLimits(t *testing.T) {
 		"Max file size             1048576              1048576",
 		"Max processes             4096                 4096",
 		"Max open files            64                   64",
+		"Max data size             536870912            536870912",
 		"Max core file size        0                    0",
 	} {
 		if !strings.Contains(out, want) {

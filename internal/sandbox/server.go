@@ -459,6 +459,7 @@ func setLimits(l *Limits) error {
 		{unix.RLIMIT_FSIZE, "RLIMIT_FSIZE", l.FileBytes},
 		{unix.RLIMIT_NOFILE, "RLIMIT_NOFILE", l.OpenFiles},
 		{unix.RLIMIT_NPROC, "RLIMIT_NPROC", l.Processes},
+		{unix.RLIMIT_DATA, "RLIMIT_DATA", l.DataBytes},
 		{unix.RLIMIT_CORE, "RLIMIT_CORE", 0},
 	} {
 		if err := unix.Setrlimit(r.res, &unix.Rlimit{Cur: r.v, Max: r.v}); err != nil {

@@ -141,7 +141,38 @@ func buildBreach(t *testing.T) string {
 	}
 	OpenUp(bin)
 	OpenUp(filepath.Dir(bin))
+	installSetuid(t, bin)
 	return bin
+}
+
+// setuidName is the runner installed setuid root for B32. It answers
+// only "whoami" (its effective uid) and is executable only by the spool
+// group, which both test users have.
+const setuidName = "ytkeep-breach-setuid"
+
+func installSetuid(t *testing.T, bin string) {
+	data, err := os.ReadFile(filepath.Join(bin, "ytkeep-breach"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(bin, setuidName)
+	if err := os.WriteFile(p, data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p, 0, SpoolGID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p, 0o750|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	// Positive control: without no_new_privs it does make a test user root,
+	// so B32's "no gain" inside the domains is their doing, not nosuid's.
+	cmd := exec.Command(p, "whoami")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 61003, Gid: SpoolGID}}
+	out, err := cmd.Output()
+	if got := strings.TrimSpace(string(out)); err != nil || got != "euid=0" {
+		t.Fatalf("the setuid control did not gain root (%q, %v): B32 would prove nothing", got, err)
+	}
 }
 
 // waitUsersGone waits until no process of the test users is left.
@@ -211,7 +242,7 @@ func ablationOptions(bin, layer string) WorldOptions {
 }
 
 // targets are the paths and pids the attempts aim at.
-func targets(t *testing.T, w *World) map[string]string {
+func targets(t *testing.T, w *World, bin string) map[string]string {
 	stored := filepath.Join(w.DownloadsDir, "aaaaaaaaaaa-best.mp4")
 	other := filepath.Join(w.SpoolDir, "worker", "work", "bbbbbbbbbbbbbbbbbbbbbbbbbb")
 	os.WriteFile(stored, []byte("a stored video"), 0o640)
@@ -237,6 +268,7 @@ func targets(t *testing.T, w *World) map[string]string {
 		"YTKEEP_BREACH_CONFIG":        w.ConfigPath,
 		"YTKEEP_BREACH_RECEIVER_PORT": u.Port(),
 		"YTKEEP_BREACH_SLACK_PORT":    w.Slack.Port(),
+		"YTKEEP_BREACH_SETUID":        filepath.Join(bin, setuidName),
 	}
 }
 
@@ -256,7 +288,7 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 	u, _ := url.Parse(w.Endpoint)
 	cfgPath := filepath.Join(w.Dir, "breach.toml")
 	os.WriteFile(cfgPath, []byte(strings.Replace(string(cfg), u.Host, addr, 1)), 0o644)
-	tg := targets(t, w)
+	tg := targets(t, w, bin)
 	cwd := t.TempDir()
 	OpenUp(cwd)
 	env := append([]string{"PATH=/usr/bin:/bin"}, opt.ExtraEnv...)
@@ -281,6 +313,9 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 			victim = w.Receiver.Cmd.Process.Pid
 		}
 		for _, a := range breach.Catalog {
+			pl, plants := planted[a.ID]
+			plants = plants && pl.domain == d && layer == ""
+			quarantined := countAlerts(w, "quarantined", "file="+pl.file)
 			cmd := exec.Command(filepath.Join(bin, "ytkeep-"+d), "-config", cfgPath)
 			cmd.Dir = cwd
 			cmd.Env = append(slices.Clone(env), "YTKEEP_BREACH_SERVER="+fmt.Sprint(victim))
@@ -334,11 +369,38 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 					t.Errorf("%s %s: killed by %s, but no alert reached the admin channel", d, a.ID, sig)
 				}
 			}
+			if plants && outcome == "succeeded" {
+				r.Observable = true
+				r.Alerted = waitCount(w, quarantined+1, "quarantined", "file="+pl.file)
+				if !r.Alerted {
+					t.Errorf("%s %s: the other daemon did not alert on the planted %s", d, a.ID, pl.file)
+				}
+			}
 			out[d] = append(out[d], r)
 		}
 		logResults(t, d, layer, out[d])
 	}
 	return out
+}
+
+// planted are the attempts that leave a hostile file for the other
+// daemon, which must quarantine it with an alert: a forged job from the
+// receiver, a forged result from the worker.
+var planted = map[string]struct{ domain, file string }{
+	"B10": {breach.Receiver, "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"},
+	"B11": {breach.Worker, "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"},
+}
+
+// waitCount waits until n admin-channel alert lines contain all parts.
+func waitCount(w *World, n int, parts ...string) bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if countAlerts(w, parts...) >= n {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 // craftedRequest posts to url until the daemon, still starting, takes it
@@ -404,7 +466,7 @@ func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 	opt.ExtraWorker = fmt.Sprintf("extra_exec_paths = [%q, %q]\n", attackDir, bin)
 	w := newWorld(t, opt)
 
-	env := targets(t, w)
+	env := targets(t, w, bin)
 	envJSON, _ := json.Marshal(env)
 	src := fmt.Sprintf(hostileYtDlp, envJSON, runner, w.Media.URL+"/report")
 	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
@@ -487,14 +549,7 @@ func exitAlert(t *testing.T, w *World, domain, cfgPath, sig string, n int) bool 
 		return false
 	}
 	// Each crash is one more alert line for the service.
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if countAlerts(w, "service=ytkeep-"+domain, "signal="+sig) >= n {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
+	return waitCount(w, n, "service=ytkeep-"+domain, "signal="+sig)
 }
 
 func countAlerts(w *World, parts ...string) int {
@@ -556,7 +611,7 @@ Do not edit by hand. The attack code exists only in builds with the
 			return "—"
 		case r.Escaped:
 			return "**ESCAPED** (" + r.Outcome + ")"
-		case r.Allowed:
+		case r.Allowed && r.Outcome == "succeeded":
 			return "allowed: own right"
 		case r.Expect == breach.Accepted && r.Outcome == "succeeded":
 			return "accepted risk"
@@ -613,7 +668,9 @@ func detectionMarkdown(results run) string {
 ## Detection
 
 An attempt is *observable* when it ends in a way the system itself sees:
-its process killed by a signal (seccomp's SIGSYS). For the daemons, systemd
+its process killed by a signal (seccomp's SIGSYS), or a hostile file left
+for the other daemon (B10 from the receiver, B11 from the worker), which
+must quarantine it with an alert. For the daemons, systemd
 runs the unit's ` + "`ExecStopPost=… -exit-alert`" + ` after the kill (the
 suite runs the same command with the same environment); for the
 downloader, each observable attempt runs again as the sandboxed process
@@ -717,11 +774,15 @@ var secondLayer = map[string]string{
 	"B09": "it is what the DAC layer means; running as root, every other attempt stays blocked by Landlock and seccomp; systemd User= (units)",
 	"B17": "systemd PrivateTmp=yes and the empty RootDirectory= (units; not run here)",
 	"B21": "the worker opens outputs with O_NOFOLLOW and keeps regular files only", "B22": "the worker refuses outputs with more than one link (and copies, never renames, into downloads/)",
-	"B23": "the worker's output checks (regular files only)", "B30": "none in-process: Landlock's execute right is the control",
+	"B23": "the worker's output checks (regular files only)",
+	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
+	"B25": "none in-process (the downloader runs as the worker's user); each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
 	"B40": "systemd IPAddressDeny= for the worker (units; not run here); none for the receiver's own port", "B41": "as B40", "B42": "as B40",
 	"B43": "none: MPTCP is the seccomp prefix's job (Landlock's TCP rules do not cover it)",
 	"B52": "none: same user; Landlock's signal scope is the control", "B53": "systemd ProtectProc=invisible and ProcSubset=pid (units)", "B54": "none needed: the process's own memory",
 	"B63": "systemd KeyringMode=private (units)", "B68": "systemd SystemCallArchitectures=native (units)",
 	"B70": "systemd kills the whole cgroup (units); the launcher's Pdeathsig", "B71": "systemd LockPersonality=yes (units)",
-	"B80": "the worker's size check on the result and the downloads disk budget", "B81": "systemd TasksMax= (units; not run here)",
+	"B80": "the worker's size check on the result and the downloads disk budget",
+	"B32": "systemd NoNewPrivileges=yes and an empty CapabilityBoundingSet= (units); in the daemons, seccomp kills exec",
+	"B82": "systemd MemoryMax= (units; not run here)", "B81": "systemd TasksMax= (units; not run here)",
 }

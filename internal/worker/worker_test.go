@@ -88,7 +88,7 @@ func newHarnessLayers(t *testing.T, tweak func(*Options, *time.Duration), landlo
 		Seccomp:  true,
 		Download: &sandbox.DownloadConfig{YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", MaxBytes: opt.MaxFileBytes,
 			SocketTimeout: 5, Timeout: timeout,
-			Limits: sandbox.Limits{CPUSeconds: 60, FileBytes: uint64(opt.MaxFileBytes) + 64<<20, OpenFiles: 256, Processes: 512}},
+			Limits: sandbox.Limits{CPUSeconds: 60, FileBytes: uint64(opt.MaxFileBytes) + 64<<20, OpenFiles: 256, Processes: 512, DataBytes: 2 << 30}},
 	})
 	if err != nil {
 		t.Fatal(err)
