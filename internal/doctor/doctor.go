@@ -106,6 +106,7 @@ func Run(opt Options) []Result {
 
 	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir)...)
 	rs = append(rs, checkSecret(cfg)...)
+	rs = append(rs, checkAlertWebhook(cfg)...)
 	return rs
 }
 
@@ -214,6 +215,32 @@ func checkSecret(cfg *config.Config) []Result {
 		return []Result{{Fail, fmt.Sprintf("signing secret %s has mode %04o: chmod 0400 (or 0600) and let only root or the receiver own it", path, st.Mode&0o7777)}}
 	}
 	return []Result{{OK, fmt.Sprintf("signing secret %s is private (mode %04o, uid %d)", path, st.Mode&0o7777, st.Uid)}}
+}
+
+// checkAlertWebhook: alerts need the admins' webhook URL; without one
+// they stay in the journal, which is allowed but worth a warning.
+func checkAlertWebhook(cfg *config.Config) []Result {
+	path := cfg.Receiver.AlertWebhookFile
+	if path == "" {
+		path = "/etc/ytkeep/alert_webhook" // what the unit loads as a credential
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Size == 0 {
+		why := "empty"
+		if err != nil {
+			why = err.Error()
+		}
+		return []Result{{Warn, fmt.Sprintf("alert webhook %s: %s: security alerts go to the journal only (paste the admins' channel incoming-webhook URL there)", path, why)}}
+	}
+	if st.Mode&0o077 != 0 {
+		return []Result{{Fail, fmt.Sprintf("alert webhook %s has mode %04o: chmod 0400, it is a secret", path, st.Mode&0o7777)}}
+	}
+	c := *cfg
+	c.Receiver.AlertWebhookFile = path
+	if _, err := c.AlertWebhook(); err != nil {
+		return []Result{{Fail, err.Error()}}
+	}
+	return []Result{{OK, fmt.Sprintf("alert webhook %s is private and points at Slack: alerts reach the admins' channel", path)}}
 }
 
 // Print writes the results and reports whether all passed (no FAIL).

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
@@ -111,4 +112,32 @@ func TestBrokenInstallFails(t *testing.T) {
 			t.Fatalf("report:\n%s", b.String())
 		}
 	})
+}
+
+// TestAlertWebhookCheck: missing or empty warns; readable by others or
+// not a Slack webhook fails; a private Slack URL passes.
+func TestAlertWebhookCheck(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "alert_webhook")
+	cfg := &config.Config{}
+	cfg.Receiver.AlertWebhookFile = p
+	check := func(content string, mode os.FileMode, want Level, wantText string) {
+		t.Helper()
+		os.Remove(p)
+		if mode != 0 {
+			if err := os.WriteFile(p, []byte(content), mode); err != nil {
+				t.Fatal(err)
+			}
+			os.Chmod(p, mode)
+		}
+		rs := checkAlertWebhook(cfg)
+		if len(rs) != 1 || rs[0].Level != want || !strings.Contains(rs[0].What, wantText) {
+			t.Errorf("%q mode %v: %+v, want %s %q", content, mode, rs, want, wantText)
+		}
+	}
+	check("", 0, Warn, "no such file")
+	check("", 0o400, Warn, "empty")
+	check("https://hooks.slack.com/services/T1/B1/x\n", 0o644, Fail, "chmod 0400")
+	check("https://evil.example/hook\n", 0o400, Fail, "not an https://hooks.slack.com/ URL")
+	check("https://hooks.slack.com/services/T1/B1/x\n", 0o400, OK, "alerts reach the admins' channel")
 }
