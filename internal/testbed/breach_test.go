@@ -391,18 +391,6 @@ var planted = map[string]struct{ domain, file string }{
 	"B11": {breach.Worker, "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"},
 }
 
-// waitCount waits until n admin-channel alert lines contain all parts.
-func waitCount(w *World, n int, parts ...string) bool {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if countAlerts(w, parts...) >= n {
-			return true
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return false
-}
-
 // craftedRequest posts to url until the daemon, still starting, takes it
 // (or 10 s have passed).
 func craftedRequest(url string) {
@@ -550,22 +538,6 @@ func exitAlert(t *testing.T, w *World, domain, cfgPath, sig string, n int) bool 
 	}
 	// Each crash is one more alert line for the service.
 	return waitCount(w, n, "service=ytkeep-"+domain, "signal="+sig)
-}
-
-func countAlerts(w *World, parts ...string) int {
-	n := 0
-	for _, m := range w.AdminAlerts() {
-		for _, line := range strings.Split(m, "\n") {
-			ok := true
-			for _, p := range parts {
-				ok = ok && strings.Contains(line, p)
-			}
-			if ok {
-				n++
-			}
-		}
-	}
-	return n
 }
 
 // markdown renders docs/breach-report.md (make breach-report).

@@ -188,6 +188,35 @@ func spoolNames(t *testing.T, w *World, dir string) []string {
 	return names
 }
 
+// countAlerts counts the admin-channel alert lines that contain all parts.
+func countAlerts(w *World, parts ...string) int {
+	n := 0
+	for _, m := range w.AdminAlerts() {
+		for _, line := range strings.Split(m, "\n") {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(line, p)
+			}
+			if ok {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// waitCount waits until n admin-channel alert lines contain all parts.
+func waitCount(w *World, n int, parts ...string) bool {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if countAlerts(w, parts...) >= n {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
+}
+
 func TestRefusals(t *testing.T) {
 	w := newWorld(t, WorldOptions{NoWorker: true})
 	tests := []struct{ name, text, want string }{
@@ -215,8 +244,8 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("%q %v", reply, err)
 		}
 	})
+	real := w.Slack.Secret
 	t.Run("bad signature", func(t *testing.T) {
-		real := w.Slack.Secret
 		w.Slack.Secret = "ffffffffffffffffffffffffffffffff"
 		defer func() { w.Slack.Secret = real }()
 		_, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation("https://youtu.be/dQw4w9WgXcQ"))
@@ -233,6 +262,29 @@ func TestRefusals(t *testing.T) {
 		if !strings.Contains(log, `"reason":"`+r+`"`) {
 			t.Errorf("no audit event with reason %s", r)
 		}
+	}
+
+	// The alerts reach the admins' channel; a burst of bad signatures
+	// arrives whole, in a few batched posts, and a plain refusal
+	// (a wrong format) is no alert.
+	w.Slack.Secret = "ffffffffffffffffffffffffffffffff"
+	for range 40 {
+		w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation("https://youtu.be/dQw4w9WgXcQ"))
+	}
+	w.Slack.Secret = real
+	for _, r := range []string{"reason=unauthorized_user", "reason=bad_url_lookalike"} {
+		if !waitCount(w, 1, r) {
+			t.Errorf("no alert with %s in the admin channel: %q", r, w.AdminAlerts())
+		}
+	}
+	if !waitCount(w, 41, "reason=bad_signature") {
+		t.Errorf("%d bad-signature alerts in the admin channel, want 41", countAlerts(w, "reason=bad_signature"))
+	}
+	if posts := len(w.AdminAlerts()); posts > 10 {
+		t.Errorf("%d posts for about 45 alerts: not batched", posts)
+	}
+	if countAlerts(w, "reason=bad_format") != 0 {
+		t.Error("a plain refusal reached the admin channel")
 	}
 }
 
