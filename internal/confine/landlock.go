@@ -180,6 +180,17 @@ func uniq(paths []string) []string {
 	return out
 }
 
+// NoDump makes the process non-dumpable: its /proc files (environ, mem,
+// maps…) become root's and ptrace-style access needs CAP_SYS_PTRACE, even
+// for a process of the same user (the downloader runs as the worker's
+// user). It also means no core dumps.
+func NoDump() error {
+	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
+		return fmt.Errorf("couldn't clear the dumpable flag: %w", err)
+	}
+	return nil
+}
+
 // DaemonMaxData is each daemon's RLIMIT_DATA (writable private memory):
 // they need tens of MiB, and the cap turns memory exhaustion into ENOMEM
 // for the daemon alone, before the unit's MemoryMax= would act.
@@ -198,6 +209,9 @@ func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error)
 	// must hold (setuid programs gain nothing) even without the filter.
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return "", fmt.Errorf("couldn't set no_new_privs: %w", err)
+	}
+	if err := NoDump(); err != nil {
+		return "", err
 	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		if !allowNoLandlock {

@@ -303,6 +303,31 @@ func runCase(c string) {
 	case "dac-read-other-user":
 		must(BecomeUser(&Identity{UID: 61002, GID: 61002}))
 		report(readFile(env("SECRET")))
+	case "nodump-peer-environ", "dump-peer-environ":
+		// A process of the same user reads a peer's /proc environ: the
+		// downloader against the launcher server, or against the worker.
+		self, _ := os.Executable()
+		peer := exec.Command(self, "-test.run=^$")
+		peer.Env = []string{caseEnv + "=peer-" + c}
+		out, _ := peer.StdoutPipe()
+		must(peer.Start())
+		defer func() { peer.Process.Kill(); peer.Wait() }()
+		ready := make([]byte, 6)
+		if _, err := out.Read(ready); err != nil || string(ready) != "ready\n" {
+			must(fmt.Errorf("peer not ready: %q %v", ready, err))
+		}
+		must(BecomeUser(&Identity{UID: 61002, GID: 61002}))
+		report(readFile(fmt.Sprintf("/proc/%d/environ", peer.Process.Pid)))
+	case "peer-nodump-peer-environ", "peer-dump-peer-environ":
+		must(BecomeUser(&Identity{UID: 61002, GID: 61002}))
+		// Leaving root already clears the flag; a daemon started by
+		// systemd as its user, or the launcher after its exec, has it set.
+		must(unix.Prctl(unix.PR_SET_DUMPABLE, 1, 0, 0, 0))
+		if c == "peer-nodump-peer-environ" {
+			must(NoDump())
+		}
+		fmt.Println("ready")
+		select {}
 	case "threads-after-become-user":
 		// Threads that exist before the switch must switch too.
 		done := make(chan struct{})
@@ -529,6 +554,20 @@ func TestUnixUsersLayer(t *testing.T) {
 	}
 	if got := f.run(t, "threads-after-become-user"); got != "ok" {
 		t.Fatalf("threads after the switch: %s", got)
+	}
+}
+
+// TestNoDumpLayer: a non-dumpable process keeps even its own user out of
+// its /proc files (the downloader runs as the worker's user); the
+// dumpable control shows the read works otherwise.
+func TestNoDumpLayer(t *testing.T) {
+	requireRoot(t)
+	f := newFixture(t)
+	if got := f.run(t, "dump-peer-environ"); got != "ok" {
+		t.Fatalf("control: a same-user peer's environ: %s, want ok", got)
+	}
+	if got := f.run(t, "nodump-peer-environ"); got != "EACCES" {
+		t.Fatalf("a non-dumpable peer's environ: %s, want EACCES", got)
 	}
 }
 

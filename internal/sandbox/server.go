@@ -87,6 +87,11 @@ func serve() error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
 	}
+	// The children run as this user: keep them out of /proc/<server>.
+	// (Each child is dumpable again once it executes its program.)
+	if err := confine.NoDump(); err != nil {
+		return err
+	}
 	if s.setup.Landlock {
 		if err := confine.Landlock(&rules); err != nil {
 			return err
