@@ -242,14 +242,17 @@ var Catalog = []Attempt{
 	// Network.
 	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
 	{"B41", "connect to the Slack endpoint (exfiltrate)", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.SlackPort) }},
-	{"B42", "bind a TCP port to listen on", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B42", "listen on a TCP port", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error {
 		// Plain TCP: Go's net.Listen would use MPTCP, which seccomp kills.
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
 		if err != nil {
 			return err
 		}
 		defer unix.Close(fd)
-		return unix.Bind(fd, &unix.SockaddrInet4{Port: 0, Addr: [4]byte{127, 0, 0, 1}})
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Port: 0, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+			return err
+		}
+		return unix.Listen(fd, 1)
 	}},
 	{"B43", "MPTCP socket (escapes Landlock's TCP rules)", []string{"seccomp"}, Blocked, func(e *Env) error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)

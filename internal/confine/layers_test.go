@@ -252,6 +252,19 @@ func runCase(c string) {
 			unix.Close(fds[1])
 		}
 		report(err)
+	case "receiver-seccomp-bind", "downloader-seccomp-listen":
+		d := Receiver
+		if strings.HasPrefix(c, "downloader") {
+			d = Downloader
+		}
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		must(err)
+		must(Seccomp(d))
+		err = unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+		if err == nil {
+			err = unix.Listen(fd, 1)
+		}
+		report(err)
 	case "receiver-seccomp-unix-socket":
 		must(Seccomp(Receiver))
 		_, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
@@ -509,6 +522,8 @@ var seccompCases = []struct{ c, want string }{
 	{"downloader-seccomp-unix-socket-high-bits", "EACCES"},
 	{"downloader-seccomp-socketpair", "ok"},
 	{"receiver-seccomp-unix-socket", "EACCES"},
+	{"receiver-seccomp-bind", "EPERM"},
+	{"downloader-seccomp-listen", "EPERM"},
 	{"downloader-seccomp-keyctl", "SIGSYS"},
 	{"downloader-seccomp-bpf", "SIGSYS"},
 	{"downloader-seccomp-io-uring", "SIGSYS"},

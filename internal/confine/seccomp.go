@@ -56,9 +56,11 @@ var spoolCalls = []string{
 	"fchdir",
 }
 
-// netCalls are the socket calls of the receiver (server, HTTPS client, DNS).
+// netCalls are the socket calls of the receiver (server, HTTPS client,
+// DNS). Not bind or listen: its one listening socket exists before the
+// filter, so a compromised receiver cannot open another port (EPERM).
 var netCalls = []string{
-	"accept4", "bind", "connect", "getpeername", "getsockname", "getsockopt", "listen",
+	"accept4", "connect", "getpeername", "getsockname", "getsockopt",
 	"recvfrom", "recvmsg", "sendmsg", "sendto", "setsockopt", "shutdown", "socket",
 }
 
@@ -115,6 +117,10 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 			{Action: seccomp.ActionKillProcess, NamesWithCondtions: []seccomp.NameWithConditions{
 				{Name: "clone", Conditions: []seccomp.Condition{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}}},
 			}},
+			// Nothing it runs serves connections, so listen fails: a
+			// second layer behind Landlock's bind rules. (bind itself
+			// stays allowed: glibc binds netlink sockets.)
+			{Action: errno(unix.EPERM), Names: []string{"listen"}},
 		}}, nil
 	}
 	return nil, fmt.Errorf("unknown seccomp domain %q", d)
