@@ -254,12 +254,13 @@ var Catalog = []Attempt{
 		}
 		return unix.Listen(fd, 1)
 	}},
-	{"B43", "MPTCP socket (escapes Landlock's TCP rules)", []string{"seccomp"}, Blocked, func(e *Env) error {
-		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)
-		if err == nil {
-			unix.Close(fd)
+	{"B43", "connect over MPTCP (escapes Landlock's TCP rules)", []string{"seccomp", "sysctl"}, Blocked, func(e *Env) error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP)
+		if err != nil {
+			return err
 		}
-		return err
+		defer unix.Close(fd)
+		return unix.Connect(fd, &unix.SockaddrInet4{Port: e.ReceiverPort, Addr: [4]byte{127, 0, 0, 1}})
 	}},
 	{"B44", "send UDP on loopback", nil, Accepted, func(e *Env) error {
 		c, err := net.Dial("udp4", "127.0.0.1:9")

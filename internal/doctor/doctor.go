@@ -83,6 +83,11 @@ func Run(opt Options) []Result {
 	} else {
 		add(Fail, "seccomp filters are not available in this kernel")
 	}
+	if b, err := os.ReadFile("/proc/sys/net/mptcp/enabled"); err == nil && strings.TrimSpace(string(b)) != "0" {
+		add(Warn, "MPTCP is enabled (net.mptcp.enabled=1): Landlock's TCP port rules do not cover MPTCP sockets, so only ytkeep's seccomp filters (which kill them) stop them; set net.mptcp.enabled=0 if nothing on this host uses MPTCP, for a second layer")
+	} else {
+		add(OK, "MPTCP is off or absent (net.mptcp.enabled)")
+	}
 	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
 		add(OK, "AppArmor is enabled (load deploy/apparmor/* with apparmor_parser -r)")
 	} else {
