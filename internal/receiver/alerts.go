@@ -52,20 +52,10 @@ func (p *AlertPoster) Run(ctx context.Context) {
 			return
 		case first = <-p.q:
 		}
-		batch := []audit.AlertRecord{first}
-	more:
-		for len(batch) < p.MaxLines {
-			select {
-			case r := <-p.q:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
 		// Whatever is left waits for the next post; only a full queue drops.
-		text := p.render(batch, p.dropped.Swap(0))
+		batch := append([]audit.AlertRecord{first}, p.drain(p.MaxLines-1)...)
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := p.Notifier.PostWebhook(pctx, p.URL, text); err != nil {
+		if err := p.post(pctx, batch); err != nil {
 			p.Log.Error("couldn't post alerts to the admin channel", "alerts", len(batch), "err", err)
 		}
 		cancel()
@@ -77,22 +67,35 @@ func (p *AlertPoster) Run(ctx context.Context) {
 	}
 }
 
-// Flush posts what is queued now and returns (for short-lived
-// processes: the exit alert).
+// Flush posts what is queued now, MaxLines alerts a post, and returns
+// (for short-lived processes: the exit alert).
 func (p *AlertPoster) Flush(ctx context.Context) error {
-	var batch []audit.AlertRecord
 	for {
+		batch := p.drain(p.MaxLines)
+		if len(batch) == 0 {
+			return nil
+		}
+		if err := p.post(ctx, batch); err != nil {
+			return err
+		}
+	}
+}
+
+// drain takes up to max queued alerts without waiting.
+func (p *AlertPoster) drain(max int) []audit.AlertRecord {
+	var batch []audit.AlertRecord
+	for len(batch) < max {
 		select {
 		case r := <-p.q:
 			batch = append(batch, r)
-			continue
 		default:
+			return batch
 		}
-		break
 	}
-	if len(batch) == 0 {
-		return nil
-	}
+	return batch
+}
+
+func (p *AlertPoster) post(ctx context.Context, batch []audit.AlertRecord) error {
 	return p.Notifier.PostWebhook(ctx, p.URL, p.render(batch, p.dropped.Swap(0)))
 }
 

@@ -57,12 +57,16 @@ func TestAlertPosterBatches(t *testing.T) {
 	for range 300 {
 		p2.Alert(audit.AlertRecord{Daemon: "receiver", Event: audit.Refused})
 	}
+	before := len(slack.Posts())
 	if err := p2.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	last := slack.Posts()[len(slack.Posts())-1]
-	if !strings.Contains(last, "and 44 more alerts dropped") {
-		t.Errorf("dropped alerts not reported: %q", last[len(last)-80:])
+	flushed := slack.Posts()[before:]
+	if len(flushed) != 13 { // 256 queued, 20 a post
+		t.Errorf("Flush made %d posts of 256 alerts, want 13 of at most 20", len(flushed))
+	}
+	if all := strings.Join(flushed, "\n"); !strings.Contains(all, "and 44 more alerts dropped") {
+		t.Errorf("dropped alerts not reported: %q", flushed[0][:80])
 	}
 }
 

@@ -244,10 +244,10 @@ func TestRefusals(t *testing.T) {
 			t.Fatalf("%q %v", reply, err)
 		}
 	})
-	real := w.Slack.Secret
+	secret := w.Slack.Secret
 	t.Run("bad signature", func(t *testing.T) {
 		w.Slack.Secret = "ffffffffffffffffffffffffffffffff"
-		defer func() { w.Slack.Secret = real }()
+		defer func() { w.Slack.Secret = secret }()
 		_, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation("https://youtu.be/dQw4w9WgXcQ"))
 		if err != nil || status != http.StatusUnauthorized {
 			t.Fatalf("status %d, %v", status, err)
@@ -271,7 +271,7 @@ func TestRefusals(t *testing.T) {
 	for range 40 {
 		w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, w.Invocation("https://youtu.be/dQw4w9WgXcQ"))
 	}
-	w.Slack.Secret = real
+	w.Slack.Secret = secret
 	for _, r := range []string{"reason=unauthorized_user", "reason=bad_url_lookalike"} {
 		if !waitCount(w, 1, r) {
 			t.Errorf("no alert with %s in the admin channel: %q", r, w.AdminAlerts())

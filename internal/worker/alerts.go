@@ -70,6 +70,9 @@ func (r *AlertRelay) Flush(out *spool.Outbox) {
 }
 
 func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) {
+	if a.Attrs == nil {
+		a.Attrs = map[string]string{}
+	}
 	if n := r.dropped.Swap(0); n > 0 && len(a.Attrs) < audit.MaxAlertAttrs {
 		a.Attrs["dropped_before"] = strconv.FormatInt(n, 10)
 	}
