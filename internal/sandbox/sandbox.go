@@ -166,13 +166,17 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 		return nil, err
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "launcher"), os.NewFile(uintptr(fds[1]), "launcher")
-	defer theirs.Close()
 	cmd := exec.Command(self, ServerFlag)
 	cmd.Env = append([]string{}, confine.AblationEnv()...) // empty (not nil: nil inherits) in release builds
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	// Close our copy of the server's end now: if the server dies before
+	// its hello (it could not confine itself), the read below must see
+	// the end of the stream instead of waiting for ever.
+	theirs.Close()
+	if err != nil {
 		ours.Close()
 		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
 	}
@@ -191,8 +195,11 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 	// The server confines itself, probes yt-dlp and says hello.
 	buf := make([]byte, maxMsg)
 	n, _, _, _, err := unix.Recvmsg(l.fd, buf, nil, 0)
-	if err != nil || n == 0 {
-		return fail(fmt.Errorf("the launcher server did not start: %v", err))
+	if err != nil {
+		return fail(fmt.Errorf("the launcher server did not start: %w", err))
+	}
+	if n == 0 {
+		return fail(errors.New("the launcher server exited before it was ready (its error is logged above)"))
 	}
 	var h hello
 	if err := json.Unmarshal(buf[:n], &h); err != nil {

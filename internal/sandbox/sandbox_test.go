@@ -324,3 +324,31 @@ func TestServerCapsChildren(t *testing.T) {
 		t.Fatalf("%d of 5 requests refused with a cap of 2, want 3", busy)
 	}
 }
+
+// A launcher server that dies before its hello (here: a setup it refuses;
+// under systemd it was a seccomp call the unit forbade) must make
+// StartLauncher fail, so that the worker exits and systemd restarts and
+// reports it, instead of waiting for ever on a socket whose other end the
+// worker itself still held.
+func TestStartLauncherFailsWhenServerDies(t *testing.T) {
+	self, _ := os.Executable()
+	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
+	rules.WriteDirs = append(rules.WriteDirs, t.TempDir()) // two job roots: refused
+	done := make(chan error, 1)
+	go func() {
+		l, err := StartLauncher(self, &Setup{Rules: *rules, Seccomp: true})
+		if l != nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("StartLauncher succeeded with a server that refused its setup")
+		}
+		t.Logf("StartLauncher: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("StartLauncher still waits for a launcher server that has exited")
+	}
+}
