@@ -220,9 +220,25 @@ func WriteFile(tmp, d *Dir, name string, data []byte, mode uint32, gid int, repl
 
 var tmpSeq atomic.Uint64
 
+// SetGroup gives f the group gid, as read from the directory that is to
+// hold it. A file created in a setgid directory has that group already,
+// and then nothing is changed: under systemd's PrivateUsers= a group other
+// than the unit's own shows as the overflow group, which chown refuses
+// (EINVAL) although the kernel gave the file the right group.
+func SetGroup(f *os.File, gid int) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return err
+	}
+	if int(st.Gid) == gid {
+		return nil
+	}
+	return f.Chown(-1, gid)
+}
+
 func writeAll(f *os.File, data []byte, mode uint32, gid int) error {
 	if gid >= 0 {
-		if err := f.Chown(-1, gid); err != nil {
+		if err := SetGroup(f, gid); err != nil {
 			return err
 		}
 	}

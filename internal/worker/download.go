@@ -298,7 +298,7 @@ func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *
 	if n != st.Size || n > w.opt.MaxFileBytes {
 		return nil, fmt.Errorf("output changed size while copied (%d, then %d bytes)", st.Size, n)
 	}
-	if err := of.Chown(-1, w.dlGID); err != nil {
+	if err := spool.SetGroup(of, w.dlGID); err != nil {
 		return nil, fmt.Errorf("couldn't set the group of the stored file: %w", err)
 	}
 	if err := of.Chmod(0o640); err != nil {
