@@ -67,6 +67,7 @@ expect() { # path mode uid gid
 expect /var/spool/ytkeep/incoming 1730 "$(uid ytkeep-work)" "$(gid ytkeep-spool)"
 expect /var/spool/ytkeep/results 1730 "$(uid ytkeep-recv)" "$(gid ytkeep-spool)"
 expect /var/spool/ytkeep/receiver 700 "$(uid ytkeep-recv)" "$(gid ytkeep-spool)"
+expect /var/spool/ytkeep/receiver/alerts 700 "$(uid ytkeep-recv)" "$(gid ytkeep-spool)"
 expect /var/spool/ytkeep/worker/work 700 "$(uid ytkeep-work)" "$(gid ytkeep-spool)"
 expect /var/lib/ytkeep/downloads 2750 "$(uid ytkeep-work)" "$(gid ytkeep-media)"
 [[ "$(awk -F: '$1=="ytkeep-work"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-spool)" ]] || { echo "FAIL: ytkeep-work's primary group" >&2; exit 1; }

@@ -99,6 +99,13 @@ func run(configPath string) error {
 	if warning != "" {
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
+	// Alerts raised while the receiver was down (its exit alert).
+	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
+	if err != nil {
+		return err
+	}
+	pending.Deliver(log)
+	pending.Close()
 	if uid, err := spool.Owner(layout.Worker("")); err == nil && uid == os.Getuid() {
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
@@ -171,17 +178,21 @@ func newLogger(cfg *config.Config) (*slog.Logger, *receiver.AlertPoster, error) 
 	return audit.WithSink(base, "receiver", poster), poster, nil
 }
 
-// reportExit runs as systemd's ExecStopPost= of both services: when the
+// reportExit runs as systemd's ExecStopPost= of the receiver: when the
 // service ended abnormally (killed by a signal, such as seccomp's SIGSYS,
-// or failed), it posts an alert. systemd passes the outcome in
-// SERVICE_RESULT, EXIT_CODE and EXIT_STATUS. The worker's unit uses
+// or failed), it raises an alert. systemd passes the outcome in
+// SERVICE_RESULT, EXIT_CODE and EXIT_STATUS. The alert is posted now when
+// the webhook can be read, and otherwise (under systemd, which has removed
+// the unit's credentials by now) or when the post fails, kept in
+// receiver/alerts/ for the next start to post. The worker's unit uses
 // ytkeep-worker -exit-alert, which relays through the spool.
 func reportExit(configPath string) error {
 	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckReceiver)
 	if err != nil {
 		return err
 	}
-	log, poster, err := newLogger(cfg)
+	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
+	hook, err := cfg.AlertWebhook()
 	if err != nil {
 		return err
 	}
@@ -189,10 +200,24 @@ func reportExit(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 0); err != nil {
 		return err
 	}
-	if !audit.ReportExit(log, "ytkeep-receiver") || poster == nil {
+	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
+	if err != nil {
+		return err
+	}
+	defer pending.Close()
+	if !audit.ReportExit(audit.WithSink(log, "receiver", pending), "ytkeep-receiver") {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return poster.Flush(ctx)
+	if hook != "" {
+		poster := receiver.NewAlertPoster(hook, receiver.NewNotifier(), log)
+		pending.Replay(poster)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		err := poster.Flush(ctx)
+		if err == nil {
+			return nil
+		}
+		log.Error("couldn't post the exit alert; keeping it for the next start", "err", err)
+	}
+	return pending.Save()
 }

@@ -177,6 +177,7 @@ func checkTree(l spool.Layout, downloads string) []Result {
 		{l.Receiver("claimed"), 0o700, recv.Uid},
 		{l.Receiver("quarantine"), 0o700, recv.Uid},
 		{l.Receiver("replies"), 0o700, recv.Uid},
+		{l.Receiver("alerts"), 0o700, recv.Uid},
 		{l.Worker("tmp"), 0o700, work.Uid},
 		{l.Worker("claimed"), 0o700, work.Uid},
 		{l.Worker("quarantine"), 0o700, work.Uid},

@@ -14,7 +14,7 @@ import (
 //
 //	incoming/            worker:ytkeep-spool 1730  receiver creates job files
 //	results/             recv:ytkeep-spool   1730  worker creates result files
-//	receiver/{tmp,claimed,quarantine,replies} recv 0700 (and reply.key 0600)
+//	receiver/{tmp,claimed,quarantine,replies,alerts} recv 0700 (and reply.key 0600)
 //	worker/{tmp,claimed,quarantine,work}     worker 0700
 type Layout struct{ Root string }
 
@@ -84,7 +84,7 @@ func (l Layout) Create(downloads string, o *Owners) error {
 		filepath.Join(l.Root, "worker"):   e(0o700, work, work),
 		downloads:                         e(0o2750, work, mediaG),
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "replies"} {
+	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
 		dirs[l.Receiver(s)] = e(0o700, recv, recv)
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {

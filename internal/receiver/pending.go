@@ -1,0 +1,108 @@
+package receiver
+
+import (
+	"encoding/json"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// PendingAlerts keeps alerts the receiver could not post when they were
+// raised, as files in its private receiver/alerts/, until the next start
+// posts them. Under systemd the receiver's ExecStopPost= (its -exit-alert)
+// cannot post: systemd removes the unit's credentials, and with them the
+// webhook URL, before it runs. Restart= starts the receiver again seconds
+// later, and the crash alert goes out then.
+type PendingAlerts struct {
+	tmp, dir *spool.Dir
+	queued   []audit.AlertRecord
+}
+
+// OpenPendingAlerts opens receiver/alerts (and receiver/tmp, where files
+// are written before they are renamed into place).
+func OpenPendingAlerts(spoolDir string) (*PendingAlerts, error) {
+	l := spool.Layout{Root: spoolDir}
+	tmp, err := spool.OpenDir(l.Receiver("tmp"))
+	if err != nil {
+		return nil, err
+	}
+	dir, err := spool.OpenDir(l.Receiver("alerts"))
+	if err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	return &PendingAlerts{tmp: tmp, dir: dir}, nil
+}
+
+// Alert is the sink: it keeps a for Save.
+func (p *PendingAlerts) Alert(a audit.AlertRecord) { p.queued = append(p.queued, a) }
+
+// Replay hands every alert kept so far to sink too.
+func (p *PendingAlerts) Replay(sink audit.Sink) {
+	for _, a := range p.queued {
+		sink.Alert(a)
+	}
+}
+
+// Save durably writes every alert kept so far, one file each.
+func (p *PendingAlerts) Save() error {
+	for _, a := range p.queued {
+		data, err := json.Marshal(&a)
+		if err != nil {
+			return err
+		}
+		if err := spool.WriteFile(p.tmp, p.dir, job.NewID()+audit.AlertFileSuffix, data, 0o600, -1, false); err != nil {
+			return err
+		}
+	}
+	p.queued = nil
+	return nil
+}
+
+// Deliver logs every saved alert as an alert again (so that it reaches
+// the admin channel through log's sink), marked pending=true with the
+// time it was raised, and removes its file. A file that is not a valid
+// alert of our own is logged as such and removed.
+func (p *PendingAlerts) Deliver(log *slog.Logger) {
+	names, err := p.dir.Names()
+	if err != nil {
+		log.Error("couldn't list pending alerts", "err", err)
+		return
+	}
+	for _, name := range names {
+		if !strings.HasSuffix(name, audit.AlertFileSuffix) {
+			continue
+		}
+		data, err := spool.ReadFile(p.dir, name, os.Getuid(), audit.MaxAlertFile)
+		var a *audit.AlertRecord
+		if err == nil {
+			a, err = audit.ParseAlertFile(data, "receiver")
+		}
+		if err != nil {
+			audit.Alert(log, audit.Quarantined, "file", "receiver/alerts/"+name, "reason", err.Error())
+		} else {
+			attrs := []any{"pending", true, "at", a.Time.UTC().Format(time.RFC3339)}
+			for k, v := range a.Attrs {
+				if k != "pending" && k != "at" && k != "event" && k != "alert" && k != "daemon" {
+					attrs = append(attrs, k, v)
+				}
+			}
+			audit.Alert(log, a.Event, attrs...)
+		}
+		if err := p.dir.Remove(name); err != nil {
+			log.Error("couldn't remove a pending alert", "file", name, "err", err)
+		}
+	}
+	p.dir.Sync()
+}
+
+// Close closes the directories.
+func (p *PendingAlerts) Close() {
+	p.tmp.Close()
+	p.dir.Close()
+}
