@@ -112,6 +112,7 @@ func Run(opt Options) []Result {
 	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir)...)
 	rs = append(rs, checkSecret(cfg)...)
 	rs = append(rs, checkAlertWebhook(cfg)...)
+	rs = append(rs, checkUnits(systemRoots)...)
 	return rs
 }
 
