@@ -4,7 +4,7 @@ BIN      := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME ?= 5s
 
-.PHONY: all build demo test vet lint fuzz deploy-check breach breach-report bench loadtest deps test-deps install clean
+.PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean
 
 all: build
 
@@ -29,6 +29,7 @@ test: test-deps build vet lint deploy-check
 # The assume-breach suite: attack code exists only with the breach tag.
 breach:
 	$(GO) vet -tags breach ./...
+	$(GO) vet -tags systemd ./...
 	$(GO) test -count=1 -tags breach -run 'TestBreach' -v ./internal/testbed
 
 breach-report:
@@ -37,6 +38,15 @@ breach-report:
 # systemd units (exposure <= 1.0), AppArmor profiles, users and tree.
 deploy-check: build
 	./scripts/check-deploy.sh
+
+# The installed units under a real systemd (Debian 12's 252, booted in a
+# systemd-nspawn container): install as the README says, serve a slash
+# command, kill each daemon. As root; the container's root file system is
+# built once with mmdebstrap and kept in /var/cache/ytkeep-test
+# (YTKEEP_ROOTFS_CACHE). CI runs it after make test.
+systemd-test: build
+	./scripts/ensure-deps.sh --systemd
+	$(GO) test -count=1 -tags systemd -run 'TestSystemd' -v -timeout 20m ./internal/testbed
 
 vet:
 	$(GO) vet ./...

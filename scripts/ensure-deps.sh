@@ -3,10 +3,12 @@
 # when not root, prints the exact command and fails.
 set -euo pipefail
 
-packages=(yt-dlp ffmpeg)
-if [[ "${1:-}" == "--test" ]]; then
-	packages+=(apparmor systemd)
-fi
+packages=(yt-dlp ffmpeg ca-certificates)
+case "${1:-}" in
+--test) packages+=(apparmor systemd) ;;
+# The real-systemd test: a Debian root file system and a container.
+--systemd) packages+=(mmdebstrap systemd-container) ;;
+esac
 
 missing=()
 for p in "${packages[@]}"; do

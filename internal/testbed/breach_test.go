@@ -749,7 +749,7 @@ var secondLayer = map[string]string{
 	"B23": "the worker's output checks (regular files only)",
 	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
 	"B25": "none in-process (the downloader runs as the worker's user); each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
-	"B40": "systemd IPAddressDeny= for the worker (units; not run here); none for the receiver's own port", "B41": "as B40",
+	"B40": "none yet: the worker's unit sets no address list (the downloads reach YouTube directly); none for the receiver's own port", "B41": "as B40",
 	"B43": "sysctl net.mptcp.enabled=0 where nothing needs MPTCP (ytkeep doctor warns); none in-process: Landlock's TCP rules do not cover MPTCP",
 	"B52": "none: same user; Landlock's signal scope is the control", "B53": "the launcher server is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
 	"B63": "systemd KeyringMode=private (units)", "B68": "systemd SystemCallArchitectures=native (units)",

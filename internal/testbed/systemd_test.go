@@ -1,0 +1,336 @@
+//go:build systemd
+
+package testbed
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// units are the systemd units ytkeep ships: every file in deploy/systemd.
+var units = func() []string {
+	paths, _ := filepath.Glob("../../deploy/systemd/*.service")
+	var us []string
+	for _, p := range paths {
+		us = append(us, filepath.Base(p))
+	}
+	return us
+}()
+
+// TestSystemd installs ytkeep into a Debian 12 system booted with its own
+// systemd, exactly as the README tells an administrator to, configures it
+// against the simulated Slack and media server on loopback, and checks
+// that a slash command is served end to end by the installed units.
+// Run with make systemd-test (as root); it prints the figures.
+func TestSystemd(t *testing.T) {
+	needContainerTools(t)
+	if len(units) < 2 {
+		t.Fatalf("deploy/systemd has %d units", len(units))
+	}
+	src, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"ytkeep", "ytkeep-receiver", "ytkeep-worker"} {
+		if _, err := FindBinary(filepath.Join(src, "bin"), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := boot(t, rootfs(t), src)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.run("journalctl --no-pager -o short-monotonic -n 200 -u 'ytkeep-*'")
+			t.Logf("the units' journal:\n%s", out)
+		}
+	})
+
+	// The world outside: Slack and YouTube, on the host's loopback, which
+	// the container shares.
+	clip := filepath.Join(t.TempDir(), "clip.mp4")
+	if err := MakeClip("ffmpeg", clip, 3); err != nil {
+		t.Fatal(err)
+	}
+	media, err := ServeMedia(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(media.Close)
+	slack, err := NewSlack(Team)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(slack.Close)
+	listen, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// README, "Install on a server": the packages are in the image; then
+	// make build (done: bin/) and the install script as root.
+	t.Logf("install:\n%s", c.must("cd /src && ./scripts/install.sh"))
+	// 1. The signing secret; 3. the alert webhook (the simulated admins'
+	// channel); 2. the allowlists in the configuration, and for this test
+	// the loopback stand-ins for Slack and YouTube.
+	writeInto(t, c.path("/etc/ytkeep/signing_secret"), slack.Secret+"\n")
+	writeInto(t, c.path("/etc/ytkeep/alert_webhook"), slack.URL+"/response/"+AdminChannel+"\n")
+	cfgPath := c.path("/etc/ytkeep/ytkeep.toml")
+	cfg, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := replaceLines(t, string(cfg), map[string]string{
+		`listen = "127.0.0.1:3000"`:          fmt.Sprintf("listen = %q", listen),
+		`allowed_teams = ["T0123456789"]`:    fmt.Sprintf("allowed_teams = [%q]", Team),
+		`allowed_channels = ["C0123456789"]`: fmt.Sprintf("allowed_channels = [%q]", Channel),
+		`allowed_users = ["U0123456789"]`:    fmt.Sprintf("allowed_users = [%q]", User),
+	})
+	edited += fmt.Sprintf("\n[testing]\nmedia_base_url = %q\nloopback_response_port = %s\n", media.BaseURL(), slack.Port())
+	writeInto(t, cfgPath, edited)
+	// 4. doctor: no FAIL.
+	doctor, err := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
+	t.Logf("ytkeep doctor:\n%s", doctor)
+	if err != nil {
+		t.Fatalf("ytkeep doctor failed: %v", err)
+	}
+	// 5. Enable and start.
+	c.must("systemctl enable --now " + strings.Join(units, " "))
+	for _, u := range units {
+		waitActive(t, c, u, "")
+	}
+	base := "http://" + listen
+	endpoint := base + "/slack/commands"
+	waitHTTP(t, c, base+"/healthz")
+
+	// A slash command, end to end.
+	start := time.Now()
+	reply, id := sendTo(t, slack, endpoint, "https://youtu.be/dQw4w9WgXcQ")
+	msgs := waitReply(t, c, slack, id, Final)
+	t.Logf("slash command: ack %q; final %q after %.1f s", reply, msgs[len(msgs)-1], time.Since(start).Seconds())
+	if !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark:") {
+		t.Fatalf("the download failed: %q", msgs)
+	}
+	stored := c.must("ls -l /var/lib/ytkeep/downloads")
+	if !strings.Contains(stored, "dQw4w9WgXcQ") {
+		t.Fatalf("no stored file for the video:\n%s", stored)
+	}
+	t.Logf("stored:\n%s", stored)
+
+	// Exposure scores, as systemd 252 computes them for the running units.
+	for _, u := range units {
+		out, _ := c.run("systemd-analyze security --no-pager " + u)
+		score, ok := exposure(out, u)
+		if !ok {
+			t.Fatalf("no exposure score for %s:\n%s", u, out)
+		}
+		t.Logf("exposure (online, systemd in the container): %s %.1f", u, score)
+		if score > 1.0 {
+			t.Errorf("%s: exposure %.1f > 1.0:\n%s", u, score, out)
+		}
+	}
+
+	// Kill each daemon: Restart= brings it back, and the ExecStopPost=
+	// alert reaches the admins' channel.
+	for _, u := range units {
+		name := strings.TrimSuffix(u, ".service")
+		before := c.unitProperty(u, "MainPID")
+		restarts := c.unitProperty(u, "NRestarts")
+		alerts := len(slack.Messages(AdminChannel))
+		killed := time.Now()
+		c.must("systemctl kill -s KILL " + u)
+		waitActive(t, c, u, before)
+		back := time.Since(killed)
+		if got := c.unitProperty(u, "NRestarts"); got == restarts {
+			t.Errorf("%s: NRestarts still %s after the kill", u, got)
+		}
+		ok := waitAdmin(slack, alerts, 60*time.Second, "crashed", name, "SIGKILL")
+		t.Logf("kill -9 %s: active again after %.1f s (pid %s → %s), alert delivered: %v", u, back.Seconds(),
+			before, c.unitProperty(u, "MainPID"), ok)
+		if !ok {
+			t.Errorf("%s: no crash alert in the admins' channel; it has %q", u, slack.Messages(AdminChannel))
+		}
+	}
+	// And the service still works after both restarts.
+	_, id = sendTo(t, slack, endpoint, "https://www.youtube.com/watch?v=9bZkp7q19f0 audio")
+	msgs = waitReply(t, c, slack, id, Final)
+	if !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark:") {
+		t.Fatalf("after the restarts: %q", msgs)
+	}
+
+	checkJournal(t, c)
+	reportEnforcement(t, c)
+}
+
+func writeInto(t *testing.T, path, data string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceLines replaces whole lines of s; each must occur once.
+func replaceLines(t *testing.T, s string, repl map[string]string) string {
+	t.Helper()
+	for old, new := range repl {
+		if n := strings.Count(s, "\n"+old+"\n"); n != 1 {
+			t.Fatalf("the example configuration has %d lines %q, want 1", n, old)
+		}
+		s = strings.Replace(s, "\n"+old+"\n", "\n"+new+"\n", 1)
+	}
+	return s
+}
+
+func sendTo(t *testing.T, slack *Slack, endpoint, text string) (reply, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reply, id, status, err := slack.Send(ctx, http.DefaultClient, endpoint, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: text})
+	if err != nil || status != http.StatusOK || !strings.Contains(reply, "Queued") {
+		t.Fatalf("slash command %q: status %d, reply %q, err %v", text, status, reply, err)
+	}
+	return reply, id
+}
+
+func waitReply(t *testing.T, c *container, slack *Slack, id string, ok func(string) bool) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	msgs, err := slack.WaitFor(ctx, id, ok)
+	if err != nil {
+		out, _ := c.run("journalctl --no-pager -n 100 -u 'ytkeep-*'")
+		t.Fatalf("%v\njournal:\n%s", err, out)
+	}
+	return msgs
+}
+
+// waitActive waits until unit is active with a main pid other than
+// notPID.
+func waitActive(t *testing.T, c *container, unit, notPID string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		state, _ := c.run("systemctl is-active " + unit)
+		pid := c.unitProperty(unit, "MainPID")
+		if strings.TrimSpace(state) == "active" && pid != "0" && pid != notPID {
+			return
+		}
+		if time.Now().After(deadline) {
+			status, _ := c.run("systemctl status --no-pager -l " + unit + "; journalctl --no-pager -n 60 -u " + unit)
+			t.Fatalf("%s is %s (pid %s):\n%s", unit, strings.TrimSpace(state), pid, status)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func waitHTTP(t *testing.T, c *container, url string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			out, _ := c.run("journalctl --no-pager -n 60 -u ytkeep-receiver")
+			t.Fatalf("%s does not answer: %v\n%s", url, err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitAdmin waits for a message after the first skip ones in the admins'
+// channel that holds every part.
+func waitAdmin(slack *Slack, skip int, timeout time.Duration, parts ...string) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		msgs := slack.Messages(AdminChannel)
+		for _, m := range msgs[min(skip, len(msgs)):] {
+			all := true
+			for _, p := range parts {
+				all = all && strings.Contains(m, p)
+			}
+			if all {
+				return true
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return false
+}
+
+var exposureRE = regexp.MustCompile(`Overall exposure level for (\S+): ([0-9.]+)`)
+
+func exposure(out, unit string) (float64, bool) {
+	m := exposureRE.FindStringSubmatch(out)
+	if m == nil || m[1] != unit {
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(m[2], 64)
+	return f, err == nil
+}
+
+// checkJournal fails on error lines of ytkeep's units other than those the
+// kills above cause.
+func checkJournal(t *testing.T, c *container) {
+	t.Helper()
+	out := c.must("journalctl --no-pager -o cat -u 'ytkeep-*'")
+	expected := []*regexp.Regexp{
+		regexp.MustCompile(`Main process exited, code=killed, status=9/KILL`),
+		regexp.MustCompile(`Failed with result 'signal'`),
+		regexp.MustCompile(`"alert":"crashed".*"signal":"SIGKILL"`),
+	}
+	suspicious := regexp.MustCompile(`(?i)"level":"ERROR"|failed|error|denied|not permitted|status=`)
+	var bad []string
+	for _, l := range lines(out) {
+		if !suspicious.MatchString(l) {
+			continue
+		}
+		known := false
+		for _, re := range expected {
+			known = known || re.MatchString(l)
+		}
+		if !known {
+			bad = append(bad, l)
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("unexpected lines in the units' journal:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// reportEnforcement prints which of the units' cgroup-based directives
+// this host enforces, as ytkeep doctor reads them back from the running
+// units' cgroups (an administrator sees the same lines).
+func reportEnforcement(t *testing.T, c *container) {
+	t.Helper()
+	out, _ := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
+	var report []string
+	for _, l := range lines(out) {
+		for _, u := range units {
+			if strings.Contains(l, u+":") || strings.Contains(l, u+" is not running") {
+				report = append(report, l)
+			}
+		}
+	}
+	t.Logf("directives enforced by this host (ytkeep doctor, in the container):\n%s", strings.Join(report, "\n"))
+	for _, u := range units {
+		if !strings.Contains(out, u+": ") {
+			t.Errorf("ytkeep doctor says nothing about %s's limits:\n%s", u, out)
+		}
+	}
+}
