@@ -20,7 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
-	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/slackreq"
 )
 
 // Config is the whole file. Field comments are the reference; the README
@@ -285,7 +285,7 @@ func (c *Config) CheckReceiver() error {
 	for _, t := range r.AllowedTeams {
 		if t == "*" {
 			add("receiver.allowed_teams may not contain \"*\": list team IDs")
-		} else if !job.ValidSlackID(t) {
+		} else if !slackreq.ValidSlackID(t) {
 			add("receiver.allowed_teams: %q is not a Slack ID", t)
 		}
 	}
@@ -294,7 +294,7 @@ func (c *Config) CheckReceiver() error {
 			add("receiver.%s is empty: list Slack IDs, or [\"*\"] for any", name)
 		}
 		for _, v := range list {
-			if v != "*" && !job.ValidSlackID(v) {
+			if v != "*" && !slackreq.ValidSlackID(v) {
 				add("receiver.%s: %q is not a Slack ID", name, v)
 			}
 		}

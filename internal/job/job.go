@@ -19,6 +19,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/videourl"
 )
 
@@ -109,21 +110,6 @@ func ValidID(id string) bool {
 	return true
 }
 
-// ValidSlackID reports whether s looks like a Slack team, user or channel
-// ID: 2 to 32 characters of [A-Z0-9].
-func ValidSlackID(s string) bool {
-	if len(s) < 2 || len(s) > 32 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // Job is a request to keep one video, written by the receiver.
 //
 // Reply is opaque to the worker: the receiver's sealed token holding the
@@ -167,11 +153,11 @@ func (j *Job) Validate() error {
 		return perr("video", "not a video ID")
 	case !j.Format.Valid():
 		return perr("format", "unknown format")
-	case !ValidSlackID(j.Team):
+	case !slackreq.ValidSlackID(j.Team):
 		return perr("team", "not a Slack ID")
-	case !ValidSlackID(j.User):
+	case !slackreq.ValidSlackID(j.User):
 		return perr("user", "not a Slack ID")
-	case !ValidSlackID(j.Channel):
+	case !slackreq.ValidSlackID(j.Channel):
 		return perr("channel", "not a Slack ID")
 	case j.Created < 1_500_000_000 || j.Created > 1<<40:
 		return perr("created", "implausible time")
@@ -187,7 +173,7 @@ func (j *Job) Result(s Status, c Class) *Result {
 }
 
 // FileName is the spool file name for the job.
-func (j *Job) FileName() string { return j.ID + ".job" }
+func (j *Job) FileName() string { return JobName(j.ID) }
 
 // Marshal validates j and returns its canonical encoding.
 func (j *Job) Marshal() ([]byte, error) {
@@ -224,6 +210,9 @@ const (
 
 // Final reports whether no further result follows for the job.
 func (s Status) Final() bool { return s == StatusDone || s == StatusFailed }
+
+// Valid reports whether s is one of the statuses.
+func (s Status) Valid() bool { return s == StatusStarted || s.Final() }
 
 // Class says, in a word, why a job failed.
 type Class string
@@ -265,26 +254,6 @@ var allowedExt = map[string]bool{
 
 // AllowedExt reports whether ext (without dot) is an allowed media type.
 func AllowedExt(ext string) bool { return allowedExt[ext] }
-
-// StoredName is the file name the worker gives a stored video.
-func StoredName(video string, f Format, ext string) string {
-	return video + "-" + string(f) + "." + ext
-}
-
-// ValidStoredName reports whether name has the form StoredName produces
-// with an allowed extension.
-func ValidStoredName(name string) bool {
-	dot := strings.LastIndexByte(name, '.')
-	if dot < 0 || !AllowedExt(name[dot+1:]) {
-		return false
-	}
-	base := name[:dot]
-	if len(base) < 13 || base[11] != '-' {
-		return false
-	}
-	f := Format(base[12:])
-	return videourl.ValidID(base[:11]) && f.Valid()
-}
 
 // Result reports progress or the outcome of a job, written by the worker.
 type Result struct {
@@ -346,7 +315,9 @@ func (r *Result) Validate() error {
 }
 
 // FileName is the spool file name of the result: one per job and status.
-func (r *Result) FileName() string { return r.Job + "." + string(r.Status) + ".result" }
+func (r *Result) FileName() string {
+	return Name{Kind: KindResult, ID: r.Job, Status: r.Status}.String()
+}
 
 // Marshal validates r and returns its canonical encoding.
 func (r *Result) Marshal() ([]byte, error) {
@@ -407,6 +378,11 @@ func strictDecode(data []byte, v any) error {
 	if len(data) > MaxRecordSize {
 		return perr("", "%d bytes, over the %d-byte limit", len(data), MaxRecordSize)
 	}
+	return decodeStrict(data, v)
+}
+
+// decodeStrict decodes one JSON object of known fields, UTF-8, nothing after.
+func decodeStrict(data []byte, v any) error {
 	if !utf8.Valid(data) {
 		return perr("", "not UTF-8")
 	}

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -161,23 +162,73 @@ func TestStoredName(t *testing.T) {
 	}
 }
 
-// TestHostileRecords checks every file in testdata/hostile: each must be
-// refused both as a job and as a result.
-func TestHostileRecords(t *testing.T) {
-	files, err := filepath.Glob("testdata/hostile/*")
-	if err != nil || len(files) < 5 {
-		t.Fatalf("hostile samples: %v, %d files", err, len(files))
+// parsers are the record parsers, by the testdata/hostile directory that
+// holds samples for each.
+var parsers = map[string]func([]byte) error{
+	"job":    func(b []byte) error { _, err := ParseJob(b); return err },
+	"result": func(b []byte) error { _, err := ParseResult(b); return err },
+	"stored": func(b []byte) error { _, err := ParseStored(b); return err },
+	"launch": func(b []byte) error { _, err := ParseLaunch(b); return err },
+}
+
+// hostile returns the samples of testdata/hostile/<kind>, by file name.
+func hostile(t testing.TB, kind string) map[string][]byte {
+	files, err := filepath.Glob(filepath.Join("testdata", "hostile", kind, "*.json"))
+	if err != nil || len(files) < 8 {
+		t.Fatalf("hostile %s samples: %v, %d files", kind, err, len(files))
 	}
+	m := map[string][]byte{}
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ParseJob(b); err == nil {
-			t.Errorf("%s accepted as a job", f)
+		m[filepath.Base(f)] = b
+	}
+	return m
+}
+
+// TestHostileRecords checks every file in testdata/hostile/<kind>: each is
+// an honest record with one hostile change, and must be refused by its
+// parser with a ParseError naming the field before the "~" in its file
+// name (nothing before it: refused as a whole, before any field check).
+// Naming the field keeps a sample from passing for another reason (a
+// result sample refused only because it lacked a reply token, say).
+func TestHostileRecords(t *testing.T) {
+	for kind, parse := range parsers {
+		for name, b := range hostile(t, kind) {
+			t.Run(kind+"/"+name, func(t *testing.T) {
+				field, _, ok := strings.Cut(name, "~")
+				if !ok {
+					t.Fatalf("sample name %q has no ~", name)
+				}
+				err := parse(b)
+				var pe *ParseError
+				if !errors.As(err, &pe) {
+					t.Fatalf("accepted, or refused without a ParseError: %v", err)
+				}
+				if pe.Field != field {
+					t.Fatalf("refused for field %q (%v), want %q", pe.Field, err, field)
+				}
+			})
 		}
-		if _, err := ParseResult(b); err == nil {
-			t.Errorf("%s accepted as a result", f)
+	}
+}
+
+// The honest records the hostile samples were made from are accepted.
+func TestHostileSamplesBases(t *testing.T) {
+	const id = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	j := &Job{V: 1, ID: id, Video: "dQw4w9WgXcQ", Format: FormatBest, Team: "T1DC2JH3J", User: "U2CERLKJA", Channel: "C8PSS9T3V", Created: 1764140000, Reply: token}
+	r := &Result{V: 1, Job: id, Status: StatusDone, Title: "A title", Duration: 3, Size: 43187, File: "dQw4w9WgXcQ-best.mp4", Reply: token}
+	s := &Stored{V: 1, Video: "dQw4w9WgXcQ", Format: FormatBest, File: "dQw4w9WgXcQ-best.mp4", Title: "A title", Duration: 3, Size: 43187, StoredAt: 1764140000, Job: id}
+	l := &Launch{ID: 7, JobDir: id, Video: "dQw4w9WgXcQ", Format: FormatBest}
+	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l} {
+		b, err := m.Marshal()
+		if err != nil {
+			t.Fatalf("%s: %v", kind, err)
+		}
+		if err := parsers[kind](b); err != nil {
+			t.Fatalf("%s base refused: %v", kind, err)
 		}
 	}
 }
@@ -185,6 +236,9 @@ func TestHostileRecords(t *testing.T) {
 func FuzzParseJob(f *testing.F) {
 	good, _ := validJob().Marshal()
 	f.Add(good)
+	for _, b := range hostile(f, "job") {
+		f.Add(b)
+	}
 	f.Add([]byte(`{"v":1}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		j, err := ParseJob(b)
@@ -202,6 +256,9 @@ func FuzzParseResult(f *testing.F) {
 	r := Result{V: 1, Job: NewID(), Reply: token, Status: StatusDone, Title: "t", File: "dQw4w9WgXcQ-best.webm"}
 	good, _ := r.Marshal()
 	f.Add(good)
+	for _, b := range hostile(f, "result") {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseResult(b)
 		if err != nil {
@@ -213,6 +270,63 @@ func FuzzParseResult(f *testing.F) {
 		}
 		if r.Status == StatusDone && !ValidStoredName(r.File) {
 			t.Fatalf("accepted done result without a stored name")
+		}
+	})
+}
+
+func FuzzParseStored(f *testing.F) {
+	s := Stored{V: 1, Video: "dQw4w9WgXcQ", Format: FormatAudio, File: "dQw4w9WgXcQ-audio.m4a", Title: "t", Size: 1, StoredAt: 1, Job: NewID()}
+	good, _ := s.Marshal()
+	f.Add(good)
+	for _, b := range hostile(f, "stored") {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := ParseStored(b)
+		if err != nil {
+			return
+		}
+		again, err := s.Marshal()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted non-canonical input %q", b)
+		}
+		if n, err := ParseName(s.File); err != nil || n.Kind != KindStored || n.Video != s.Video || n.Format != s.Format {
+			t.Fatalf("accepted a sidecar naming another file: %q", s.File)
+		}
+	})
+}
+
+// FuzzParseLaunch: a request the launcher accepts re-encodes byte for byte
+// and is exactly one of a kill, a download of a valid ID, or a raw run.
+func FuzzParseLaunch(f *testing.F) {
+	for _, l := range []*Launch{{ID: 1, Kill: true}, {ID: 2, JobDir: NewID(), Video: "dQw4w9WgXcQ", Format: Format360},
+		{ID: 3, Raw: []byte(`{"spec":{"Path":"/bin/true"},"timeout_ms":1000}`)}} {
+		b, err := l.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, b := range hostile(f, "launch") {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := ParseLaunch(b)
+		if err != nil {
+			return
+		}
+		again, err := l.Marshal()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted non-canonical input %q", b)
+		}
+		kinds := 0
+		for _, k := range []bool{l.Kill, l.Raw != nil, l.JobDir != ""} {
+			if k {
+				kinds++
+			}
+		}
+		if kinds != 1 || (l.JobDir != "" && (!ValidID(l.JobDir) || !l.Format.Valid())) {
+			t.Fatalf("accepted %+v", l)
 		}
 	})
 }

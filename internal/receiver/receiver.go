@@ -134,7 +134,7 @@ func (s *Service) Handle(c *slackreq.Command) string {
 	if c.Command != s.opt.Command {
 		return refuse("unknown_command", fmt.Sprintf("This app only answers %s.", s.opt.Command), true, "command", trunc(c.Command, 40))
 	}
-	if !job.ValidSlackID(c.TeamID) || !job.ValidSlackID(c.UserID) || !job.ValidSlackID(c.ChannelID) {
+	if !slackreq.ValidSlackID(c.TeamID) || !slackreq.ValidSlackID(c.UserID) || !slackreq.ValidSlackID(c.ChannelID) {
 		return refuse("malformed_ids", "This request is malformed.", true)
 	}
 	if !s.teams.allows(c.TeamID) {

@@ -119,15 +119,8 @@ func (s *Service) handleResult(ctx context.Context, name string) {
 }
 
 func validResultName(name string) bool {
-	id, rest, ok := strings.Cut(name, ".")
-	if !ok || !job.ValidID(id) {
-		return false
-	}
-	if "."+rest == audit.AlertFileSuffix {
-		return true
-	}
-	st, ok := strings.CutSuffix(rest, ".result")
-	return ok && (st == string(job.StatusStarted) || st == string(job.StatusDone) || st == string(job.StatusFailed))
+	n, err := job.ParseName(name)
+	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert)
 }
 
 // handleClaimed validates a claimed result, posts it and removes it.

@@ -228,3 +228,18 @@ func (c *replayCache) expire(now time.Time) {
 		c.head = 0
 	}
 }
+
+// ValidSlackID reports whether s looks like a Slack team, user or channel
+// ID: 2 to 32 characters of [A-Z0-9].
+func ValidSlackID(s string) bool {
+	if len(s) < 2 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,26 +19,11 @@ import (
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
-// Stored is the metadata sidecar written next to each stored file, as
-// <video>-<format>.json. Only the worker writes it.
-type Stored struct {
-	V        int        `json:"v"`
-	Video    string     `json:"video"`
-	Format   job.Format `json:"format"`
-	File     string     `json:"file"`
-	Title    string     `json:"title"`
-	Duration int64      `json:"duration"`
-	Size     int64      `json:"size"`
-	StoredAt int64      `json:"stored_at"`
-	Job      string     `json:"job"`
-}
-
-func sidecarName(video string, f job.Format) string { return video + "-" + string(f) + ".json" }
 
 // process runs one validated job to its end.
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
 	if s := w.lookupStored(j.Video, j.Format); s != nil {
-		w.finish(j, claimedAs, s.result(j, true))
+		w.finish(j, claimedAs, storedResult(s, j, true))
 		return
 	}
 	if attempt == 1 {
@@ -164,11 +148,11 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		w.log.Error("couldn't store the download", "job", j.ID, "err", err)
 		return fail(job.ClassInternal)
 	}
-	return s.result(j, false)
+	return storedResult(s, j, false)
 }
 
-// result reports s as the outcome of j.
-func (s *Stored) result(j *job.Job, cached bool) *job.Result {
+// storedResult reports s as the outcome of j.
+func storedResult(s *job.Stored, j *job.Job, cached bool) *job.Result {
 	r := j.Result(job.StatusDone, job.ClassNone)
 	r.Title, r.Duration, r.Size, r.File, r.Cached = s.Title, s.Duration, s.Size, s.File, cached
 	return r
@@ -252,7 +236,7 @@ var errTooLarge = errors.New("file over the size cap")
 
 // store moves the downloaded file into downloads/ under a name the worker
 // chooses, then writes the sidecar. The file becomes visible only whole.
-func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *ytdlp.Meta) (*Stored, error) {
+func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *ytdlp.Meta) (*job.Stored, error) {
 	// Open without following links and check what we opened: the child
 	// wrote this directory and may have left a symlink or a hard link.
 	fd, err := unix.Openat(int(dir.Fd()), name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -272,7 +256,7 @@ func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *
 		return nil, errTooLarge
 	}
 	stored := job.StoredName(j.Video, j.Format, ext)
-	s := &Stored{V: 1, Video: j.Video, Format: j.Format, File: stored, Title: meta.Title, Duration: meta.Duration,
+	s := &job.Stored{V: 1, Video: j.Video, Format: j.Format, File: stored, Title: meta.Title, Duration: meta.Duration,
 		Size: st.Size, StoredAt: time.Now().Unix(), Job: j.ID}
 
 	// Copy into downloads/.tmp rather than rename: the job directory may be
@@ -325,11 +309,11 @@ func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *
 	if err := w.downloads.Sync(); err != nil {
 		return nil, err
 	}
-	data, err := json.Marshal(s)
+	data, err := s.Marshal()
 	if err != nil {
 		return nil, err
 	}
-	if err := spool.WriteFile(w.dlTmp, w.downloads, sidecarName(j.Video, j.Format), data, 0o640, w.dlGID, true); err != nil {
+	if err := spool.WriteFile(w.dlTmp, w.downloads, job.SidecarName(j.Video, j.Format), data, 0o640, w.dlGID, true); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -337,22 +321,19 @@ func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *
 
 // lookupStored returns the sidecar of an earlier download of video in
 // format f, if the stored file is still there.
-func (w *Worker) lookupStored(video string, f job.Format) *Stored {
+func (w *Worker) lookupStored(video string, f job.Format) *job.Stored {
 	w.storeMu.Lock()
 	defer w.storeMu.Unlock()
 	return w.lookupStoredLocked(video, f)
 }
 
-func (w *Worker) lookupStoredLocked(video string, f job.Format) *Stored {
-	data, err := spool.ReadFile(w.downloads, sidecarName(video, f), -1, 4096)
+func (w *Worker) lookupStoredLocked(video string, f job.Format) *job.Stored {
+	data, err := spool.ReadFile(w.downloads, job.SidecarName(video, f), -1, 4096)
 	if err != nil {
 		return nil
 	}
-	var s Stored
-	dec := json.NewDecoder(strings.NewReader(string(data)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil || s.V != 1 || s.Video != video || s.Format != f || !job.ValidStoredName(s.File) ||
-		s.Title != job.SanitizeTitle(s.Title) || !strings.HasPrefix(s.File, video+"-"+string(f)+".") {
+	s, err := job.ParseStored(data)
+	if err != nil || s.Video != video || s.Format != f {
 		w.log.Warn("ignoring an invalid sidecar", "video", video, "format", f)
 		return nil
 	}
@@ -360,7 +341,7 @@ func (w *Worker) lookupStoredLocked(video string, f job.Format) *Stored {
 	if err := unix.Fstatat(w.downloads.FD(), s.File, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil
 	}
-	return &s
+	return s
 }
 
 // tailBuffer keeps the last max bytes written.

@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -160,13 +158,14 @@ func (w *Worker) handle(ctx context.Context, t task) {
 		w.recoverClaimed(ctx, t.name)
 		return
 	}
-	id, ok := strings.CutSuffix(t.name, ".job")
-	if !ok || !job.ValidID(id) {
+	n, err := job.ParseName(t.name)
+	if err != nil || n.Kind != job.KindJob {
 		q := w.inbox.Reject(t.name)
 		audit.Alert(w.log, audit.Quarantined, "file", t.name, "quarantine", q, "reason", "not a job file name")
 		return
 	}
-	claimedAs := id + ".job.1"
+	id := n.ID
+	claimedAs := job.ClaimedName(id, 1)
 	data, err := w.inbox.Claim(t.name, claimedAs)
 	if errors.Is(err, spool.ErrGone) {
 		return // claimed already, after a second notification
@@ -210,13 +209,13 @@ func (w *Worker) parse(id, claimedAs string, data []byte) (*job.Job, error) {
 // recoverClaimed resumes a job that a previous run claimed but did not
 // finish, counting attempts in the claimed file's name.
 func (w *Worker) recoverClaimed(ctx context.Context, name string) {
-	base, n, ok := parseClaimed(name)
-	if !ok {
+	cn, err := job.ParseName(name)
+	if err != nil || cn.Kind != job.KindClaimed {
 		q := w.inbox.Quarantine(name)
 		audit.Alert(w.log, audit.Quarantined, "file", name, "quarantine", q, "reason", "not a claimed job name")
 		return
 	}
-	id := strings.TrimSuffix(base, ".job")
+	id, n := cn.ID, cn.Attempt
 	data, err := spool.ReadFile(w.inbox.Claimed, name, w.inbox.UID, job.MaxRecordSize)
 	if err != nil {
 		q := w.inbox.Quarantine(name)
@@ -232,7 +231,7 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 		w.finish(j, name, j.Result(job.StatusFailed, job.ClassGaveUp))
 		return
 	}
-	next := fmt.Sprintf("%s.%d", base, n+1)
+	next := job.ClaimedName(id, n+1)
 	if err := w.inbox.Claimed.Rename(name, w.inbox.Claimed, next); err != nil {
 		w.log.Error("couldn't count an attempt", "job", id, "err", err)
 		return
@@ -240,20 +239,6 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 	w.inbox.Claimed.Sync()
 	audit.Event(w.log, audit.Claimed, "job", j.ID, "video", j.Video, "format", j.Format, "team", j.Team, "user", j.User, "attempt", n+1)
 	w.process(ctx, j, next, n+1)
-}
-
-func parseClaimed(name string) (base string, attempt int, ok bool) {
-	i := strings.LastIndexByte(name, '.')
-	if i < 0 {
-		return "", 0, false
-	}
-	n, err := strconv.Atoi(name[i+1:])
-	base = name[:i]
-	id, isJob := strings.CutSuffix(base, ".job")
-	if err != nil || n < 1 || n > 1000 || !isJob || !job.ValidID(id) {
-		return "", 0, false
-	}
-	return base, n, true
 }
 
 // report writes a result for the receiver.

@@ -409,17 +409,3 @@ func TestRecovery(t *testing.T) {
 		t.Error("the retry was not counted as attempt 2")
 	}
 }
-
-func TestParseClaimed(t *testing.T) {
-	id := job.NewID()
-	for name, want := range map[string]int{id + ".job.1": 1, id + ".job.12": 12} {
-		if _, n, ok := parseClaimed(name); !ok || n != want {
-			t.Errorf("parseClaimed(%q) = %d, %v", name, n, ok)
-		}
-	}
-	for _, bad := range []string{id + ".job", id + ".job.0", id + ".job.-1", id + ".job.x", "x.job.1", id + ".result.1"} {
-		if _, _, ok := parseClaimed(bad); ok {
-			t.Errorf("parseClaimed(%q) accepted", bad)
-		}
-	}
-}
