@@ -86,7 +86,8 @@ type Setup struct {
 	// (such as --exec) into the downloader domain.
 	Download *DownloadConfig
 	// RawPrograms may be run with a caller's Spec. Only the sandbox's own
-	// tests set it; the worker never does.
+	// tests set it: a server built without them (every release build)
+	// refuses a setup that names any.
 	RawPrograms []string
 	// MaxChildren caps the children running at once (default 4), so that
 	// a compromised worker cannot make the server fork without bound.
@@ -113,16 +114,6 @@ type Outcome struct {
 
 // Violation reports whether the child was killed by the seccomp filter.
 func (o *Outcome) Violation() bool { return o.Signal == syscall.SIGSYS }
-
-type request struct {
-	ID        uint64     `json:"id"`
-	Kill      bool       `json:"kill,omitempty"`
-	Spec      *Spec      `json:"spec,omitempty"` // raw: RawPrograms only
-	TimeoutMS int64      `json:"timeout_ms,omitempty"`
-	JobDir    string     `json:"job_dir,omitempty"` // download: name under the job root
-	Video     string     `json:"video,omitempty"`
-	Format    job.Format `json:"format,omitempty"`
-}
 
 // hello is the server's answer to Setup.
 type hello struct {
@@ -270,20 +261,10 @@ func (l *Launcher) Close() error {
 // (named jobDir under the job root), copying its output to stdout and
 // stderr. The server builds the command line; ending ctx kills the child.
 func (l *Launcher) Download(ctx context.Context, jobDir, video string, format job.Format, dir *os.File, stdout, stderr io.Writer) (*Outcome, error) {
-	return l.do(ctx, &request{JobDir: jobDir, Video: video, Format: format}, dir, stdout, stderr)
+	return l.do(ctx, &job.Launch{JobDir: jobDir, Video: video, Format: format}, dir, stdout, stderr)
 }
 
-// Run executes spec (a program in Setup.RawPrograms) in a fresh child with
-// dir as its working directory, copies its output to stdout and stderr,
-// and waits for it, at most timeout. Ending ctx kills the child.
-func (l *Launcher) Run(ctx context.Context, spec *Spec, dir *os.File, stdout, stderr io.Writer, timeout time.Duration) (*Outcome, error) {
-	if err := spec.check(); err != nil {
-		return nil, err
-	}
-	return l.do(ctx, &request{Spec: spec, TimeoutMS: timeout.Milliseconds()}, dir, stdout, stderr)
-}
-
-func (l *Launcher) do(ctx context.Context, req *request, dir *os.File, stdout, stderr io.Writer) (*Outcome, error) {
+func (l *Launcher) do(ctx context.Context, req *job.Launch, dir *os.File, stdout, stderr io.Writer) (*Outcome, error) {
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -325,7 +306,16 @@ func (l *Launcher) do(ctx context.Context, req *request, dir *os.File, stdout, s
 	l.mu.Unlock()
 
 	req.ID = id
-	data, _ := json.Marshal(req)
+	data, err := req.Marshal()
+	if err != nil {
+		l.mu.Lock()
+		delete(l.waiting, id)
+		l.mu.Unlock()
+		outW.Close()
+		errW.Close()
+		copies.Wait()
+		return nil, err
+	}
 	rights := unix.UnixRights(int(dir.Fd()), int(outW.Fd()), int(errW.Fd()))
 	err = unix.Sendmsg(l.fd, data, rights, nil, 0)
 	outW.Close() // the server holds its own copies now
@@ -341,7 +331,7 @@ func (l *Launcher) do(ctx context.Context, req *request, dir *os.File, stdout, s
 	select {
 	case r = <-ch:
 	case <-ctx.Done():
-		kill, _ := json.Marshal(&request{ID: id, Kill: true})
+		kill, _ := (&job.Launch{ID: id, Kill: true}).Marshal()
 		unix.Sendmsg(l.fd, kill, nil, nil, 0)
 		r = <-ch
 	}

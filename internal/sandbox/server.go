@@ -23,6 +23,11 @@ import (
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
+// rawSpec decodes a raw request (a program and its command line). It is
+// nil in every build but the sandbox's tests (export_test.go), so a
+// release launcher server cannot run a caller's command line at all.
+var rawSpec func(raw []byte) (*Spec, time.Duration, error)
+
 // ServerMain is the launcher server. It never returns.
 func ServerMain() {
 	err := serve()
@@ -76,6 +81,9 @@ func serve() error {
 	if s.setup.MaxChildren <= 0 {
 		s.setup.MaxChildren = 4
 	}
+	if len(s.setup.RawPrograms) > 0 && rawSpec == nil {
+		return errors.New("bad setup: raw programs are for the sandbox's tests only")
+	}
 	s.slots = make(chan struct{}, s.setup.MaxChildren)
 	if s.self, err = os.Executable(); err != nil {
 		return err
@@ -117,15 +125,21 @@ func serve() error {
 	}
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {
-		n, oobn, _, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, flags, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err != nil || n == 0 {
 			s.killAll() // the worker is gone
 			return nil
 		}
+		// The worker may be compromised: whatever it sends is parsed
+		// strictly, and a refused request is closed and not answered.
 		fds := parseRights(oob[:oobn])
-		var req request
-		if err := json.Unmarshal(buf[:n], &req); err != nil {
+		req, err := job.ParseLaunch(buf[:n])
+		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+			err = errors.New("truncated message")
+		}
+		if err != nil {
 			closeAll(fds)
+			fmt.Fprintf(os.Stderr, "ytkeep launcher server: refused a request: %v\n", err)
 			continue
 		}
 		if req.Kill {
@@ -260,12 +274,12 @@ func (s *server) probe(d *DownloadConfig) error {
 }
 
 // run answers one request.
-func (s *server) run(req request, fds []int) {
+func (s *server) run(req *job.Launch, fds []int) {
 	dir, stdout, stderr := os.NewFile(uintptr(fds[0]), "jobdir"), os.NewFile(uintptr(fds[1]), "stdout"), os.NewFile(uintptr(fds[2]), "stderr")
 	defer dir.Close()
 	defer stdout.Close()
 	defer stderr.Close()
-	spec, timeout, err := s.specFor(&req, dir)
+	spec, timeout, err := s.specFor(req, dir)
 	if err != nil {
 		s.send(&response{ID: req.ID, Error: err.Error()})
 		return
@@ -283,18 +297,22 @@ func (s *server) run(req request, fds []int) {
 // specFor decides what a request runs: a download, whose command line the
 // server builds from a re-validated video ID and format, or (only when the
 // setup allows it) a raw spec.
-func (s *server) specFor(req *request, dir *os.File) (*Spec, time.Duration, error) {
+func (s *server) specFor(req *job.Launch, dir *os.File) (*Spec, time.Duration, error) {
 	if err := checkFD(int(dir.Fd()), unix.S_IFDIR); err != nil {
 		return nil, 0, fmt.Errorf("job directory: %v", err)
 	}
-	if req.Spec != nil {
-		if err := req.Spec.check(); err != nil {
+	if req.Raw != nil {
+		if rawSpec == nil || len(s.setup.RawPrograms) == 0 {
+			return nil, 0, errors.New("this launcher runs no caller's command line")
+		}
+		spec, timeout, err := rawSpec(req.Raw)
+		if err != nil {
 			return nil, 0, err
 		}
-		if !slices.Contains(s.setup.RawPrograms, req.Spec.Path) {
-			return nil, 0, fmt.Errorf("%s may not be run with a caller's command line", req.Spec.Path)
+		if !slices.Contains(s.setup.RawPrograms, spec.Path) {
+			return nil, 0, fmt.Errorf("%s may not be run with a caller's command line", spec.Path)
 		}
-		return req.Spec, time.Duration(req.TimeoutMS) * time.Millisecond, nil
+		return spec, timeout, nil
 	}
 	d := s.setup.Download
 	if d == nil || s.caps == nil {

@@ -1,0 +1,102 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+)
+
+// TestServerRefusesRawHostileBytes plays a compromised worker that writes
+// its own bytes on the launcher socket, not through the Launcher API.
+// Each hostile message carries a pipe's write end: a server that refuses
+// the request closes it without running anything (the test reads EOF and
+// no output), and the server stays up and serves an honest request after
+// all of them.
+func TestServerRefusesRawHostileBytes(t *testing.T) {
+	l, _ := launcher(t)
+	dirPath := t.TempDir()
+	dir, err := os.Open(dirPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	// Every message below would run "echo ran" if the server took it the
+	// way a lenient decoder reads it; refused, it runs nothing.
+	raw := `{"id":9,"raw":{"spec":{"Path":"/bin/sh","Args":["-c","echo ran"],"Env":null,"Limits":{"CPUSeconds":30,"FileBytes":1048576,"OpenFiles":64,"Processes":4096,"DataBytes":536870912}},"timeout_ms":10000}}`
+	body := strings.TrimPrefix(raw, `{"id":9,`)
+	hostile := map[string]string{
+		"not JSON":                   "\x00\xff garbage",
+		"byte order mark":            "\ufeff" + raw,
+		"unknown field":              `{"id":9,"argv":["--exec","id"],` + body,
+		"zero id":                    `{"id":0,` + body,
+		"kill with a command":        `{"id":9,"kill":true,` + body,
+		"download with a command":    `{"id":9,"job_dir":"` + job.NewID() + `","video":"dQw4w9WgXcQ","format":"best",` + body,
+		"two objects":                raw + raw,
+		"trailing bytes":             raw + "x",
+		"leading space":              " " + raw,
+		"spaces inside":              strings.Replace(raw, ":", ": ", 1),
+		"case-insensitive duplicate": strings.TrimSuffix(raw, "}") + `,"ID":9}`,
+		"over the size cap":          `{"id":9,"pad":"` + strings.Repeat("a", maxMsg) + `",` + body,
+	}
+	for name, msg := range hostile {
+		t.Run(name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			rights := unix.UnixRights(int(dir.Fd()), int(w.Fd()), int(w.Fd()))
+			err = unix.Sendmsg(l.fd, []byte(msg), rights, nil, 0)
+			w.Close()
+			if err != nil && !(name == "over the size cap" && err == unix.EMSGSIZE) {
+				t.Fatalf("sendmsg: %v", err)
+			}
+			out := make(chan []byte, 1)
+			go func() { b, _ := io.ReadAll(r); out <- b }()
+			select {
+			case b := <-out:
+				if len(b) != 0 {
+					t.Fatalf("the refused request ran something: %q", b)
+				}
+			case <-time.After(60 * time.Second):
+				t.Fatal("the server kept the descriptors of a refused request")
+			}
+		})
+	}
+	// Still up, and the same bytes in canonical form are served.
+	var stdout bytes.Buffer
+	o, err := l.Run(context.Background(), &Spec{Path: "/bin/sh", Args: []string{"-c", "echo ran"}, Limits: limits}, dir, &stdout, nil, 10*time.Second)
+	if err != nil || o.ExitCode != 0 || stdout.String() != "ran\n" {
+		t.Fatalf("after the hostile requests: %+v, %v, %q", o, err, stdout.String())
+	}
+}
+
+// A setup that names raw programs is refused by a server built without
+// the tests' raw decoder, as every release build is.
+func TestReleaseServerRefusesRawPrograms(t *testing.T) {
+	saved := rawSpec
+	rawSpec = nil
+	defer func() { rawSpec = saved }()
+	s := &server{children: map[uint64]chan struct{}{}, setup: Setup{RawPrograms: []string{"/bin/sh"}}}
+	if _, _, err := s.specFor(&job.Launch{ID: 1, Raw: []byte(`{"spec":{"Path":"/bin/sh"}}`)}, mustOpen(t, t.TempDir())); err == nil ||
+		!strings.Contains(err.Error(), "no caller's command line") {
+		t.Fatalf("raw request accepted without the test decoder: %v", err)
+	}
+}
+
+func mustOpen(t *testing.T, path string) *os.File {
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
