@@ -24,13 +24,12 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 		if err != nil {
 			var e *slackreq.Error
 			if !errors.As(err, &e) {
-				e = &slackreq.Error{Status: http.StatusBadRequest, Reason: "bad_request"}
+				e = &slackreq.Error{Status: http.StatusBadRequest, Reason: slackreq.ReasonBadRequest}
 			}
-			attrs := []any{"reason", e.Reason, "remote", r.RemoteAddr}
-			switch e.Reason {
-			case "bad_signature", "replay", "stale_timestamp", "missing_signature", "bad_timestamp":
+			attrs := []any{"reason", string(e.Reason), "remote", r.RemoteAddr}
+			if e.Suspicious() {
 				audit.Alert(s.log, audit.Refused, attrs...)
-			default:
+			} else {
 				audit.Event(s.log, audit.Refused, attrs...)
 			}
 			http.Error(w, http.StatusText(e.Status), e.Status)

@@ -35,15 +35,45 @@ const Window = 300 * time.Second
 // Reason a short word for the audit log.
 type Error struct {
 	Status int
-	Reason string
+	Reason Reason
 	Err    error
+}
+
+// Reason names why a request was refused, for the audit log.
+type Reason string
+
+// The reasons a request is refused.
+const (
+	ReasonMethod           Reason = "method"
+	ReasonContentType      Reason = "content_type"
+	ReasonBodyTooLarge     Reason = "body_too_large"
+	ReasonBodyRead         Reason = "body_read"
+	ReasonMissingSignature Reason = "missing_signature"
+	ReasonBadTimestamp     Reason = "bad_timestamp"
+	ReasonStaleTimestamp   Reason = "stale_timestamp"
+	ReasonBadSignature     Reason = "bad_signature"
+	ReasonReplay           Reason = "replay"
+	ReasonBadForm          Reason = "bad_form"
+	ReasonBadRequest       Reason = "bad_request"
+)
+
+// Suspicious reports whether the refusal is about the request's claim to
+// come from Slack (no, a stale, a wrong or a replayed signature): someone
+// who is not Slack is talking to us, which the admins are alerted to. The
+// other refusals are malformed requests, logged as events.
+func (e *Error) Suspicious() bool {
+	switch e.Reason {
+	case ReasonMissingSignature, ReasonBadTimestamp, ReasonStaleTimestamp, ReasonBadSignature, ReasonReplay:
+		return true
+	}
+	return false
 }
 
 func (e *Error) Error() string {
 	if e.Err != nil {
-		return e.Reason + ": " + e.Err.Error()
+		return string(e.Reason) + ": " + e.Err.Error()
 	}
-	return e.Reason
+	return string(e.Reason)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -82,21 +112,21 @@ type Command struct {
 // parses the slash command.
 func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
 	if r.Method != http.MethodPost {
-		return nil, &Error{Status: http.StatusMethodNotAllowed, Reason: "method"}
+		return nil, &Error{Status: http.StatusMethodNotAllowed, Reason: ReasonMethod}
 	}
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "application/x-www-form-urlencoded" {
-		return nil, &Error{Status: http.StatusUnsupportedMediaType, Reason: "content_type"}
+		return nil, &Error{Status: http.StatusUnsupportedMediaType, Reason: ReasonContentType}
 	}
 	if r.ContentLength > MaxBodyBytes {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: "body_too_large"}
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge}
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
 	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Reason: "body_read", Err: err}
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBodyRead, Err: err}
 	}
 	if len(body) > MaxBodyBytes {
-		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: "body_too_large"}
+		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge}
 	}
 	if err := v.Verify(r.Header, body); err != nil {
 		return nil, err
@@ -109,28 +139,28 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 	ts := h.Get("X-Slack-Request-Timestamp")
 	sig := h.Get("X-Slack-Signature")
 	if ts == "" || sig == "" {
-		return &Error{Status: http.StatusUnauthorized, Reason: "missing_signature"}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonMissingSignature}
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil || len(ts) > 12 {
-		return &Error{Status: http.StatusUnauthorized, Reason: "bad_timestamp"}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonBadTimestamp}
 	}
 	now := v.now()
 	if d := now.Sub(time.Unix(sec, 0)); d > Window || d < -Window {
-		return &Error{Status: http.StatusUnauthorized, Reason: "stale_timestamp"}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonStaleTimestamp}
 	}
 	sv, err := slack.NewSecretsVerifier(h, v.secret)
 	if err != nil {
-		return &Error{Status: http.StatusUnauthorized, Reason: "bad_signature", Err: err}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonBadSignature, Err: err}
 	}
 	sv.Write(body)
 	if err := sv.Ensure(); err != nil {
-		return &Error{Status: http.StatusUnauthorized, Reason: "bad_signature"}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonBadSignature}
 	}
 	// Only a correctly signed request enters the cache, so an attacker
 	// cannot fill it without the secret.
 	if !v.seen.add(sig, time.Unix(sec, 0).Add(Window), now) {
-		return &Error{Status: http.StatusUnauthorized, Reason: "replay"}
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonReplay}
 	}
 	return nil
 }
@@ -139,18 +169,18 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 func ParseCommand(body []byte) (*Command, error) {
 	form, err := url.ParseQuery(string(body))
 	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Reason: "bad_form", Err: err}
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: err}
 	}
 	// slack-go knows the field names; hand it a request over the bytes.
 	req, _ := http.NewRequest(http.MethodPost, "/", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	sc, err := slack.SlashCommandParse(req)
 	if err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Reason: "bad_form", Err: err}
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: err}
 	}
 	for _, k := range []string{"team_id", "channel_id", "user_id", "command", "text", "response_url"} {
 		if len(form[k]) > 1 {
-			return nil, &Error{Status: http.StatusBadRequest, Reason: "bad_form", Err: fmt.Errorf("field %s repeated", k)}
+			return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: fmt.Errorf("field %s repeated", k)}
 		}
 	}
 	c := &Command{
@@ -162,7 +192,7 @@ func ParseCommand(body []byte) (*Command, error) {
 		ResponseURL: sc.ResponseURL,
 	}
 	if c.TeamID == "" || c.UserID == "" || c.ChannelID == "" || c.Command == "" {
-		return nil, &Error{Status: http.StatusBadRequest, Reason: "bad_form", Err: errors.New("missing team, user, channel or command")}
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: errors.New("missing team, user, channel or command")}
 	}
 	return c, nil
 }

@@ -73,7 +73,7 @@ func TestSlackDocumentedExample(t *testing.T) {
 func reason(err error) string {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.Reason
+		return string(e.Reason)
 	}
 	return fmt.Sprint(err)
 }
@@ -255,6 +255,22 @@ func BenchmarkVerify(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		if err := v.Verify(hs[i], []byte(hs[i].Get("X-Body"))); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// Every refusal reason is either suspicious (an alert) or not (an event),
+// by a method on the error: a misspelt reason cannot silently downgrade
+// an alert, since the reasons are constants.
+func TestSuspicious(t *testing.T) {
+	want := map[Reason]bool{
+		ReasonMethod: false, ReasonContentType: false, ReasonBodyTooLarge: false, ReasonBodyRead: false,
+		ReasonBadForm: false, ReasonBadRequest: false,
+		ReasonMissingSignature: true, ReasonBadTimestamp: true, ReasonStaleTimestamp: true, ReasonBadSignature: true, ReasonReplay: true,
+	}
+	for r, sus := range want {
+		if got := (&Error{Reason: r}).Suspicious(); got != sus {
+			t.Errorf("%s: Suspicious() = %v, want %v", r, got, sus)
 		}
 	}
 }
