@@ -106,7 +106,7 @@ func Run(opt Options) []Result {
 	if p, err := opt.LookPath("deno"); err == nil {
 		add(OK, "JavaScript runtime for YouTube: %s", p)
 	} else {
-		add(Warn, "no JavaScript runtime (deno) found: current YouTube downloads need one with yt-dlp 2025.11.12 or newer")
+		add(Warn, "no JavaScript runtime (deno) found: current YouTube downloads need one with yt-dlp %s or newer", ytdlp.CurrentVersion)
 	}
 
 	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir)...)
@@ -136,8 +136,8 @@ func checkYtDlp(path string) []Result {
 	} else {
 		rs = append(rs, Result{OK, fmt.Sprintf("yt-dlp %s has every flag ytkeep requires", ver)})
 	}
-	if caps.Older("2025.11.12") {
-		rs = append(rs, Result{Warn, fmt.Sprintf("yt-dlp %s is old: YouTube changes often and needs yt-dlp 2025.11.12 or newer with a JavaScript runtime; keep it current", ver)})
+	if ytdlp.OlderThan(ver, ytdlp.CurrentVersion) {
+		rs = append(rs, Result{Warn, fmt.Sprintf("yt-dlp %s is old: YouTube changes often and needs yt-dlp %s or newer with a JavaScript runtime; keep it current", ver, ytdlp.CurrentVersion)})
 	}
 	return rs
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
 // Options configure a Worker. All paths are absolute.
@@ -102,8 +103,8 @@ type task struct {
 func (w *Worker) Run(ctx context.Context) error {
 	version := w.opt.Launcher.Version()
 	w.log.Info("yt-dlp detected", "version", version)
-	if len(version) < 10 || version[:10] < "2025.11.12" {
-		w.log.Warn("yt-dlp is older than 2025.11.12: current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
+	if ytdlp.OlderThan(version, ytdlp.CurrentVersion) {
+		w.log.Warn("yt-dlp is older than "+ytdlp.CurrentVersion+": current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
 	tasks := make(chan task)
 	var wg sync.WaitGroup
