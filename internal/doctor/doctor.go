@@ -165,41 +165,24 @@ func checkTree(l spool.Layout, downloads string) []Result {
 	if recv.Uid == 0 || work.Uid == 0 || recv.Uid == work.Uid {
 		rs = append(rs, Result{Fail, fmt.Sprintf("receiver/ (uid %d) and worker/ (uid %d) must belong to two different users, neither root", recv.Uid, work.Uid)})
 	}
-	want := []struct {
-		path string
-		mode uint32
-		uid  uint32
-	}{
-		{l.Incoming(), 0o1730, work.Uid},
-		{l.Results(), 0o1730, recv.Uid},
-		{l.Receiver(""), 0o700, recv.Uid},
-		{l.Worker(""), 0o700, work.Uid},
-		{l.Receiver("tmp"), 0o700, recv.Uid},
-		{l.Receiver("claimed"), 0o700, recv.Uid},
-		{l.Receiver("quarantine"), 0o700, recv.Uid},
-		{l.Receiver("replies"), 0o700, recv.Uid},
-		{l.Receiver("alerts"), 0o700, recv.Uid},
-		{l.Worker("tmp"), 0o700, work.Uid},
-		{l.Worker("claimed"), 0o700, work.Uid},
-		{l.Worker("quarantine"), 0o700, work.Uid},
-		{l.Worker("work"), 0o700, work.Uid},
-		{downloads, 0o2750, work.Uid},
+	in, ok := stat(l.Incoming())
+	if !ok {
+		return rs
 	}
+	uids := map[spool.Role]uint32{spool.RoleRoot: 0, spool.RoleReceiver: recv.Uid, spool.RoleWorker: work.Uid}
 	bad := 0
-	for _, w := range want {
-		st, ok := stat(w.path)
+	for _, e := range l.Tree(downloads) {
+		st, ok := stat(e.Path)
 		if !ok {
 			bad++
 			continue
 		}
-		if mode := st.Mode & 0o7777; mode != w.mode || st.Uid != w.uid {
-			rs = append(rs, Result{Fail, fmt.Sprintf("%s has mode %04o and owner uid %d; want mode %04o and uid %d", w.path, mode, st.Uid, w.mode, w.uid)})
+		if mode := st.Mode & 0o7777; mode != e.Mode || st.Uid != uids[e.Owner] {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s has mode %04o and owner uid %d; want mode %04o and uid %d (%s)", e.Path, mode, st.Uid, e.Mode, uids[e.Owner], spool.Names[e.Owner])})
 			bad++
 		}
-	}
-	if in, ok := stat(l.Incoming()); ok {
-		if res, ok := stat(l.Results()); ok && in.Gid != res.Gid {
-			rs = append(rs, Result{Fail, "incoming/ and results/ must have the same group (ytkeep-spool)"})
+		if e.Group == spool.RoleSpool && st.Gid != in.Gid {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the spool group %d of incoming/ (%s)", e.Path, st.Gid, in.Gid, spool.Names[spool.RoleSpool])})
 			bad++
 		}
 	}

@@ -16,6 +16,8 @@ import (
 //	results/             recv:ytkeep-spool   1730  worker creates result files
 //	receiver/{tmp,claimed,quarantine,replies,alerts} recv 0700 (and reply.key 0600)
 //	worker/{tmp,claimed,quarantine,work}     worker 0700
+//
+// Tree lists them with their owners and modes.
 type Layout struct{ Root string }
 
 // Incoming is where the receiver puts jobs for the worker.
@@ -54,41 +56,68 @@ type Owners struct {
 	SpoolGID, MediaGID     int
 }
 
+// Role is who a directory of the tree belongs to (an owner or a group).
+type Role int
+
+// The roles, and their names in deploy/ (sysusers.d, tmpfiles.d).
+const (
+	RoleRoot     Role = iota // root
+	RoleReceiver             // user ytkeep-recv
+	RoleWorker               // user ytkeep-work
+	RoleSpool                // group ytkeep-spool
+	RoleMedia                // group ytkeep-media
+)
+
+// Names are the deploy/ names of the roles.
+var Names = map[Role]string{RoleRoot: "root", RoleReceiver: "ytkeep-recv", RoleWorker: "ytkeep-work",
+	RoleSpool: "ytkeep-spool", RoleMedia: "ytkeep-media"}
+
+// Entry is one directory of the production tree.
+type Entry struct {
+	Path         string
+	Mode         uint32 // raw kernel mode: 01000 sticky, 02000 setgid
+	Owner, Group Role
+}
+
+// Tree is the spool tree and the downloads directory, with the owners,
+// groups and modes they have in production; the security model rests on
+// them (docs/confinement.md). It is the one definition: Create makes it,
+// doctor checks it, and a test holds deploy/tmpfiles.d to it.
+func (l Layout) Tree(downloads string) []Entry {
+	t := []Entry{
+		{l.Root, 0o755, RoleRoot, RoleRoot},
+		{l.Incoming(), 0o1730, RoleWorker, RoleSpool},
+		{l.Results(), 0o1730, RoleReceiver, RoleSpool},
+		{filepath.Join(l.Root, "receiver"), 0o700, RoleReceiver, RoleSpool},
+		{filepath.Join(l.Root, "worker"), 0o700, RoleWorker, RoleSpool},
+	}
+	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
+		t = append(t, Entry{l.Receiver(s), 0o700, RoleReceiver, RoleSpool})
+	}
+	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {
+		t = append(t, Entry{l.Worker(s), 0o700, RoleWorker, RoleSpool})
+	}
+	return append(t, Entry{downloads, 0o2750, RoleWorker, RoleMedia})
+}
+
 // CreateSingleUser makes the tree owned by the current user with the
 // production modes, for the demo and tests run without root.
 func (l Layout) CreateSingleUser(downloads string) error { return l.Create(downloads, nil) }
 
-// Create makes the spool tree and the downloads directory with the
-// production modes, and, when o is not nil, the production owners:
-//
-//	incoming  worker:spool 1730    results  receiver:spool 1730
-//	receiver/ receiver 0700        worker/  worker 0700 (and their subdirs)
-//	downloads worker:media 2750
+// Create makes Tree(downloads) with the production modes and, when o is
+// not nil, the production owners (else the current user's).
 func (l Layout) Create(downloads string, o *Owners) error {
+	ids := map[Role]int{RoleRoot: -1, RoleReceiver: -1, RoleWorker: -1, RoleSpool: -1, RoleMedia: -1}
+	if o != nil {
+		ids = map[Role]int{RoleRoot: 0, RoleReceiver: o.ReceiverUID, RoleWorker: o.WorkerUID, RoleSpool: o.SpoolGID, RoleMedia: o.MediaGID}
+	}
 	type entry struct {
-		mode     uint32 // raw kernel mode: 01000 sticky, 02000 setgid
+		mode     uint32
 		uid, gid int
 	}
-	e := func(mode uint32, uid, gid int) entry { return entry{mode, uid, gid} }
-	root, recv, work, spoolG, mediaG := 0, -1, -1, -1, -1
-	if o != nil {
-		recv, work, spoolG, mediaG = o.ReceiverUID, o.WorkerUID, o.SpoolGID, o.MediaGID
-	} else {
-		root = -1
-	}
-	dirs := map[string]entry{
-		l.Root:                            e(0o755, root, root),
-		l.Incoming():                      e(0o1730, work, spoolG),
-		l.Results():                       e(0o1730, recv, spoolG),
-		filepath.Join(l.Root, "receiver"): e(0o700, recv, recv),
-		filepath.Join(l.Root, "worker"):   e(0o700, work, work),
-		downloads:                         e(0o2750, work, mediaG),
-	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
-		dirs[l.Receiver(s)] = e(0o700, recv, recv)
-	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {
-		dirs[l.Worker(s)] = e(0o700, work, work)
+	dirs := map[string]entry{}
+	for _, e := range l.Tree(downloads) {
+		dirs[e.Path] = entry{e.Mode, ids[e.Owner], ids[e.Group]}
 	}
 	// Parents before children: shorter paths first.
 	paths := make([]string, 0, len(dirs))
