@@ -19,7 +19,6 @@ import (
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
-
 // process runs one validated job to its end.
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
 	if s := w.lookupStored(j.Video, j.Format); s != nil {
