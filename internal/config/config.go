@@ -107,7 +107,9 @@ type Worker struct {
 	JobTimeoutSeconds int `toml:"job_timeout_seconds"`
 	// MaxFileMB caps the size of a stored file. Default 2048.
 	MaxFileMB int `toml:"max_file_mb"`
-	// MaxAttempts bounds retries of a job whose worker crashed. Default 3.
+	// MaxAttempts is how many times a job is run, the first included: a
+	// run cut short (the worker crashed or stopped) is run again at the
+	// next start, until this many have begun. Default 3.
 	MaxAttempts int `toml:"max_attempts"`
 	// SocketTimeoutSeconds is yt-dlp's --socket-timeout. Default 30.
 	SocketTimeoutSeconds int `toml:"socket_timeout_seconds"`

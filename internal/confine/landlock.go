@@ -9,12 +9,10 @@
 package confine
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
 	"sort"
-	"strings"
 
 	"github.com/landlock-lsm/go-landlock/landlock"
 	llsyscall "github.com/landlock-lsm/go-landlock/landlock/syscall"
@@ -59,14 +57,6 @@ type Rules struct {
 	// ConnectTCP and BindTCP are the only TCP ports allowed.
 	ConnectTCP []uint16
 	BindTCP    []uint16
-}
-
-// String describes the policy for logs and doctor.
-func (p *Rules) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s: read %v, exec %v, files %v, exec files %v, write %v, drop %v, rw files %v, connect %v, bind %v",
-		p.Name, p.ReadDirs, p.ExecDirs, p.ReadFiles, p.ExecFiles, p.WriteDirs, p.DropDirs, p.RWFiles, p.ConnectTCP, p.BindTCP)
-	return b.String()
 }
 
 // writeDirRights are what a WriteDirs entry grants: read, write, create
@@ -162,9 +152,6 @@ func LandlockExec(p *Rules, path string, argv, env []string) error {
 	return unix.Exec(path, argv, env)
 }
 
-// ErrNoLandlock is returned when the kernel lacks Landlock.
-var ErrNoLandlock = errors.New("landlock is not available")
-
 // uniq sorts and de-duplicates paths.
 func uniq(paths []string) []string {
 	seen := map[string]bool{}
@@ -215,7 +202,7 @@ func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error)
 	}
 	if abi := LandlockABI(); abi < MinLandlockABI {
 		if !allowNoLandlock {
-			return "", fmt.Errorf("%w: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", ErrNoLandlock, abi, MinLandlockABI)
+			return "", fmt.Errorf("landlock is not available: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", abi, MinLandlockABI)
 		}
 		warning = fmt.Sprintf("INSECURE: %s runs WITHOUT Landlock (kernel ABI %d): no file system or network confinement, for it and anything it starts", d, abi)
 	} else if err := Landlock(r); err != nil { // (a no-op when ablated)

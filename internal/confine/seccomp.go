@@ -145,8 +145,9 @@ func join(lists ...[]string) []string {
 	return out
 }
 
-// AllowedCount returns how many calls the policy of d allows by name
-// (for allowlists) or denies by name (for the downloader).
+// AllowedCount returns how many system calls the allowlist of a daemon
+// (Receiver or Worker) names, for the start-up log. It returns 0 for the
+// Downloader, whose policy is a deny list, and for any other domain.
 func AllowedCount(d Domain) int {
 	switch d {
 	case Receiver:

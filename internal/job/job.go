@@ -225,7 +225,7 @@ const (
 	ClassTimeout     Class = "timeout"     // over the wall-clock limit
 	ClassBadOutput   Class = "bad_output"  // the downloader produced nothing acceptable
 	ClassSandbox     Class = "sandbox"     // the downloader broke a sandbox rule
-	ClassGaveUp      Class = "gave_up"     // crashed too many times
+	ClassGaveUp      Class = "gave_up"     // cut short too many times
 	ClassInternal    Class = "internal"    // our own fault
 )
 
@@ -235,7 +235,7 @@ var classes = map[Class]string{
 	ClassTimeout:     "the download took longer than the configured time limit",
 	ClassBadOutput:   "the downloader produced no file of an allowed type",
 	ClassSandbox:     "the downloader broke a sandbox rule and was stopped (reported to the admins)",
-	ClassGaveUp:      "the download crashed repeatedly and was abandoned",
+	ClassGaveUp:      "the download was interrupted too many times and was abandoned",
 	ClassInternal:    "an internal error occurred (see the worker's log)",
 }
 

@@ -25,13 +25,12 @@ type AlertPoster struct {
 
 	q       chan audit.AlertRecord
 	dropped atomic.Int64
-	idle    chan struct{}
 }
 
 // NewAlertPoster returns a poster to webhookURL; call Run.
 func NewAlertPoster(webhookURL string, n *Notifier, log *slog.Logger) *AlertPoster {
 	return &AlertPoster{URL: webhookURL, Notifier: n, Interval: time.Second, MaxLines: 20, Log: log,
-		q: make(chan audit.AlertRecord, 256), idle: make(chan struct{}, 1)}
+		q: make(chan audit.AlertRecord, 256)}
 }
 
 // Alert queues r without blocking.

@@ -64,7 +64,7 @@ func New(opt Options) (*Worker, error) {
 		return nil, err
 	}
 	open := func(path string) (*spool.Dir, error) { return spool.OpenDir(path) }
-	var dirs [8]*spool.Dir
+	var dirs [7]*spool.Dir
 	for i, p := range []string{
 		w.layout.Incoming(), w.layout.Worker("claimed"), w.layout.Worker("quarantine"),
 		w.layout.Worker("tmp"), w.layout.Results(), w.layout.Worker("work"), opt.DownloadsDir,
@@ -228,7 +228,7 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 		return
 	}
 	if n >= w.opt.MaxAttempts {
-		w.log.Warn("giving up on a job after repeated crashes", "job", id, "attempts", n)
+		w.log.Warn("giving up on a job interrupted too many times", "job", id, "attempts", n)
 		w.finish(j, name, j.Result(job.StatusFailed, job.ClassGaveUp))
 		return
 	}

@@ -204,28 +204,53 @@ type Output struct {
 	Lines    int
 }
 
-// MaxLine caps one output line; longer lines are skipped.
+// MaxLine caps one output line, its newline included. A longer line is
+// read to its end without being kept (it still counts towards MaxOutput),
+// and parsing goes on with the next line, so a meta line after it is
+// still found. The skipped line is counted in Output.Lines and reported in
+// ParseOutput's error; if it starts with MetaPrefix it counts as a meta
+// line, so that a real meta line after it makes two.
 const MaxLine = 64 << 10
 
 // MaxOutput caps the total output read.
 const MaxOutput = 4 << 20
 
 // ParseOutput reads yt-dlp's standard output, untrusted. It reads at most
-// MaxOutput bytes and then drains the rest.
+// MaxOutput bytes, holding at most MaxLine of them at a time, and then
+// drains the rest so that the child never blocks on a full pipe.
+//
+// The Output is valid even when the error is not nil: the error reports
+// what yt-dlp does not print (more than one meta line, which also clears
+// Meta; lines longer than MaxLine) or a failure to read.
 func ParseOutput(r io.Reader) (*Output, error) {
 	o := &Output{Progress: -1}
-	lr := &io.LimitedReader{R: r, N: MaxOutput}
-	sc := bufio.NewScanner(lr)
-	sc.Buffer(make([]byte, 4096), MaxLine)
-	metas := 0
-	for sc.Scan() {
+	br := bufio.NewReaderSize(&io.LimitedReader{R: r, N: MaxOutput}, MaxLine)
+	metas, long := 0, 0
+	var err error
+	for err == nil {
+		var line []byte
+		line, err = br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			// No newline within MaxLine bytes: skip to the end of the line.
+			o.Lines++
+			long++
+			if bytes.HasPrefix(line, []byte(MetaPrefix)) {
+				metas++
+			}
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			continue
+		}
+		if len(line) == 0 {
+			continue // the end of the output, after a newline
+		}
 		o.Lines++
-		line := sc.Bytes()
+		line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
 		switch {
 		case bytes.HasPrefix(line, []byte(MetaPrefix)):
 			metas++
-			m, err := parseMeta(line[len(MetaPrefix):])
-			if err == nil {
+			if m, err := parseMeta(line[len(MetaPrefix):]); err == nil {
 				o.Meta = m
 			}
 		case bytes.HasPrefix(line, []byte(ProgressPrefix)):
@@ -235,16 +260,17 @@ func ParseOutput(r io.Reader) (*Output, error) {
 			}
 		}
 	}
-	err := sc.Err()
 	io.Copy(io.Discard, r) // never block the child on a full pipe
-	if metas > 1 {
+	switch {
+	case metas > 1:
 		o.Meta = nil // one video, one meta line; more is not yt-dlp
 		return o, errors.New("more than one meta line")
+	case err != io.EOF:
+		return o, fmt.Errorf("couldn't read yt-dlp's output: %w", err)
+	case long > 0:
+		return o, fmt.Errorf("skipped %d output lines longer than %d bytes", long, MaxLine)
 	}
-	if errors.Is(err, bufio.ErrTooLong) {
-		return o, errors.New("output line too long")
-	}
-	return o, err
+	return o, nil
 }
 
 func parseMeta(b []byte) (*Meta, error) {

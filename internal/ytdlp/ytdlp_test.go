@@ -1,8 +1,10 @@
 package ytdlp
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -152,20 +154,39 @@ func TestParseOutput(t *testing.T) {
 }
 
 func TestParseOutputHostile(t *testing.T) {
-	tests := map[string]string{
-		"two metas":   "ytkeep-meta {\"id\":\"a\"}\nytkeep-meta {\"id\":\"b\"}\n",
-		"huge line":   "ytkeep-meta {\"title\":\"" + strings.Repeat("A", MaxLine+10) + "\"}\n",
-		"bad json":    "ytkeep-meta {\"id\":\n",
-		"neg percent": "ytkeep-progress -5%\n",
+	meta := `ytkeep-meta {"id":"dQw4w9WgXcQ","title":"t","duration":3,"ext":"mp4"}` + "\n"
+	long := strings.Repeat("A", MaxLine+10)
+	tests := []struct {
+		name     string
+		in       string
+		meta     string // the video ID of the meta line ParseOutput must find, or ""
+		progress int
+		lines    int
+	}{
+		{"two metas", "ytkeep-meta {\"id\":\"a\"}\nytkeep-meta {\"id\":\"b\"}\n", "", -1, 2},
+		{"huge meta line", "ytkeep-meta {\"title\":\"" + long + "\"}\n", "", -1, 1},
+		{"huge meta line, then a meta line", "ytkeep-meta {\"title\":\"" + long + "\"}\n" + meta, "", -1, 2},
+		{"long line, then a meta line", long + "\n" + meta, "dQw4w9WgXcQ", -1, 2},
+		{"long lines around progress and meta", long + "\nytkeep-progress 42%\n" + long + long + "\n" + meta + long, "dQw4w9WgXcQ", 42, 5},
+		{"line of exactly MaxLine, then a meta line", strings.Repeat("B", MaxLine-1) + "\n" + meta, "dQw4w9WgXcQ", -1, 2},
+		{"bad json", "ytkeep-meta {\"id\":\n", "", -1, 1},
+		{"neg percent", "ytkeep-progress -5%\n", "", -1, 1},
+		{"NaN and Inf percent", "ytkeep-progress NaN%\nytkeep-progress Inf%\nytkeep-progress 1e400%\n", "", -1, 3},
 	}
-	for name, in := range tests {
-		t.Run(name, func(t *testing.T) {
-			o, _ := ParseOutput(strings.NewReader(in))
-			if o.Meta != nil {
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, _ := ParseOutput(strings.NewReader(tt.in))
+			switch {
+			case tt.meta == "" && o.Meta != nil:
 				t.Errorf("meta accepted: %+v", o.Meta)
+			case tt.meta != "" && (o.Meta == nil || o.Meta.ID != tt.meta):
+				t.Errorf("meta %+v, want video %s", o.Meta, tt.meta)
 			}
-			if o.Progress != -1 {
-				t.Errorf("progress %d", o.Progress)
+			if o.Progress != tt.progress {
+				t.Errorf("progress %d, want %d", o.Progress, tt.progress)
+			}
+			if o.Lines != tt.lines {
+				t.Errorf("%d lines, want %d", o.Lines, tt.lines)
 			}
 		})
 	}
@@ -177,13 +198,75 @@ func TestParseOutputHostile(t *testing.T) {
 	if flood.Len() != 0 {
 		t.Fatal("output not drained")
 	}
+	// So is one endless line.
+	endless := strings.NewReader(strings.Repeat("x", 2*MaxOutput) + "\n" + meta)
+	if o, err := ParseOutput(endless); err == nil || o.Meta != nil || endless.Len() != 0 {
+		t.Fatalf("endless line: %+v, %v, %d bytes left", o, err, endless.Len())
+	}
+}
+
+// hostileSamples are the files in testdata/hostile, each a standard output
+// a hostile yt-dlp could print, with what ParseOutput must make of it: the
+// video ID of the meta line it must find ("" for none) and the progress.
+var hostileSamples = map[string]struct {
+	meta     string
+	progress int
+}{
+	"long-line-then-meta.txt":    {"dQw4w9WgXcQ", 50},
+	"long-meta-then-meta.txt":    {"", -1},
+	"two-metas.txt":              {"", -1},
+	"meta-not-at-line-start.txt": {"", -1},
+	"control-title.txt":          {"dQw4w9WgXcQ", -1},
+	"crlf.txt":                   {"dQw4w9WgXcQ", 100},
+	"bad-progress.txt":           {"", 7},
+	"nul-bytes.txt":              {"", -1},
+}
+
+// TestHostileSamples runs every file of testdata/hostile through
+// ParseOutput; a file without an entry in hostileSamples fails the test.
+func TestHostileSamples(t *testing.T) {
+	files, err := filepath.Glob("testdata/hostile/*")
+	if err != nil || len(files) != len(hostileSamples) {
+		t.Fatalf("testdata/hostile holds %d files, hostileSamples %d (%v)", len(files), len(hostileSamples), err)
+	}
+	for _, f := range files {
+		name := filepath.Base(f)
+		t.Run(name, func(t *testing.T) {
+			want, ok := hostileSamples[name]
+			if !ok {
+				t.Fatal("no expectation in hostileSamples")
+			}
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, _ := ParseOutput(bytes.NewReader(b))
+			switch {
+			case want.meta == "" && o.Meta != nil:
+				t.Errorf("meta accepted: %+v", o.Meta)
+			case want.meta != "" && (o.Meta == nil || o.Meta.ID != want.meta):
+				t.Errorf("meta %+v, want video %s", o.Meta, want.meta)
+			case o.Meta != nil && o.Meta.Title != job.SanitizeTitle(o.Meta.Title):
+				t.Errorf("unsanitised title %q", o.Meta.Title)
+			}
+			if o.Progress != want.progress {
+				t.Errorf("progress %d, want %d", o.Progress, want.progress)
+			}
+		})
+	}
 }
 
 func FuzzParseOutput(f *testing.F) {
 	f.Add([]byte("ytkeep-meta {\"id\":\"dQw4w9WgXcQ\",\"title\":\"t\",\"duration\":3,\"ext\":\"mp4\"}\n"))
 	f.Add([]byte("ytkeep-progress 50%\n"))
+	files, _ := filepath.Glob("testdata/hostile/*")
+	for _, name := range files {
+		if b, err := os.ReadFile(name); err == nil {
+			f.Add(b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		o, _ := ParseOutput(strings.NewReader(string(b)))
+		o, _ := ParseOutput(bytes.NewReader(b))
 		if o.Meta != nil && o.Meta.Title != job.SanitizeTitle(o.Meta.Title) {
 			t.Fatalf("unsanitised title %q", o.Meta.Title)
 		}
