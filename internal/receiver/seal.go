@@ -53,6 +53,11 @@ func loadSealer(dir *spool.Dir) (*sealer, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("reply key %s/%s is not 32 bytes", dir.Path(), keyFile)
 	}
+	return newSealer(key)
+}
+
+// newSealer returns a sealer with a 32-byte key.
+func newSealer(key []byte) (*sealer, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
