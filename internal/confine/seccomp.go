@@ -12,7 +12,7 @@ import (
 )
 
 // The three seccomp policies. The daemons get allowlists (anything not
-// listed fails with EPERM; exec and namespace or tracing calls kill the
+// listed fails with EPERM: the library's ActionErrno default; exec and namespace or tracing calls kill the
 // process); the downloader domain gets a deny list of calls no downloader
 // needs, which kill the process so the worker sees SIGSYS.
 //
@@ -67,9 +67,16 @@ var netCalls = []string{
 // workerIPC are the calls the worker uses to talk to the launcher server.
 var workerIPC = []string{"recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt"}
 
-// deadly are never allowed to the daemons and kill on sight.
-var deadly = []string{
-	"execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
+// execCalls start programs: the daemons never do (their children are
+// started before the filter), the downloader does nothing else.
+var execCalls = []string{"execve", "execveat"}
+
+// dangerous are the calls no domain needs, which kill on sight: tracing,
+// namespaces and mounts, kernel keys and modules, io_uring, BPF, and
+// setsid (so that the downloader's process group kill reaches every
+// descendant).
+var dangerous = []string{
+	"ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
 	"unshare", "setns", "bpf", "keyctl", "add_key", "request_key", "io_uring_setup",
 	"io_uring_enter", "io_uring_register", "userfaultfd", "perf_event_open", "kexec_load",
 	"kexec_file_load", "init_module", "finit_module", "delete_module", "pivot_root", "chroot",
@@ -79,10 +86,12 @@ var deadly = []string{
 	"personality", "setsid",
 }
 
+// deadly kill the daemons on sight.
+var deadly = join(execCalls, dangerous)
+
 // downloaderDenied kill the downloader on sight: nothing yt-dlp, python
-// or ffmpeg does needs them. setsid is in the list so that the process
-// group kill always reaches every descendant.
-var downloaderDenied = deadly[2:] // all but execve and execveat
+// or ffmpeg does needs them.
+var downloaderDenied = dangerous
 
 // clone3 fails with ENOSYS, so that glibc falls back to clone, whose flags
 // the filter can see (clone3 passes them in memory). With EPERM, glibc's
@@ -95,14 +104,14 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 	switch d {
 	case Receiver:
 		kill.Names = deadly
-		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
+		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
 			kill,
 			clone3,
 			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, netCalls)},
 		}}, nil
 	case Worker:
 		kill.Names = deadly
-		return &seccomp.Policy{DefaultAction: seccomp.ActionKillProcess, Syscalls: []seccomp.SyscallGroup{
+		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
 			kill,
 			clone3,
 			// socket is refused: the worker has no network.
@@ -205,16 +214,6 @@ func Program(d Domain) ([]bpf.RawInstruction, error) {
 	body, err := p.Assemble()
 	if err != nil {
 		return nil, fmt.Errorf("seccomp (%s): %w", d, err)
-	}
-	if d != Downloader {
-		// The daemons' default is EPERM, which the library cannot express
-		// (its errno default would return 0, i.e. fake success). Their
-		// policies are assembled with a kill default, replaced here.
-		last, ok := body[len(body)-1].(bpf.RetConstant)
-		if !ok || last.Val != uint32(seccomp.ActionKillProcess) {
-			return nil, fmt.Errorf("seccomp (%s): unexpected end of the assembled policy", d)
-		}
-		body[len(body)-1] = bpf.RetConstant{Val: uint32(errno(unix.EPERM))}
 	}
 	return bpf.Assemble(append(prefix(), body...))
 }
