@@ -5,12 +5,14 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/job"
 )
 
@@ -99,4 +101,49 @@ func mustOpen(t *testing.T, path string) *os.File {
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// A launcher server that dies before its hello (under systemd 252 it
+// was killed installing its seccomp filter; here a script that reads the
+// setup and exits stands in for it) must make StartLauncher fail, so that
+// the worker exits and systemd restarts and reports it, instead of
+// waiting for ever on a socket whose other end the worker itself held.
+func TestStartLauncherFailsWhenServerExits(t *testing.T) {
+	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
+	server := filepath.Join(t.TempDir(), "server")
+	if err := os.WriteFile(server, []byte("#!/bin/sh\nexec head -c 1 <&3 >/dev/null\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		l, err := StartLauncher(server, &Setup{Rules: *rules, Seccomp: true})
+		if l != nil {
+			l.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exited before it was ready") {
+			t.Fatalf("StartLauncher: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("StartLauncher still waits for a launcher server that has exited")
+	}
+}
+
+// A server that cannot start says why: the worker's error names the
+// cause, not only that the server is gone.
+func TestStartLauncherReportsWhy(t *testing.T) {
+	self, _ := os.Executable()
+	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
+	rules.WriteDirs = append(rules.WriteDirs, t.TempDir()) // two job roots: refused
+	l, err := StartLauncher(self, &Setup{Rules: *rules, Seccomp: true})
+	if err == nil {
+		l.Close()
+		t.Fatal("StartLauncher succeeded with a server that refused its setup")
+	}
+	if !strings.Contains(err.Error(), "exactly one job root") {
+		t.Fatalf("StartLauncher: %v", err)
+	}
 }

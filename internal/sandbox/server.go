@@ -51,6 +51,7 @@ type server struct {
 	setup   Setup
 	jobRoot string
 	caps    *ytdlp.Capabilities
+	version string // yt-dlp's, when the setup has a download configuration
 
 	slots    chan struct{} // one per child that may run
 	mu       sync.Mutex
@@ -58,12 +59,9 @@ type server struct {
 	sendMu   sync.Mutex
 }
 
-func serve() error {
-	if err := checkFD(3, unix.S_IFSOCK); err != nil {
-		return fmt.Errorf("started without its socket on fd 3: %w", err)
-	}
-	s := &server{sock: 3, children: map[uint64]chan struct{}{}}
-	unix.CloseOnExec(3)
+// start reads the setup, confines the server to the downloader domain and
+// probes yt-dlp.
+func (s *server) start() error {
 	buf := make([]byte, maxMsg)
 	n, _, _, _, err := unix.Recvmsg(s.sock, buf, nil, 0)
 	if err != nil || n == 0 {
@@ -110,18 +108,33 @@ func serve() error {
 			return err
 		}
 	}
-	// Probe yt-dlp now, while nobody can influence it, and say hello.
-	h := hello{}
+	// Probe yt-dlp now, while nobody can influence it.
 	if d := s.setup.Download; d != nil {
 		if err := s.probe(d); err != nil {
-			h.Error = err.Error()
-		} else {
-			h.Version = s.caps.Version
+			return err
 		}
+		s.version = s.caps.Version
 	}
-	data, _ := json.Marshal(&h)
-	if err := unix.Sendmsg(s.sock, data, nil, nil, 0); err != nil || h.Error != "" {
-		return errors.New(h.Error)
+	return nil
+}
+
+func serve() error {
+	if err := checkFD(3, unix.S_IFSOCK); err != nil {
+		return fmt.Errorf("started without its socket on fd 3: %w", err)
+	}
+	s := &server{sock: 3, children: map[uint64]chan struct{}{}}
+	unix.CloseOnExec(3)
+	if err := s.start(); err != nil {
+		// Tell the worker why, so that its error (and the admins' exit
+		// alert) names the cause.
+		data, _ := json.Marshal(&hello{Error: err.Error()})
+		unix.Sendmsg(s.sock, data, nil, nil, 0)
+		return err
+	}
+	buf := make([]byte, maxMsg)
+	data, _ := json.Marshal(&hello{Version: s.version})
+	if err := unix.Sendmsg(s.sock, data, nil, nil, 0); err != nil {
+		return err
 	}
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {

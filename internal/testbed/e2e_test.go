@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
 )
 
 var binDir string
@@ -320,5 +323,22 @@ func TestReleaseBinariesHaveNoBreachCode(t *testing.T) {
 				t.Errorf("%s contains %q", name, marker)
 			}
 		}
+	}
+}
+
+// The release worker's launcher server cannot run a caller's command
+// line: that path exists only in the sandbox's test build, and a setup
+// that names raw programs is refused.
+func TestReleaseLauncherRefusesRawPrograms(t *testing.T) {
+	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
+	l, err := sandbox.StartLauncher(filepath.Join(binDir, "ytkeep-worker"), &sandbox.Setup{
+		Rules: *rules, RawPrograms: []string{"/bin/sh"}, Landlock: confine.LandlockABI() >= confine.MinLandlockABI, Seccomp: true,
+	})
+	if err == nil {
+		l.Close()
+		t.Fatal("the release launcher server accepted raw programs")
+	}
+	if !strings.Contains(err.Error(), "raw programs are for the sandbox's tests only") {
+		t.Fatalf("unexpected error: %v", err)
 	}
 }
