@@ -27,6 +27,11 @@ func main() {
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
 	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ytkeep-receiver: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	if *exitAlert {
 		if err := reportExit(*configPath); err != nil {
 			fmt.Fprintf(os.Stderr, "ytkeep-receiver -exit-alert: %v\n", err)
@@ -200,13 +205,18 @@ func reportExit(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 0); err != nil {
 		return err
 	}
+	// Decide first: a clean stop needs no spool.
+	var raised alertList
+	if !audit.ReportExit(audit.WithSink(log, "receiver", &raised), "ytkeep-receiver") {
+		return nil
+	}
 	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
 	if err != nil {
 		return err
 	}
 	defer pending.Close()
-	if !audit.ReportExit(audit.WithSink(log, "receiver", pending), "ytkeep-receiver") {
-		return nil
+	for _, a := range raised {
+		pending.Alert(a)
 	}
 	if hook != "" {
 		poster := receiver.NewAlertPoster(hook, receiver.NewNotifier(), log)
@@ -221,3 +231,8 @@ func reportExit(configPath string) error {
 	}
 	return pending.Save()
 }
+
+// alertList is a sink that keeps what it is given.
+type alertList []audit.AlertRecord
+
+func (l *alertList) Alert(a audit.AlertRecord) { *l = append(*l, a) }

@@ -34,6 +34,11 @@ func main() {
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
 	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ytkeep-worker: unexpected argument %q\n", flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
 	if *exitAlert {
 		if err := reportExit(*configPath); err != nil {
 			fmt.Fprintf(os.Stderr, "ytkeep-worker -exit-alert: %v\n", err)
@@ -164,6 +169,5 @@ func reportExit(configPath string) error {
 	if err != nil {
 		return err
 	}
-	relay.Flush(out)
-	return nil
+	return relay.Flush(out)
 }

@@ -35,7 +35,7 @@ func main() {
 	case "doctor":
 		fs := flag.NewFlagSet("doctor", flag.ExitOnError)
 		cfg := fs.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
-		fs.Parse(os.Args[2:])
+		parse(fs, os.Args[2:])
 		if !doctor.Print(os.Stdout, doctor.Run(doctor.Options{ConfigPath: *cfg})) {
 			err = fmt.Errorf("some checks failed")
 		}
@@ -43,7 +43,7 @@ func main() {
 		fs := flag.NewFlagSet("demo", flag.ExitOnError)
 		bin := fs.String("bin", defaultBinDir(), "directory holding ytkeep-receiver and ytkeep-worker")
 		keep := fs.Bool("keep", false, "keep the demo directory")
-		fs.Parse(os.Args[2:])
+		parse(fs, os.Args[2:])
 		err = demo.Run(ctx, os.Stdout, *bin, *keep)
 		if err == nil {
 			fmt.Println("\ndemo: OK")
@@ -54,7 +54,7 @@ func main() {
 		rate := fs.Int("rate", 500, "requests per second")
 		dur := fs.Duration("duration", 10*time.Second, "how long to send")
 		dir := fs.String("dir", "", "directory for the spool (default: a temporary one)")
-		fs.Parse(os.Args[2:])
+		parse(fs, os.Args[2:])
 		if *rate < 1 || *rate > 20000 || *dur <= 0 || *dur > 10*time.Minute {
 			err = fmt.Errorf("rate must be 1-20000 and duration at most 10m")
 			break
@@ -81,4 +81,14 @@ func defaultBinDir() string {
 		return "bin"
 	}
 	return filepath.Dir(exe)
+}
+
+// parse parses a subcommand's flags; none takes arguments.
+func parse(fs *flag.FlagSet, args []string) {
+	fs.Parse(args)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "ytkeep %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		os.Exit(2)
+	}
 }

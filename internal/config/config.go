@@ -291,7 +291,11 @@ func (c *Config) CheckReceiver() error {
 			add("receiver.allowed_teams: %q is not a Slack ID", t)
 		}
 	}
-	for name, list := range map[string][]string{"allowed_channels": r.AllowedChannels, "allowed_users": r.AllowedUsers} {
+	for _, l := range []struct {
+		name string
+		list []string
+	}{{"allowed_channels", r.AllowedChannels}, {"allowed_users", r.AllowedUsers}} {
+		name, list := l.name, l.list
 		if len(list) == 0 {
 			add("receiver.%s is empty: list Slack IDs, or [\"*\"] for any", name)
 		}
@@ -312,9 +316,9 @@ func (c *Config) CheckWorker() error {
 	w := &c.Worker
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	for name, p := range map[string]string{"ytdlp": w.YtDlp, "ffmpeg": w.FFmpeg, "downloads_dir": w.DownloadsDir} {
-		if !filepath.IsAbs(p) {
-			add("worker.%s must be an absolute path", name)
+	for _, p := range []struct{ name, path string }{{"ytdlp", w.YtDlp}, {"ffmpeg", w.FFmpeg}, {"downloads_dir", w.DownloadsDir}} {
+		if !filepath.IsAbs(p.path) {
+			add("worker.%s must be an absolute path", p.name)
 		}
 	}
 	if w.Concurrency < 1 || w.Concurrency > 16 {

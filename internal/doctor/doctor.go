@@ -58,11 +58,14 @@ func Run(opt Options) []Result {
 		add(Fail, "configuration: %v", err)
 		return rs
 	}
-	for name, check := range map[string]func() error{"receiver": cfg.CheckReceiver, "worker": cfg.CheckWorker} {
-		if err := check(); err != nil {
-			add(Fail, "configuration (%s): %s", name, strings.ReplaceAll(err.Error(), "\n", "; "))
+	for _, c := range []struct {
+		name  string
+		check func() error
+	}{{"receiver", cfg.CheckReceiver}, {"worker", cfg.CheckWorker}} {
+		if err := c.check(); err != nil {
+			add(Fail, "configuration (%s): %s", c.name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		} else {
-			add(OK, "configuration (%s) is valid", name)
+			add(OK, "configuration (%s) is valid", c.name)
 		}
 	}
 	for _, w := range cfg.Warnings() {

@@ -57,19 +57,23 @@ func (r *AlertRelay) Run(ctx context.Context, out *spool.Outbox) {
 	}
 }
 
-// Flush writes what is queued now (for short-lived processes).
-func (r *AlertRelay) Flush(out *spool.Outbox) {
+// Flush writes what is queued now (for short-lived processes) and
+// returns the first error: an alert it could not write.
+func (r *AlertRelay) Flush(out *spool.Outbox) error {
+	var first error
 	for {
 		select {
 		case a := <-r.q:
-			r.write(out, a)
+			if err := r.write(out, a); err != nil && first == nil {
+				first = err
+			}
 		default:
-			return
+			return first
 		}
 	}
 }
 
-func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) {
+func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) error {
 	if a.Attrs == nil {
 		a.Attrs = map[string]string{}
 	}
@@ -87,6 +91,7 @@ func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) {
 	if err != nil {
 		r.log.Error("couldn't relay an alert to the receiver", "event", a.Event, "err", err)
 	}
+	return err
 }
 
 // Results returns the outbox to the receiver (for the alert relay).

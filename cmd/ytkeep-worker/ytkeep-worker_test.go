@@ -1,0 +1,12 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/ytkeep/ytkeep/internal/clitest"
+)
+
+func TestMain(m *testing.M) { clitest.Main(m, "ytkeep-worker", main) }
+
+// TestScript runs testdata/script/*.txtar: the worker's flags, its configuration errors and -exit-alert.
+func TestScript(t *testing.T) { clitest.Run(t) }
