@@ -2,7 +2,10 @@
 GO       ?= go
 BIN      := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-FUZZTIME ?= 5s
+# Execution counts, not durations: a duration budget can end the fuzz
+# coordinator mid-run on a loaded machine and fail with no input (Go issue
+# 75804), and a count explores the same inputs however fast the machine.
+FUZZTIME ?= 50000x
 
 .PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean
 
@@ -61,8 +64,12 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParse$$ -fuzztime=$(FUZZTIME) ./internal/videourl
 	$(GO) test -run=NONE -fuzz=FuzzParseJob -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseResult -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseStored -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseName -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseLaunch -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseCommand -fuzztime=$(FUZZTIME) ./internal/slackreq
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput -fuzztime=$(FUZZTIME) ./internal/ytdlp
+	$(GO) test -run=NONE -fuzz=FuzzSealerOpen -fuzztime=$(FUZZTIME) ./internal/receiver
 
 # Benchmarks print figures; tests never time anything.
 bench: build
