@@ -5,8 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,31 +16,14 @@ import (
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/daemon"
 	"github.com/ytkeep/ytkeep/internal/receiver"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
 func main() {
-	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
-	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "ytkeep-receiver: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	if *exitAlert {
-		if err := reportExit(*configPath); err != nil {
-			fmt.Fprintf(os.Stderr, "ytkeep-receiver -exit-alert: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(*configPath); err != nil {
-		fmt.Fprintf(os.Stderr, "ytkeep-receiver: %v\n", err)
-		os.Exit(1)
-	}
+	daemon.Main("ytkeep-receiver", run, reportExit)
 }
 
 func run(configPath string) error {
@@ -89,20 +70,16 @@ func run(configPath string) error {
 			readFiles = append(readFiles, f)
 		}
 	}
-	abi := confine.LandlockABI() // asked before seccomp forbids the query
-	warning, err := confine.Enter(confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
+	abi, err := daemon.Confine(log, confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
 		SpoolDirs:    []string{layout.Receiver(""), layout.Results()},
 		DropDirs:     []string{layout.Incoming()},
 		ListenPort:   port,
 		ConnectPorts: connect,
-	}), cfg.Security.InsecureNoLandlock)
+	}), cfg.Security.InsecureNoLandlock, layout.Worker(""))
 	if err != nil {
 		return err
-	}
-	if warning != "" {
-		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
 	// Alerts raised while the receiver was down (its exit alert).
 	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
@@ -111,9 +88,6 @@ func run(configPath string) error {
 	}
 	pending.Deliver(log)
 	pending.Close()
-	if uid, err := spool.Owner(layout.Worker("")); err == nil && uid == os.Getuid() {
-		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
-	}
 
 	secret, source, err := cfg.SigningSecret()
 	if err != nil {

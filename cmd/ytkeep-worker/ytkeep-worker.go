@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +14,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/daemon"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/worker"
@@ -31,25 +30,7 @@ func main() {
 			sandbox.ChildMain()
 		}
 	}
-	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
-	exitAlert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
-	flag.Parse()
-	if flag.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "ytkeep-worker: unexpected argument %q\n", flag.Arg(0))
-		flag.Usage()
-		os.Exit(2)
-	}
-	if *exitAlert {
-		if err := reportExit(*configPath); err != nil {
-			fmt.Fprintf(os.Stderr, "ytkeep-worker -exit-alert: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if err := run(*configPath); err != nil {
-		fmt.Fprintf(os.Stderr, "ytkeep-worker: %v\n", err)
-		os.Exit(1)
-	}
+	daemon.Main("ytkeep-worker", run, reportExit)
 }
 
 func run(configPath string) error {
@@ -112,20 +93,13 @@ func run(configPath string) error {
 	}
 	defer launcher.Close()
 	// 3. Confine ourselves: no network, no exec, only the spool.
-	abi := confine.LandlockABI() // asked before seccomp forbids the query
-	warning, err := confine.Enter(confine.Worker, confine.WorkerRules(confine.WorkerParams{
+	abi, err := daemon.Confine(log, confine.Worker, confine.WorkerRules(confine.WorkerParams{
 		ConfigFile: configPath,
 		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), cfg.Worker.DownloadsDir},
 		DropDirs:   []string{layout.Results()},
-	}), cfg.Security.InsecureNoLandlock)
+	}), cfg.Security.InsecureNoLandlock, layout.Receiver(""))
 	if err != nil {
 		return err
-	}
-	if warning != "" {
-		audit.Alert(log, audit.Weakened, "warning", warning)
-	}
-	if uid, err := spool.Owner(layout.Receiver("")); err == nil && uid == os.Getuid() {
-		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
 	log.Info("worker confined", "uid", os.Getuid(), "gid", os.Getgid(), "landlock_abi", abi,
 		"seccomp_allowed", confine.AllowedCount(confine.Worker))

@@ -1,0 +1,59 @@
+// Package daemon is the start-up both daemons share: the command line
+// (-config, -exit-alert), and entering their confinement with every
+// weakening announced. The daemons' own wiring stays in their mains.
+package daemon
+
+import (
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// Main parses the daemon's command line and runs it: run(configPath), or
+// exitAlert(configPath) with -exit-alert (systemd's ExecStopPost=). It
+// exits 1 on an error, 2 on a usage error, and never returns.
+func Main(name string, run, exitAlert func(configPath string) error) {
+	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
+	alert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected argument %q\n", name, flag.Arg(0))
+		flag.Usage()
+		os.Exit(2)
+	}
+	f, prefix := run, name
+	if *alert {
+		f, prefix = exitAlert, name+" -exit-alert"
+	}
+	if err := f(*configPath); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prefix, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// Confine confines the calling daemon to domain d (Landlock rules, then
+// its seccomp filter) and announces, as alerts, every way it is weaker
+// than intended: running without Landlock (insecureNoLandlock), and
+// sharing its Unix user with the other daemon, whose private directory is
+// otherDir. It returns the Landlock ABI, asked before seccomp forbids the
+// question, for the start-up log.
+func Confine(log *slog.Logger, d confine.Domain, rules *confine.Rules, insecureNoLandlock bool, otherDir string) (abi int, err error) {
+	abi = confine.LandlockABI()
+	warning, err := confine.Enter(d, rules, insecureNoLandlock)
+	if err != nil {
+		return abi, err
+	}
+	if warning != "" {
+		audit.Alert(log, audit.Weakened, "warning", warning)
+	}
+	if uid, err := spool.Owner(otherDir); err == nil && uid == os.Getuid() {
+		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
+	}
+	return abi, nil
+}
