@@ -1,10 +1,7 @@
 package audit
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -22,8 +19,8 @@ type AlertRecord struct {
 	Attrs  map[string]string `json:"attrs,omitempty"`
 }
 
-// Limits on what an alert may carry, here and when the receiver accepts
-// one from the worker.
+// Limits on what an alert may carry (the alert file format, job.ParseAlert,
+// builds on them).
 const (
 	MaxAlertAttrs    = 16
 	MaxAlertValueLen = 300
@@ -130,50 +127,6 @@ func (h *teeHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h *teeHandler) WithGroup(name string) slog.Handler {
 	return &teeHandler{Handler: h.Handler.WithGroup(name), daemon: h.daemon, sink: h.sink, attrs: h.attrs}
-}
-
-// An alert crosses from the worker to the receiver as a file named
-// <job-style id>.alert in results/, at most MaxAlertFile bytes.
-const (
-	AlertFileSuffix = ".alert"
-	MaxAlertFile    = 8 << 10
-)
-
-// known lists the events an alert file may carry.
-var known = map[string]bool{
-	Accepted: true, Refused: true, Claimed: true, Started: true, Finished: true, Failed: true,
-	Quarantined: true, Replied: true, ReplyFailed: true, Violation: true, Weakened: true, Crashed: true,
-}
-
-// ParseAlertFile decodes an alert file written by another domain. It
-// trusts nothing: unknown fields, unknown events, too many or too long
-// attributes are refused. The daemon named inside is replaced by from.
-func ParseAlertFile(data []byte, from string) (*AlertRecord, error) {
-	if len(data) > MaxAlertFile {
-		return nil, errors.New("alert file too large")
-	}
-	var a AlertRecord
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
-		return nil, fmt.Errorf("malformed alert: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("malformed alert: trailing data")
-	}
-	if !known[a.Event] {
-		return nil, fmt.Errorf("unknown alert event %q", Clean(a.Event, 32))
-	}
-	if len(a.Attrs) > MaxAlertAttrs {
-		return nil, errors.New("too many alert attributes")
-	}
-	for k, v := range a.Attrs {
-		if len(k) > 32 || len(v) > 4*MaxAlertValueLen || Clean(k, 32) != k {
-			return nil, errors.New("bad alert attribute")
-		}
-	}
-	a.Daemon = from
-	return &a, nil
 }
 
 // ReportExit logs an alert (event Crashed) if systemd's ExecStopPost=

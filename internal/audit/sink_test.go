@@ -59,32 +59,6 @@ func TestClean(t *testing.T) {
 	}
 }
 
-func TestParseAlertFile(t *testing.T) {
-	a, err := ParseAlertFile([]byte(`{"time":"2026-01-01T00:00:00Z","daemon":"receiver","event":"violation","attrs":{"signal":"SIGSYS"}}`), "worker")
-	if err != nil || a.Daemon != "worker" || a.Attrs["signal"] != "SIGSYS" {
-		t.Fatalf("%+v %v: want daemon forced to worker", a, err)
-	}
-	many := `{"event":"violation","attrs":{`
-	for i := 0; i < 17; i++ {
-		many += `"k` + string(rune('a'+i)) + `":"v",`
-	}
-	many = strings.TrimSuffix(many, ",") + `}}`
-	for name, in := range map[string]string{
-		"unknown event":   `{"event":"pwned"}`,
-		"unknown field":   `{"event":"violation","text":"x"}`,
-		"trailing":        `{"event":"violation"}{"event":"violation"}`,
-		"bad key":         `{"event":"violation","attrs":{"a\nb":"v"}}`,
-		"too many attrs":  many,
-		"long value":      `{"event":"violation","attrs":{"k":"` + strings.Repeat("a", 1201) + `"}}`,
-		"not json":        `violation`,
-		"oversized input": `{"event":"violation","attrs":{"k":"` + strings.Repeat("a", MaxAlertFile) + `"}}`,
-	} {
-		if _, err := ParseAlertFile([]byte(in), "worker"); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
-	}
-}
-
 // TestReportExit: systemd's ExecStopPost environment decides.
 func TestReportExit(t *testing.T) {
 	for _, c := range []struct {

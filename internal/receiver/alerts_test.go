@@ -86,7 +86,7 @@ func TestRelayedAlerts(t *testing.T) {
 	}
 	good, _ := json.Marshal(audit.AlertRecord{Time: time.Now(), Daemon: "receiver", Event: audit.Violation,
 		Attrs: map[string]string{"job": "j1", "signal": "SIGSYS", "from": "forged"}})
-	put(job.NewID()+audit.AlertFileSuffix, good)
+	put(job.AlertName(job.NewID()), good)
 	hostile := map[string][]byte{
 		"unknown event": []byte(`{"event":"rm -rf","attrs":{}}`),
 		"extra field":   []byte(`{"event":"violation","text":"<!channel>"}`),
@@ -94,7 +94,7 @@ func TestRelayedAlerts(t *testing.T) {
 		"not json":      []byte("SIGSYS"),
 	}
 	for _, data := range hostile {
-		put(job.NewID()+audit.AlertFileSuffix, data)
+		put(job.AlertName(job.NewID()), data)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {

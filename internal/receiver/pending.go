@@ -1,10 +1,8 @@
 package receiver
 
 import (
-	"encoding/json"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -52,11 +50,11 @@ func (p *PendingAlerts) Replay(sink audit.Sink) {
 // Save durably writes every alert kept so far, one file each.
 func (p *PendingAlerts) Save() error {
 	for _, a := range p.queued {
-		data, err := json.Marshal(&a)
+		data, err := job.MarshalAlert(a)
 		if err != nil {
 			return err
 		}
-		if err := spool.WriteFile(p.tmp, p.dir, job.NewID()+audit.AlertFileSuffix, data, 0o600, -1, false); err != nil {
+		if err := spool.WriteFile(p.tmp, p.dir, job.AlertName(job.NewID()), data, 0o600, -1, false); err != nil {
 			return err
 		}
 	}
@@ -75,13 +73,13 @@ func (p *PendingAlerts) Deliver(log *slog.Logger) {
 		return
 	}
 	for _, name := range names {
-		if !strings.HasSuffix(name, audit.AlertFileSuffix) {
+		if n, err := job.ParseName(name); err != nil || n.Kind != job.KindAlert {
 			continue
 		}
-		data, err := spool.ReadFile(p.dir, name, os.Getuid(), audit.MaxAlertFile)
+		data, err := spool.ReadFile(p.dir, name, os.Getuid(), job.MaxAlertSize)
 		var a *audit.AlertRecord
 		if err == nil {
-			a, err = audit.ParseAlertFile(data, "receiver")
+			a, err = job.ParseAlert(data, "receiver")
 		}
 		if err != nil {
 			audit.Alert(log, audit.Quarantined, "file", "receiver/alerts/"+name, "reason", err.Error())

@@ -129,7 +129,7 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 		q := s.inbox.Quarantine(name)
 		audit.Alert(s.log, audit.Quarantined, "file", name, "quarantine", q, "reason", reason)
 	}
-	if strings.HasSuffix(name, audit.AlertFileSuffix) {
+	if n, err := job.ParseName(name); err == nil && n.Kind == job.KindAlert {
 		s.relayAlert(name, quarantine)
 		return
 	}
@@ -165,12 +165,12 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 // no network): logged as an alert here, so it reaches the admin channel
 // through the receiver's sink, marked as coming from the worker.
 func (s *Service) relayAlert(name string, quarantine func(string)) {
-	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, audit.MaxAlertFile)
+	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxAlertSize)
 	if err != nil {
 		quarantine(err.Error())
 		return
 	}
-	a, err := audit.ParseAlertFile(data, "worker")
+	a, err := job.ParseAlert(data, "worker")
 	if err != nil {
 		quarantine(err.Error())
 		return

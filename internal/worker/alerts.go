@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
@@ -80,13 +79,9 @@ func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) error {
 	if n := r.dropped.Swap(0); n > 0 && len(a.Attrs) < audit.MaxAlertAttrs {
 		a.Attrs["dropped_before"] = strconv.FormatInt(n, 10)
 	}
-	data, err := json.Marshal(&a)
-	if err == nil && len(data) > audit.MaxAlertFile {
-		a.Attrs = map[string]string{"truncated": "true"}
-		data, err = json.Marshal(&a)
-	}
+	data, err := job.MarshalAlert(a)
 	if err == nil {
-		err = out.Put(job.NewID()+audit.AlertFileSuffix, data)
+		err = out.Put(job.AlertName(job.NewID()), data)
 	}
 	if err != nil {
 		r.log.Error("couldn't relay an alert to the receiver", "event", a.Event, "err", err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
@@ -25,7 +26,9 @@ func TestAlertRelay(t *testing.T) {
 	for range 130 {
 		r.Alert(audit.AlertRecord{Daemon: "worker", Event: audit.Violation}) // no attributes at all
 	}
-	r.Flush(&spool.Outbox{Tmp: td, Dst: dd, GID: -1})
+	if err := r.Flush(&spool.Outbox{Tmp: td, Dst: dd, GID: -1}); err != nil {
+		t.Fatal(err)
+	}
 	ents, _ := os.ReadDir(dst)
 	if len(ents) != 128 {
 		t.Fatalf("%d alert files, want the 128 the queue holds", len(ents))
@@ -36,7 +39,7 @@ func TestAlertRelay(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := audit.ParseAlertFile(data, "worker")
+		a, err := job.ParseAlert(data, "worker")
 		if err != nil {
 			t.Fatalf("%s: the receiver would refuse it: %v", e.Name(), err)
 		}
