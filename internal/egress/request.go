@@ -212,4 +212,3 @@ func basicAuth(v string) (user, token string, err error) {
 	}
 	return user, token, nil
 }
-
