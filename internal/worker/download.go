@@ -74,12 +74,12 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	// RLIMIT_FSIZE caps each file, not their number: watch the job
 	// directory's total and stop the download past its budget.
 	runCtx, stopRun := context.WithCancel(ctx)
-	overBudget := make(chan int64, 1)
+	overBudget := make(chan diskOver, 1)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		w.watchDiskUse(runCtx, dir, diskBudget(w.opt.MaxFileBytes), func(used int64) {
-			overBudget <- used
+		w.watchDiskUse(runCtx, dir, diskBudget(w.opt.MaxFileBytes), func(used int64, limit string) {
+			overBudget <- diskOver{used, limit}
 			stopRun()
 		})
 	}()
@@ -90,8 +90,8 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	pw.Close()
 	out := <-parsed
 	select {
-	case used := <-overBudget:
-		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "reason", "disk_budget", "bytes", used)
+	case o := <-overBudget:
+		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "reason", "disk_budget", "limit", o.limit, "bytes", o.used)
 		return fail(job.ClassTooLarge)
 	default:
 	}
@@ -157,13 +157,19 @@ func storedResult(s *job.Stored, j *job.Job, cached bool) *job.Result {
 	return r
 }
 
+// diskOver is what watchDiskUse found past the budget.
+type diskOver struct {
+	used  int64
+	limit string
+}
+
 // diskBudget is how much a job directory may hold: the file, a second copy
 // while yt-dlp merges or converts, and room for its temporary files.
 func diskBudget(maxFile int64) int64 { return 2*maxFile + 64<<20 }
 
-// watchDiskUse calls over once if the total size of dir's tree exceeds
-// budget, checking every 250 ms until ctx ends.
-func (w *Worker) watchDiskUse(ctx context.Context, dir *os.File, budget int64, over func(int64)) {
+// watchDiskUse calls over once if dir's tree passes its budget (diskUse),
+// checking every 250 ms until ctx ends.
+func (w *Worker) watchDiskUse(ctx context.Context, dir *os.File, budget int64, over func(used int64, limit string)) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -172,41 +178,134 @@ func (w *Worker) watchDiskUse(ctx context.Context, dir *os.File, budget int64, o
 			return
 		case <-t.C:
 		}
-		if used := treeSize(int(dir.Fd()), 0); used > budget {
-			over(used)
+		if used, limit := diskUse(int(dir.Fd()), budget); limit != "" {
+			over(used, limit)
 			return
 		}
 	}
 }
 
-// treeSize adds up the allocated size of everything under the directory
-// fd, without following links, to a bounded depth.
-func treeSize(fd int, depth int) int64 {
-	if depth > 8 {
-		return 0
-	}
+// Bounds of one walk of a job directory. yt-dlp leaves a handful of files
+// one or two levels deep; only a hostile child builds more, to hide bytes
+// from the walk or to make it slow (it writes unchecked meanwhile), so a
+// tree past any bound counts as over budget. They keep a check to at most
+// diskWalkMaxEntries fstatat and openat calls, diskWalkMaxDirBytes of
+// directory data read, diskWalkMaxDepth+1 open descriptors and one
+// 256-name batch per level.
+const (
+	diskWalkMaxDepth    = 16       // directory levels below the job directory
+	diskWalkMaxEntries  = 10000    // names looked at, at every level together
+	diskWalkMaxDirBytes = 16 << 20 // the directories' own sizes, added up
+)
+
+// Why diskUse stopped, as reported in the disk_budget alert.
+const (
+	diskOverBytes      = "bytes"
+	diskOverDepth      = "depth"
+	diskOverEntries    = "entries"
+	diskOverDirBytes   = "dir_bytes"
+	diskOverUnreadable = "unreadable"
+)
+
+// diskUse adds up the space taken by the tree under the directory fd,
+// without following links, and returns it with the empty limit if it is
+// at most budget. Otherwise it stops at once and names the limit passed:
+// diskOverBytes, one of the walk's bounds (diskWalkMax*), or
+// diskOverUnreadable if a part of the tree could not be read (it would
+// hide what is below it). Only a name that vanished between being listed
+// and being looked at is passed over: yt-dlp renames and removes its
+// temporary files as it goes.
+//
+// Each file or directory counts as the larger of its allocated blocks
+// (st_blocks*512) and its apparent size (st_size): a sparse file as if it
+// were filled in, a preallocated one as what it holds on disk. A file
+// with several names (hard links) counts once per name, too much rather
+// than too little. Files the child has removed but still holds open are
+// out of any walk's sight; RLIMIT_FSIZE and RLIMIT_NOFILE bound those.
+func diskUse(fd int, budget int64) (used int64, limit string) {
 	d, err := unix.Openat(fd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0
+		return 0, diskOverUnreadable
 	}
+	var st unix.Stat_t
+	if unix.Fstat(d, &st) != nil {
+		unix.Close(d)
+		return 0, diskOverUnreadable
+	}
+	u := &diskWalk{budget: budget}
+	if limit := u.add(&st); limit != "" {
+		unix.Close(d)
+		return u.used, limit
+	}
+	limit = u.dir(d, 0)
+	return u.used, limit
+}
+
+// diskWalk is the state of one diskUse call.
+type diskWalk struct {
+	budget, used, dirBytes int64
+	entries                int
+}
+
+// add counts one file or directory.
+func (u *diskWalk) add(st *unix.Stat_t) string {
+	n := max(st.Blocks*512, st.Size)
+	u.used += n
+	if u.used > u.budget || u.used < 0 {
+		return diskOverBytes
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		u.dirBytes += n
+		if u.dirBytes > diskWalkMaxDirBytes {
+			return diskOverDirBytes
+		}
+	}
+	return ""
+}
+
+// dir counts the entries of the directory d, which is depth levels below
+// the job directory and already counted itself, and closes d.
+func (u *diskWalk) dir(d int, depth int) string {
 	f := os.NewFile(uintptr(d), "")
 	defer f.Close()
-	names, _ := f.Readdirnames(100000)
-	var total int64
-	for _, n := range names {
-		var st unix.Stat_t
-		if unix.Fstatat(d, n, &st, unix.AT_SYMLINK_NOFOLLOW) != nil {
-			continue
-		}
-		total += st.Blocks * 512
-		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
-			if sub, err := unix.Openat(d, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0); err == nil {
-				total += treeSize(sub, depth+1)
-				unix.Close(sub)
+	for {
+		names, err := f.Readdirnames(256)
+		for _, n := range names {
+			if u.entries++; u.entries > diskWalkMaxEntries {
+				return diskOverEntries
+			}
+			var st unix.Stat_t
+			if err := unix.Fstatat(d, n, &st, unix.AT_SYMLINK_NOFOLLOW); err == unix.ENOENT {
+				continue
+			} else if err != nil {
+				return diskOverUnreadable
+			}
+			if limit := u.add(&st); limit != "" {
+				return limit
+			}
+			if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+				continue
+			}
+			if depth+1 > diskWalkMaxDepth {
+				return diskOverDepth
+			}
+			sub, err := unix.Openat(d, n, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err == unix.ENOENT {
+				continue
+			} else if err != nil {
+				return diskOverUnreadable
+			}
+			if limit := u.dir(sub, depth+1); limit != "" {
+				return limit
 			}
 		}
+		if err == io.EOF {
+			return ""
+		}
+		if err != nil {
+			return diskOverUnreadable
+		}
 	}
-	return total
 }
 
 // findOutput looks for the one file yt-dlp should have left: <video>.<ext>
