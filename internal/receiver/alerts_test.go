@@ -29,14 +29,45 @@ func TestAlertPosterBatches(t *testing.T) {
 	audit.Event(log, audit.Accepted, "job", "not an alert")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go p.Run(ctx)
-	waitPosts(t, slack, 3)
-	time.Sleep(200 * time.Millisecond) // and no fourth
-	posts := slack.Posts()
-	if len(posts) != 3 {
-		t.Fatalf("%d posts for 45 alerts in batches of 20, want 3", len(posts))
+	stopped := make(chan struct{})
+	go func() {
+		p.Run(ctx)
+		close(stopped)
+	}()
+	awaitPosts(t, slack, 3)
+	// The 45 alerts were queued before Run started, and the third post
+	// took the last of them: an alert queued now must make the fourth post
+	// on its own. A fourth post of the burst would come before it.
+	last := audit.AlertRecord{Daemon: "receiver", Event: audit.Violation, Attrs: map[string]string{"n": "last"}}
+	p.Alert(last)
+	awaitPosts(t, slack, 4)
+	cancel()
+	select {
+	case <-stopped:
+	case <-time.After(alertHangGuard):
+		t.Fatal("Run did not return when its context ended")
 	}
-	all := strings.Join(posts, "\n")
+	posts := slack.Posts()
+	if len(posts) != 4 {
+		t.Fatalf("%d posts for 45 alerts in batches of 20 and one more, want 3 and 1:\n%s", len(posts), strings.Join(posts, "\n"))
+	}
+	if want := "/services/admin " + p.render([]audit.AlertRecord{last}, 0); posts[3] != want {
+		t.Errorf("post after the burst %q, want only the alert queued after it: %q", posts[3], want)
+	}
+	// In order, 20 a post: n=0..19, n=20..39, n=40..44.
+	for i, post := range posts[:3] {
+		lines := strings.Split(post, "\n")[1:]
+		if want := min(20, 45-20*i); len(lines) != want {
+			t.Errorf("post %d has %d alerts, want %d", i+1, len(lines), want)
+			continue
+		}
+		for j, line := range lines {
+			if n := 20*i + j; !strings.Contains(line, fmt.Sprintf(" n=%d ", n)) {
+				t.Errorf("post %d line %d is %q, want alert %d", i+1, j+1, line, n)
+			}
+		}
+	}
+	all := strings.Join(posts[:3], "\n")
 	for i := range 45 {
 		if !strings.Contains(all, fmt.Sprintf(" n=%d ", i)) {
 			t.Errorf("alert %d missing", i)
@@ -120,4 +151,20 @@ func TestRelayedAlerts(t *testing.T) {
 	if left, _ := os.ReadDir(f.layout.Receiver("claimed")); len(left) != 0 {
 		t.Errorf("%d files left claimed", len(left))
 	}
+}
+
+// alertHangGuard bounds a wait for what a working machine does at once,
+// even loaded: reaching it means the test hung, never that it was slow.
+const alertHangGuard = time.Minute
+
+// awaitPosts waits until f has at least n posts and returns them.
+func awaitPosts(t *testing.T, f *fakeSlack, n int) []string {
+	t.Helper()
+	for deadline := time.Now().Add(alertHangGuard); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if p := f.Posts(); len(p) >= n {
+			return p
+		}
+	}
+	t.Fatalf("posts %q, want %d", f.Posts(), n)
+	return nil
 }

@@ -1,17 +1,24 @@
 package sandbox
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/job"
 )
 
 // The test binary doubles as the launcher, as the worker binary does.
@@ -131,28 +138,55 @@ func TestChildLimits(t *testing.T) {
 	}
 }
 
+// TestTimeoutKillsWholeGroup: a child that outlives its timeout is killed
+// with its whole process group, here a shell and the process it left in
+// the background.
+//
+// The timeout runs from the child's start, which a loaded machine can
+// delay past it. So the shell records the background process and only
+// then says it is ready; an attempt killed before that proves nothing and
+// is repeated with a longer timeout. Time decides only how many attempts
+// it takes, never whether the group was killed.
 func TestTimeoutKillsWholeGroup(t *testing.T) {
-	spec := &Spec{Path: "/bin/sh", Args: []string{"-c", "sleep 60 & echo $! > pid; wait"}, Limits: limits}
-	o, _, _, dir := run(t, spec, 500*time.Millisecond)
-	pidFile := filepath.Join(dir, "pid")
-	if !o.TimedOut || o.Signal != syscall.SIGKILL {
-		t.Fatalf("outcome %+v, want a timeout kill", o)
-	}
-	b, err := os.ReadFile(pidFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err != nil || strings.Contains(string(st), ") Z ") {
-			break // gone, or a zombie awaiting its reaper
+	l, root := launcher(t)
+	// stat: the background process's /proc stat line (its ID and start
+	// time, which tell it from a later process with the same ID). It does
+	// not hold the output pipes, so that a survivor cannot hold up Run.
+	spec := &Spec{Path: "/bin/sh", Args: []string{"-c",
+		`/bin/sleep 600 >sleep.out 2>&1 & read -r st </proc/$!/stat && echo "$st" >stat && : >ready && wait`}, Limits: limits}
+	for timeout := 500 * time.Millisecond; ; timeout *= 4 {
+		if timeout > 32*time.Second {
+			t.Fatal("the shell never got ready before its timeout")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("background process %d survived the group kill", pid)
+		dir, err := os.MkdirTemp(root, "job")
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		d, err := os.Open(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr syncWriter
+		o, err := awaitRun(t, startRun(nil, l, spec, d, nil, &stderr, timeout), timeout+hangGuard)
+		d.Close()
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		if !o.TimedOut || o.Signal != syscall.SIGKILL {
+			t.Fatalf("outcome %+v, want a timeout kill (stderr %q)", o, stderr.String())
+		}
+		if _, err := os.Stat(filepath.Join(dir, "ready")); errors.Is(err, fs.ErrNotExist) {
+			t.Logf("killed at %v before it was ready: again with a longer timeout", timeout)
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "stat"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := parseStat(t, string(b)); !ended(t, p, hangGuard) {
+			t.Fatalf("background process %d survived the group kill", p.pid)
+		}
+		return
 	}
 }
 
@@ -245,36 +279,156 @@ func TestServerBuildsTheCommandLine(t *testing.T) {
 	}
 }
 
-// TestServerRefusesWhatAWorkerMustNotAsk plays a compromised worker.
+// TestServerRefusesWhatAWorkerMustNotAsk plays a compromised worker, which
+// writes its own requests on the socket and skips the Launcher's checks.
+// Each request is refused for its own reason: a malformed one is logged
+// and closed unanswered, a well-formed one the server will not run is
+// answered with why; none runs anything, and the server still serves an
+// honest request afterwards.
 func TestServerRefusesWhatAWorkerMustNotAsk(t *testing.T) {
-	l, root, err := downloader(t, "testdata/echo-yt-dlp")
+	// The server's standard error is its log of refused requests. (No
+	// test of this package runs in parallel: os.Stderr is ours a moment.)
+	logR, logW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { logR.Close() }) // after the server has exited
+	stderr := os.Stderr
+	os.Stderr = logW // StartLauncher hands it to the server
+	l, root, err := downloader(t, "testdata/echo-yt-dlp")
+	os.Stderr = stderr
+	logW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logged := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(logR)
+		for sc.Scan() {
+			logged <- sc.Text()
+		}
+	}()
+
 	const id, other = "aaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	const video = "dQw4w9WgXcQ"
 	d := jobDir(t, root, id)
 	jobDir(t, root, other)
-	ctx := context.Background()
-	for name, try := range map[string]func() error{
-		"raw command line": func() error {
-			_, err := l.Run(ctx, &Spec{Path: "/bin/sh", Args: []string{"-c", "id"}, Limits: limits}, d, nil, nil, time.Second)
-			return err
-		},
-		"raw yt-dlp with --exec": func() error {
-			fake, _ := filepath.Abs("testdata/echo-yt-dlp")
-			_, err := l.Run(ctx, &Spec{Path: fake, Args: []string{"--exec", "sh -c id", "--", "x"}, Limits: limits}, d, nil, nil, time.Second)
-			return err
-		},
-		"option as video":  func() error { _, err := l.Download(ctx, id, "--exec=id", "best", d, nil, nil); return err },
-		"url as video":     func() error { _, err := l.Download(ctx, id, "https://e/", "best", d, nil, nil); return err },
-		"unknown format":   func() error { _, err := l.Download(ctx, id, "dQw4w9WgXcQ", "bv*+--exec", d, nil, nil); return err },
-		"path as job":      func() error { _, err := l.Download(ctx, "../../etc", "dQw4w9WgXcQ", "best", d, nil, nil); return err },
-		"other job's name": func() error { _, err := l.Download(ctx, other, "dQw4w9WgXcQ", "best", d, nil, nil); return err },
+	fake, err := filepath.Abs("testdata/echo-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := func(spec *Spec) json.RawMessage {
+		b, err := json.Marshal(struct {
+			Spec      *Spec `json:"spec"`
+			TimeoutMS int64 `json:"timeout_ms"`
+		}{spec, 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	const refused = "ytkeep launcher server: refused a request: "
+	var unanswered []<-chan *response
+	for _, tc := range []struct {
+		name string
+		req  job.Launch
+		want string // "answer: " and the server's answer, or "log: " and its log line
+	}{
+		{"raw command line", job.Launch{Raw: raw(&Spec{Path: "/bin/sh", Args: []string{"-c", "id"}, Limits: limits})},
+			"answer: this launcher runs no caller's command line"},
+		{"raw yt-dlp with --exec", job.Launch{Raw: raw(&Spec{Path: fake, Args: []string{"--exec", "sh -c id", "--", "x"}, Limits: limits})},
+			"answer: this launcher runs no caller's command line"},
+		{"option as video", job.Launch{JobDir: id, Video: "--exec=id", Format: job.Format720},
+			"log: " + refused + "malformed record: field video: not a video ID"},
+		{"url as video", job.Launch{JobDir: id, Video: "https://e/", Format: job.Format720},
+			"log: " + refused + "malformed record: field video: not a video ID"},
+		{"unknown format", job.Launch{JobDir: id, Video: video, Format: "bv*+--exec"},
+			"log: " + refused + "malformed record: field format: unknown format"},
+		{"path as job", job.Launch{JobDir: "../../etc", Video: video, Format: job.Format720},
+			"log: " + refused + "malformed record: field job_dir: not a job id"},
+		// Names the right directory: only the name check refuses it.
+		{"path to the job", job.Launch{JobDir: id + "/.", Video: video, Format: job.Format720},
+			"log: " + refused + "malformed record: field job_dir: not a job id"},
+		{"other job's name", job.Launch{JobDir: other, Video: video, Format: job.Format720},
+			"answer: the descriptor is not the named job directory"},
 	} {
-		if err := try(); err == nil {
-			t.Errorf("%s: accepted", name)
+		t.Run(tc.name, func(t *testing.T) {
+			answer, out := sendAsWorker(t, l, &tc.req, d)
+			defer out.Close()
+			var got string
+			select {
+			case r := <-answer:
+				if r == nil {
+					t.Fatal("the launcher server is gone")
+				}
+				got = "answer: " + r.Error
+			case line := <-logged:
+				got = "log: " + line
+				unanswered = append(unanswered, answer)
+			case <-time.After(hangGuard):
+				t.Fatalf("neither answered nor logged after %v", hangGuard)
+			}
+			if got != tc.want {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+			if b := readAll(t, out, hangGuard); len(b) != 0 {
+				t.Errorf("something ran: %q", b)
+			}
+		})
+	}
+	// The server is still there and still serves the worker.
+	var out bytes.Buffer
+	o, err := l.Download(context.Background(), id, video, job.Format720, d, &out, nil)
+	if err != nil || o.ExitCode != 0 {
+		t.Fatalf("honest download after the refusals: %v %+v", err, o)
+	}
+	if argv := strings.Split(strings.TrimSpace(out.String()), "\n"); argv[len(argv)-1] != "https://www.youtube.com/watch?v="+video {
+		t.Fatalf("honest download ran %q", argv)
+	}
+	// The server reads requests in order and refuses a malformed one
+	// before the next: had it answered one, the answer would be here.
+	for _, ch := range unanswered {
+		select {
+		case r := <-ch:
+			t.Errorf("a malformed request was answered: %+v", r)
+		default:
 		}
 	}
+	select {
+	case line := <-logged:
+		t.Errorf("the server logged %q for an honest download", line)
+	default:
+	}
+}
+
+// sendAsWorker sends req on l's socket as a compromised worker would: its
+// own bytes, without the Launcher's checks (req is encoded, not
+// validated). The request carries dir and, as standard output and error,
+// a pipe whose read end sendAsWorker returns. The channel gets the
+// server's answer, or nil if the server goes away.
+func sendAsWorker(t *testing.T, l *Launcher, req *job.Launch, dir *os.File) (<-chan *response, *os.File) {
+	t.Helper()
+	answer := make(chan *response, 1)
+	l.mu.Lock()
+	l.next++
+	req.ID = l.next
+	l.waiting[req.ID] = answer
+	l.mu.Unlock()
+	data, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = unix.Sendmsg(l.fd, data, unix.UnixRights(int(dir.Fd()), int(w.Fd()), int(w.Fd())), nil, 0)
+	w.Close() // the server has its copies
+	if err != nil {
+		r.Close()
+		t.Fatalf("sendmsg: %v", err)
+	}
+	return answer, r
 }
 
 func TestServerRefusesAnOldYtDlp(t *testing.T) {
@@ -284,7 +438,9 @@ func TestServerRefusesAnOldYtDlp(t *testing.T) {
 }
 
 // TestServerCapsChildren: a worker asking for more children than the cap
-// is refused, not obeyed.
+// is refused, not obeyed. Two children run and are held until the test
+// lets them go; meanwhile every further request is refused at once and
+// starts nothing. Once they have ended, a new request runs again.
 func TestServerCapsChildren(t *testing.T) {
 	root := t.TempDir()
 	self, _ := os.Executable()
@@ -292,63 +448,87 @@ func TestServerCapsChildren(t *testing.T) {
 		Rules:       *confine.DownloaderRules(confine.DownloaderParams{JobRoot: root}),
 		Landlock:    confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:     true,
-		RawPrograms: []string{"/bin/sleep"},
+		RawPrograms: []string{"/bin/sh"},
 		MaxChildren: 2,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	d, _ := os.Open(root)
-	defer d.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	errs := make(chan error, 5)
-	for i := 0; i < 5; i++ {
-		go func() {
-			_, err := l.Run(ctx, &Spec{Path: "/bin/sleep", Args: []string{"5"}, Limits: limits}, d, nil, nil, 10*time.Second)
-			errs <- err
-		}()
+	d, err := os.Open(root)
+	if err != nil {
+		l.Close()
+		t.Fatal(err)
 	}
-	busy := 0
-	for i := 0; i < 3; i++ { // three of five are refused at once
-		if err := <-errs; err != nil && strings.Contains(err.Error(), "busy") {
-			busy++
-		}
+	// Cleanups run last first: let the children go, stop the server (which
+	// ends any child still running, and so every run), close d last.
+	var runs sync.WaitGroup
+	t.Cleanup(func() { d.Close() })
+	t.Cleanup(runs.Wait)
+	t.Cleanup(func() { l.Close() })
+	// Each child opens the FIFO "release", says "ready", and waits for the
+	// end of the FIFO, which comes when the test closes the only writer.
+	// (Children cannot make FIFOs: Landlock lets them create only regular
+	// files and directories.)
+	if err := unix.Mkfifo(filepath.Join(root, "release"), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	cancel()
-	for i := 0; i < 2; i++ {
-		<-errs
+	release, err := unix.Open(filepath.Join(root, "release"), unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if busy != 3 {
-		t.Fatalf("%d of 5 requests refused with a cap of 2, want 3", busy)
+	var releaseOnce sync.Once
+	releaseAll := func() { releaseOnce.Do(func() { unix.Close(release) }) }
+	t.Cleanup(releaseAll)
+	held := &Spec{Path: "/bin/sh", Args: []string{"-c", "exec 3<release && echo ready && read -r x <&3; echo released"}, Limits: limits}
+	type child struct {
+		stdout, stderr *syncWriter
+		done           <-chan runResult
 	}
-}
+	start := func(spec *Spec) child {
+		c := child{stdout: newSyncWriter(), stderr: newSyncWriter()}
+		c.done = startRun(&runs, l, spec, d, c.stdout, c.stderr, 10*time.Minute) // the test ends them
+		return c
+	}
 
-// A launcher server that dies before its hello (here: a setup it refuses;
-// under systemd it was a seccomp call the unit forbade) must make
-// StartLauncher fail, so that the worker exits and systemd restarts and
-// reports it, instead of waiting for ever on a socket whose other end the
-// worker itself still held.
-func TestStartLauncherFailsWhenServerDies(t *testing.T) {
-	self, _ := os.Executable()
-	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
-	rules.WriteDirs = append(rules.WriteDirs, t.TempDir()) // two job roots: refused
-	done := make(chan error, 1)
-	go func() {
-		l, err := StartLauncher(self, &Setup{Rules: *rules, Seccomp: true})
-		if l != nil {
-			l.Close()
+	var running []child
+	for range 2 {
+		c := start(held)
+		select {
+		case <-c.stdout.ready:
+		case r := <-c.done:
+			t.Fatalf("child %d ended before it was ready: %v %+v, stderr %q", len(running)+1, r.err, r.o, c.stderr.String())
+		case <-time.After(hangGuard):
+			t.Fatalf("child %d not ready after %v", len(running)+1, hangGuard)
 		}
-		done <- err
-	}()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Fatal("StartLauncher succeeded with a server that refused its setup")
+		running = append(running, c)
+	}
+	for i := range 3 {
+		c := start(held)
+		select {
+		case r := <-c.done:
+			if want := "launcher server: busy: 2 children running"; r.err == nil || r.err.Error() != want {
+				t.Errorf("request %d of 5: %v %+v, want %q", i+3, r.err, r.o, want)
+			}
+			if out := c.stdout.String() + c.stderr.String(); out != "" {
+				t.Errorf("request %d of 5 ran something: %q", i+3, out)
+			}
+		case <-c.stdout.ready:
+			t.Fatalf("a child of request %d of 5 runs beside 2, with a cap of 2", i+3)
+		case <-time.After(hangGuard):
+			t.Fatalf("request %d of 5 neither refused nor run after %v", i+3, hangGuard)
 		}
-		t.Logf("StartLauncher: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("StartLauncher still waits for a launcher server that has exited")
+	}
+	releaseAll()
+	for i, c := range running {
+		o, err := awaitRun(t, c.done, hangGuard)
+		if err != nil || o.ExitCode != 0 || c.stdout.String() != "ready\nreleased\n" {
+			t.Errorf("child %d: %v %+v, stdout %q, stderr %q", i+1, err, o, c.stdout.String(), c.stderr.String())
+		}
+	}
+	// The ended children's slots are free again, as soon as their answers
+	// came: a request sent at once runs.
+	c := start(&Spec{Path: "/bin/sh", Args: []string{"-c", "echo ready"}, Limits: limits})
+	if o, err := awaitRun(t, c.done, hangGuard); err != nil || o.ExitCode != 0 || c.stdout.String() != "ready\n" {
+		t.Fatalf("request after the children ended: %v %+v, stderr %q", err, o, c.stderr.String())
 	}
 }

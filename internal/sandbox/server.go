@@ -299,12 +299,15 @@ func (s *server) run(req *job.Launch, fds []int) {
 	}
 	select {
 	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
 	default:
 		s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d children running", s.setup.MaxChildren)})
 		return
 	}
-	s.send(s.execChild(req.ID, spec, dir, stdout, stderr, timeout))
+	r := s.execChild(req.ID, spec, dir, stdout, stderr, timeout)
+	// Free the slot before answering: a worker that starts its next
+	// download as soon as it hears must find it free.
+	<-s.slots
+	s.send(r)
 }
 
 // specFor decides what a request runs: a download, whose command line the
