@@ -16,6 +16,14 @@ import (
 // one message per second per webhook, so alerts are batched: at most one
 // post per Interval with up to MaxLines alerts, the rest counted. A full
 // queue drops (and counts) rather than block the daemon.
+//
+// Alerts come in two lanes, each holding 256. Urgent alerts (see urgent:
+// sandbox violations, crashes, quarantined files, whatever the worker
+// relays) are evidence that a confined domain misbehaved; nobody outside
+// can raise them. The others can be caused by a workspace user or, before
+// the receiver aggregates them (refusalGate), by anyone who can reach the
+// endpoint. Every post takes the urgent alerts first, so no amount of the
+// others delays or drops one.
 type AlertPoster struct {
 	URL      string
 	Notifier *Notifier
@@ -23,22 +31,39 @@ type AlertPoster struct {
 	MaxLines int
 	Log      *slog.Logger // a logger without the sink (no loops)
 
-	q       chan audit.AlertRecord
-	dropped atomic.Int64
+	q, urgent              chan audit.AlertRecord
+	dropped, droppedUrgent atomic.Int64
 }
 
 // NewAlertPoster returns a poster to webhookURL; call Run.
 func NewAlertPoster(webhookURL string, n *Notifier, log *slog.Logger) *AlertPoster {
 	return &AlertPoster{URL: webhookURL, Notifier: n, Interval: time.Second, MaxLines: 20, Log: log,
-		q: make(chan audit.AlertRecord, 256)}
+		q: make(chan audit.AlertRecord, 256), urgent: make(chan audit.AlertRecord, 256)}
+}
+
+// urgent reports whether r goes in the urgent lane: a sandbox violation,
+// a crash, a quarantined spool file (only the worker's user can write
+// what the receiver quarantines), an alert relayed from the worker
+// (from=worker, which only relayAlert sets) or one kept while the receiver
+// was down (pending=true, PendingAlerts.Deliver).
+func urgent(r audit.AlertRecord) bool {
+	switch r.Event {
+	case audit.Violation, audit.Crashed, audit.Quarantined:
+		return true
+	}
+	return r.Attrs["from"] == "worker" || r.Attrs["pending"] == "true"
 }
 
 // Alert queues r without blocking.
 func (p *AlertPoster) Alert(r audit.AlertRecord) {
+	q, dropped := p.q, &p.dropped
+	if urgent(r) {
+		q, dropped = p.urgent, &p.droppedUrgent
+	}
 	select {
-	case p.q <- r:
+	case q <- r:
 	default:
-		p.dropped.Add(1)
+		dropped.Add(1)
 	}
 }
 
@@ -49,10 +74,11 @@ func (p *AlertPoster) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case first = <-p.urgent:
 		case first = <-p.q:
 		}
 		// Whatever is left waits for the next post; only a full queue drops.
-		batch := append([]audit.AlertRecord{first}, p.drain(p.MaxLines-1)...)
+		batch := p.drain(p.MaxLines, first)
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		if err := p.post(pctx, batch); err != nil {
 			p.Log.Error("couldn't post alerts to the admin channel", "alerts", len(batch), "err", err)
@@ -80,22 +106,39 @@ func (p *AlertPoster) Flush(ctx context.Context) error {
 	}
 }
 
-// drain takes up to max queued alerts without waiting.
-func (p *AlertPoster) drain(max int) []audit.AlertRecord {
-	var batch []audit.AlertRecord
-	for len(batch) < max {
-		select {
-		case r := <-p.q:
-			batch = append(batch, r)
-		default:
-			return batch
+// drain returns taken (alerts already taken from the lanes) and up to max
+// in all queued alerts, without waiting: urgent ones first, then the
+// others, each in the order they came.
+func (p *AlertPoster) drain(max int, taken ...audit.AlertRecord) []audit.AlertRecord {
+	var first, rest []audit.AlertRecord
+	for _, r := range taken {
+		if urgent(r) {
+			first = append(first, r)
+		} else {
+			rest = append(rest, r)
 		}
 	}
-	return batch
+	fill := func(q chan audit.AlertRecord, into *[]audit.AlertRecord) {
+		for len(first)+len(rest) < max {
+			select {
+			case r := <-q:
+				*into = append(*into, r)
+			default:
+				return
+			}
+		}
+	}
+	fill(p.urgent, &first)
+	fill(p.q, &rest)
+	return append(first, rest...)
 }
 
 func (p *AlertPoster) post(ctx context.Context, batch []audit.AlertRecord) error {
-	return p.Notifier.PostWebhook(ctx, p.URL, p.render(batch, p.dropped.Swap(0)))
+	text := p.render(batch, p.dropped.Swap(0))
+	if n := p.droppedUrgent.Swap(0); n > 0 {
+		text += fmt.Sprintf("\n…and %d more urgent alerts (violations, crashes, quarantined files, the worker's) dropped (queue full); see the audit log.", n)
+	}
+	return p.Notifier.PostWebhook(ctx, p.URL, text)
 }
 
 func (p *AlertPoster) render(batch []audit.AlertRecord, dropped int64) string {

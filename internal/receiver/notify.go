@@ -8,13 +8,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // Notifier posts messages to Slack response URLs. It follows no
 // redirects, honours 429 Retry-After (up to a minute) and retries server
 // errors a few times. It is safe for concurrent use.
+//
+// A response_url or a webhook URL is a secret: whoever has one can post
+// to the channel. Errors name only the URL's host (see PostError), so
+// that they can be logged.
 type Notifier struct {
 	Client   *http.Client
 	Attempts int
@@ -45,14 +51,21 @@ func (n *Notifier) PostWebhook(ctx context.Context, webhookURL, text string) err
 	return n.postJSON(ctx, webhookURL, map[string]any{"text": text})
 }
 
-func (n *Notifier) postJSON(ctx context.Context, url string, msg map[string]any) error {
+func (n *Notifier) postJSON(ctx context.Context, rawURL string, msg map[string]any) error {
 	body, err := json.Marshal(msg)
 	if err != nil {
 		return err
 	}
+	if err := n.post(ctx, rawURL, body); err != nil {
+		return newPostError(rawURL, err)
+	}
+	return nil
+}
+
+func (n *Notifier) post(ctx context.Context, rawURL string, body []byte) error {
 	var last error
 	for i := 0; i < n.Attempts; i++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
@@ -89,4 +102,30 @@ func (n *Notifier) postJSON(ctx context.Context, url string, msg map[string]any)
 		}
 	}
 	return last
+}
+
+// PostError is a failed post. Its text names the URL's host and the
+// cause, never the URL: net/http's *url.Error, which carries the whole
+// URL in its text, is unwrapped to its cause.
+type PostError struct {
+	Host string
+	Err  error // the cause, without the *url.Error around it
+}
+
+func (e *PostError) Error() string { return "post to " + e.Host + ": " + e.Err.Error() }
+
+func (e *PostError) Unwrap() error { return e.Err }
+
+func newPostError(rawURL string, err error) error {
+	var ue *url.Error
+	for errors.As(err, &ue) {
+		if err = ue.Err; err == nil {
+			err = errors.New(strings.ToLower(ue.Op) + " failed")
+		}
+	}
+	host := "(invalid URL)"
+	if u, perr := url.Parse(rawURL); perr == nil && u.Host != "" {
+		host = u.Host
+	}
+	return &PostError{Host: host, Err: err}
 }

@@ -51,6 +51,7 @@ type Service struct {
 	inbox    *spool.Inbox  // results -> receiver/claimed
 	sealer   *sealer
 	notifier *Notifier
+	refusals *refusalGate // unauthenticated requests: few alerts
 
 	teams, channels, users allowlist
 
@@ -89,7 +90,7 @@ func New(opt Options, n *Notifier) (*Service, error) {
 	}
 	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, notifier: n,
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
-		users: newAllowlist(opt.AllowedUsers), rate: map[string][]time.Time{}}
+		users: newAllowlist(opt.AllowedUsers), rate: map[string][]time.Time{}, refusals: newRefusalGate(opt.Logger)}
 	workerUID, err := spool.Owner(s.layout.Worker(""))
 	if err != nil {
 		return nil, err

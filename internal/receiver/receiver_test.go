@@ -307,7 +307,7 @@ func TestResults(t *testing.T) {
 	if !strings.Contains(posts[0], "/r/1 :hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)") {
 		t.Errorf("started post %q", posts[0])
 	}
-	want := "/r/1 :white_check_mark: Saved *&lt;!channel&gt; &amp; &lt;https://evil|click&gt;* (1:02:05, 5.0 MiB) as `dQw4w9WgXcQ-720p.mp4`."
+	want := "/r/1 :white_check_mark: Saved *&lt;!channel&gt; &amp; &lt;https:\u200b//evil|click&gt;* (1:02:05, 5.0 MiB) as `dQw4w9WgXcQ-720p.mp4`."
 	if posts[1] != want {
 		t.Errorf("done post\n%q, want\n%q", posts[1], want)
 	}

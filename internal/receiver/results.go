@@ -232,7 +232,7 @@ func Message(p *replyInfo, r *job.Result) string {
 	case job.StatusStarted:
 		return fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)…", p.Video, p.Format)
 	case job.StatusDone:
-		title := escape(r.Title)
+		title := inert(r.Title)
 		if title == "" {
 			title = p.Video
 		}
@@ -251,11 +251,48 @@ func Message(p *replyInfo, r *job.Result) string {
 	}
 }
 
-// escape makes text inert in Slack's mrkdwn: no links, mentions or
-// entities.
+// escape replaces Slack's three control characters with their entities,
+// so that text cannot open a link, a mention or an entity ("<…>", "&…;").
+// It leaves mrkdwn (*bold*…) and Slack's automatic linking of bare URLs,
+// domains and @here alone: alone it suits only text shown as code.
 func escape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
+
+// zwsp is U+200B ZERO WIDTH SPACE: invisible, and a word break for Slack.
+const zwsp = "\u200b"
+
+// inertReplacer makes untrusted text (a video title) show literally in
+// Slack's mrkdwn, and act as nothing:
+//
+//   - &, < and > become entities (escape): no "<url|label>" link, no
+//     "<!channel>", "<@U…>" or "<#C…>" mention;
+//   - the mrkdwn markers * _ ~ ` (and their full-width forms, which Slack
+//     also reads) become look-alike characters: no bold, italics, strike
+//     or code. Slack has no escape for them, and a zero-width space next
+//     to a marker makes formatting more likely, not less;
+//   - a zero-width space follows every dot (also the full-width and
+//     ideographic dots that IDNA reads as dots), colon, @ and #: no bare
+//     URL ("https://…"), domain ("evil.example"), address, @here,
+//     @channel, @everyone or #channel is left for Slack to link. The text
+//     reads the same.
+//
+// Titles carry no zero-width or other format characters of their own
+// (job.SanitizeTitle removes them), so these cannot be undone.
+var inertReplacer = strings.NewReplacer(
+	"&", "&amp;", "<", "&lt;", ">", "&gt;",
+	"*", "\u2217", "\uff0a", "\ufe61", // ∗ asterisk operator, ﹡ small asterisk
+	"_", "\u02cd", "\uff3f", "\u2e0f", // ˍ modifier letter low macron, ⸏ paragraphos
+	"~", "\u223c", "\uff5e", "\u223c", // ∼ tilde operator
+	"`", "\u02cb", "\uff40", "\u02cb", // ˋ modifier letter grave accent
+	".", "."+zwsp, "\uff0e", "\uff0e"+zwsp, "\u3002", "\u3002"+zwsp, "\uff61", "\uff61"+zwsp,
+	":", ":"+zwsp, "\uff1a", "\uff1a"+zwsp,
+	"@", "@"+zwsp, "\uff20", "\uff20"+zwsp, "\ufe6b", "\ufe6b"+zwsp,
+	"#", "#"+zwsp, "\uff03", "\uff03"+zwsp,
+)
+
+// inert returns untrusted text that Slack shows literally (inertReplacer).
+func inert(s string) string { return inertReplacer.Replace(s) }
 
 func formatDuration(sec int64) string {
 	h, m, s := sec/3600, sec%3600/60, sec%60

@@ -4,8 +4,14 @@
 // Order of checks, each before the next touches more of the request: method
 // and content type; body read with a hard size cap; timestamp within ±300 s
 // of the local clock; v0 signature (HMAC-SHA256 over "v0:ts:body", compared
-// in constant time by slack-go); signature not seen before within the
-// window (replay cache); only then is the form parsed.
+// in constant time by slack-go); timestamp not before the Verifier was made
+// (less StartSkew); signature not seen before within the window (replay
+// cache); only then is the form parsed.
+//
+// The replay cache is in memory. A restart would empty it and let a request
+// captured in the last 300 s be played again, so a Verifier also refuses
+// every request signed before it was created: such a request cannot be a
+// fresh one for this process. See StartSkew for what that costs.
 package slackreq
 
 import (
@@ -31,6 +37,23 @@ const MaxBodyBytes = 16 << 10
 // Window is how far a request timestamp may be from the local clock.
 const Window = 300 * time.Second
 
+// StartSkew is how long before its creation a Verifier still accepts a
+// request's timestamp. A request signed earlier than that is refused
+// (ReasonSignedBeforeStart), even with a good signature: the replay cache
+// of the process that may have accepted it is gone.
+//
+// The trade-off: a request that was in flight while the receiver
+// restarted is refused, and the user types the command again. Slack does
+// not retry slash commands; a retry by Slack of another kind of request
+// carries its first timestamp and is refused the same way after a restart
+// (and by the replay cache before one). A clock ahead of Slack's by more
+// than StartSkew refuses good requests for that long after a start (fail
+// closed, never open). What is left open: a request captured in the last
+// StartSkew before a restart can be played once more, to the new process.
+// Under systemd a crash restarts the receiver after RestartSec=2s, so this
+// is only a deliberate restart's last seconds.
+const StartSkew = 5 * time.Second
+
 // Error is a refused request. Status is the HTTP status to answer with,
 // Reason a short word for the audit log.
 type Error struct {
@@ -44,26 +67,28 @@ type Reason string
 
 // The reasons a request is refused.
 const (
-	ReasonMethod           Reason = "method"
-	ReasonContentType      Reason = "content_type"
-	ReasonBodyTooLarge     Reason = "body_too_large"
-	ReasonBodyRead         Reason = "body_read"
-	ReasonMissingSignature Reason = "missing_signature"
-	ReasonBadTimestamp     Reason = "bad_timestamp"
-	ReasonStaleTimestamp   Reason = "stale_timestamp"
-	ReasonBadSignature     Reason = "bad_signature"
-	ReasonReplay           Reason = "replay"
-	ReasonBadForm          Reason = "bad_form"
-	ReasonBadRequest       Reason = "bad_request"
+	ReasonMethod            Reason = "method"
+	ReasonContentType       Reason = "content_type"
+	ReasonBodyTooLarge      Reason = "body_too_large"
+	ReasonBodyRead          Reason = "body_read"
+	ReasonMissingSignature  Reason = "missing_signature"
+	ReasonBadTimestamp      Reason = "bad_timestamp"
+	ReasonStaleTimestamp    Reason = "stale_timestamp"
+	ReasonBadSignature      Reason = "bad_signature"
+	ReasonReplay            Reason = "replay"
+	ReasonSignedBeforeStart Reason = "signed_before_start"
+	ReasonBadForm           Reason = "bad_form"
+	ReasonBadRequest        Reason = "bad_request"
 )
 
 // Suspicious reports whether the refusal is about the request's claim to
-// come from Slack (no, a stale, a wrong or a replayed signature): someone
-// who is not Slack is talking to us, which the admins are alerted to. The
-// other refusals are malformed requests, logged as events.
+// come from Slack (no, a stale, a wrong or a replayed signature, or one
+// made before this process started): someone who is not Slack is talking
+// to us, which the admins are alerted to. The other refusals are
+// malformed requests, logged as events.
 func (e *Error) Suspicious() bool {
 	switch e.Reason {
-	case ReasonMissingSignature, ReasonBadTimestamp, ReasonStaleTimestamp, ReasonBadSignature, ReasonReplay:
+	case ReasonMissingSignature, ReasonBadTimestamp, ReasonStaleTimestamp, ReasonBadSignature, ReasonReplay, ReasonSignedBeforeStart:
 		return true
 	}
 	return false
@@ -83,11 +108,17 @@ type Verifier struct {
 	secret string
 	now    func() time.Time
 	seen   *replayCache
+	// notBefore is the earliest timestamp accepted: the Verifier's
+	// creation less StartSkew, in whole seconds as Slack signs them.
+	notBefore int64
 }
 
 // NewVerifier returns a Verifier for the signing secret. now may be nil
 // (time.Now). maxSeen bounds the replay cache; when it is full of live
 // entries, new requests are refused rather than let replays through.
+//
+// The Verifier refuses requests signed more than StartSkew before this
+// call, so create it once, when the daemon starts.
 func NewVerifier(secret string, now func() time.Time, maxSeen int) (*Verifier, error) {
 	if len(secret) < 16 {
 		return nil, errors.New("signing secret is shorter than 16 bytes")
@@ -95,7 +126,8 @@ func NewVerifier(secret string, now func() time.Time, maxSeen int) (*Verifier, e
 	if now == nil {
 		now = time.Now
 	}
-	return &Verifier{secret: secret, now: now, seen: newReplayCache(maxSeen)}, nil
+	return &Verifier{secret: secret, now: now, seen: newReplayCache(maxSeen),
+		notBefore: now().Add(-StartSkew).Unix()}, nil
 }
 
 // Command is a verified slash command, with only the fields ytkeep uses.
@@ -134,7 +166,8 @@ func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
 	return ParseCommand(body)
 }
 
-// Verify checks the timestamp window, the signature and the replay cache.
+// Verify checks the timestamp window, the signature, that the request was
+// not signed before the Verifier was made, and the replay cache.
 func (v *Verifier) Verify(h http.Header, body []byte) error {
 	ts := h.Get("X-Slack-Request-Timestamp")
 	sig := h.Get("X-Slack-Signature")
@@ -156,6 +189,12 @@ func (v *Verifier) Verify(h http.Header, body []byte) error {
 	sv.Write(body)
 	if err := sv.Ensure(); err != nil {
 		return &Error{Status: http.StatusUnauthorized, Reason: ReasonBadSignature}
+	}
+	// Checked after the signature, so that the reason tells the admins
+	// that Slack did sign it: a replay across a restart, or a request in
+	// flight during one.
+	if sec < v.notBefore {
+		return &Error{Status: http.StatusUnauthorized, Reason: ReasonSignedBeforeStart}
 	}
 	// Only a correctly signed request enters the cache, so an attacker
 	// cannot fill it without the secret.

@@ -1,0 +1,302 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/slackreq"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// memWebhook is the admins' Slack channel, in memory: a RoundTripper, so
+// that it works inside a synctest bubble (no sockets).
+type memWebhook struct {
+	mu    sync.Mutex
+	posts []string
+}
+
+func (m *memWebhook) RoundTrip(r *http.Request) (*http.Response, error) {
+	var msg struct{ Text string }
+	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.posts = append(m.posts, msg.Text)
+	m.mu.Unlock()
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
+}
+
+func (m *memWebhook) Posts() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]string(nil), m.posts...)
+}
+
+// lines returns the alert lines of every post.
+func (m *memWebhook) lines() []string {
+	var ls []string
+	for _, p := range m.Posts() {
+		ls = append(ls, strings.Split(p, "\n")[1:]...)
+	}
+	return ls
+}
+
+// floodWorld is a receiver whose alerts go to an AlertPoster posting to
+// a memWebhook; nothing in it needs a socket or the wall clock.
+type floodWorld struct {
+	s      *Service
+	layout spool.Layout
+	poster *AlertPoster
+	hook   *memWebhook
+	log    *syncBuffer
+	http   http.Handler
+}
+
+const floodSecret = "0123456789abcdef0123456789abcdef"
+
+func newFloodWorld(t *testing.T) *floodWorld {
+	root := t.TempDir()
+	w := &floodWorld{layout: spool.Layout{Root: filepath.Join(root, "spool")}, hook: &memWebhook{}, log: &syncBuffer{}}
+	if err := w.layout.CreateSingleUser(filepath.Join(root, "dl")); err != nil {
+		t.Fatal(err)
+	}
+	n := &Notifier{Client: &http.Client{Transport: w.hook}, Attempts: 1}
+	w.poster = NewAlertPoster("https://hooks.slack.com/services/T0/B0/webhooksecret", n, slog.New(slog.DiscardHandler))
+	log := audit.WithSink(slog.New(slog.NewJSONHandler(w.log, nil)), "receiver", w.poster)
+	var err error
+	w.s, err = New(Options{SpoolDir: w.layout.Root, Command: "/ytkeep", AllowedTeams: []string{"T1"},
+		AllowedChannels: []string{"C1"}, AllowedUsers: []string{"U1"},
+		ResponseURLAllowed: func(string) bool { return true }, Logger: log}, NewNotifier())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := slackreq.NewVerifier(floodSecret, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.http = w.s.Handler("/slack/commands", v)
+	return w
+}
+
+// send posts a slash command signed with key (unsigned if "") from
+// remote and returns the status.
+func (w *floodWorld) send(remote, key string) int {
+	body := "team_id=T1&channel_id=C1&user_id=U1&command=%2Fytkeep&text=help&response_url=https%3A%2F%2Fhooks.slack.com%2Fx"
+	r := httptest.NewRequest(http.MethodPost, "/slack/commands", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = remote
+	if key != "" {
+		slackreq.SignRequest(r.Header, key, time.Now(), []byte(body))
+	}
+	rec := httptest.NewRecorder()
+	w.http.ServeHTTP(rec, r)
+	return rec.Code
+}
+
+// relay hands the receiver an alert file from the worker, as the worker
+// writes it into results/, and has the receiver take it.
+func (w *floodWorld) relay(t *testing.T, a audit.AlertRecord) {
+	t.Helper()
+	data, err := job.MarshalAlert(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := job.AlertName(job.NewID())
+	tmp := filepath.Join(w.layout.Root, "."+name)
+	if err := os.WriteFile(tmp, data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(w.layout.Results(), name)); err != nil {
+		t.Fatal(err)
+	}
+	w.s.handleResult(context.Background(), name)
+}
+
+var requestsAttr = regexp.MustCompile(` requests=(\d+) `)
+
+// TestFloodKeepsViolations: 800 requests with a bad signature from seven
+// addresses, at the rate of the reported attack (about 400 a second), and
+// a sandbox violation relayed from the worker in the middle. The
+// violation must reach the admins' channel; the flood must arrive as one
+// alert for its first request and counted summaries for the rest, while
+// the log keeps one event per request. The clock is synctest's: the
+// summary is due when the gate's window closes, and the poster is driven
+// by Flush.
+func TestFloodKeepsViolations(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newFloodWorld(t)
+		flood := func(from int) {
+			for i := from; i < from+400; i++ {
+				if code := w.send(fmt.Sprintf("203.0.113.%d:%d", i%7, 1024+i), "ffffffffffffffffffffffffffffffff"); code != http.StatusUnauthorized {
+					t.Fatalf("bad signature answered %d", code)
+				}
+				time.Sleep(2500 * time.Microsecond)
+			}
+		}
+		flood(0)
+		w.relay(t, audit.AlertRecord{Time: time.Now(), Daemon: "worker", Event: audit.Violation,
+			Attrs: map[string]string{"job": "j1", "signal": "SIGSYS", "syscall": "ptrace"}})
+		flood(400)
+		// Long enough for every window to close, at any window length.
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if err := w.poster.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+
+		lines := w.hook.lines()
+		var violations, first, summaries, counted int
+		for _, l := range lines {
+			switch {
+			case strings.Contains(l, "receiver: violation") && strings.Contains(l, "from=worker") && strings.Contains(l, "signal=SIGSYS"):
+				violations++
+			case strings.Contains(l, "reason=bad_signature"):
+				first++
+			case strings.Contains(l, "reason=unauthenticated"):
+				summaries++
+				m := requestsAttr.FindStringSubmatch(l)
+				if m == nil {
+					t.Errorf("summary without a count: %q", l)
+					continue
+				}
+				n, _ := strconv.Atoi(m[1])
+				counted += n
+				if !strings.Contains(l, "addresses=7 ") || !strings.Contains(l, "reasons=bad_signature:") {
+					t.Errorf("summary %q: want addresses=7 and the reasons counted", l)
+				}
+			}
+		}
+		all := strings.Join(w.hook.Posts(), "\n---\n")
+		if violations != 1 {
+			t.Errorf("the violation reached the admins %d times, want once:\n%s", violations, all)
+		}
+		if first != 1 || summaries < 1 || first+counted != 800 {
+			t.Errorf("the flood arrived as %d single alerts and %d summaries counting %d, want 1 and at least 1 counting 799:\n%s", first, summaries, counted, all)
+		}
+		if summaries > 2 {
+			t.Errorf("%d summaries for a flood of 2 s: want one per window", summaries)
+		}
+		if strings.Contains(all, "dropped") {
+			t.Errorf("alerts were dropped:\n%s", all)
+		}
+		// The log keeps every request, one event each; only the first is
+		// an alert.
+		var logged, alerted int
+		for _, l := range strings.Split(w.log.String(), "\n") {
+			if strings.Contains(l, `"event":"refused"`) && strings.Contains(l, `"reason":"bad_signature"`) {
+				logged++
+				if strings.Contains(l, `"alert":true`) {
+					alerted++
+				}
+			}
+		}
+		if logged != 800 || alerted != 1 {
+			t.Errorf("log has %d refusals (%d alerts), want 800 (1)", logged, alerted)
+		}
+	})
+}
+
+// TestAlertPosterUrgentFirst: urgent alerts (violations, crashes,
+// quarantined files, the worker's) have their own lane and lead every
+// post, however many other alerts are queued: they are neither dropped
+// nor delayed behind alerts a workspace user can cause.
+func TestAlertPosterUrgentFirst(t *testing.T) {
+	hook := &memWebhook{}
+	p := NewAlertPoster("https://hooks.slack.com/services/T0/B0/webhooksecret",
+		&Notifier{Client: &http.Client{Transport: hook}, Attempts: 1}, slog.New(slog.DiscardHandler))
+	for i := range 300 {
+		p.Alert(audit.AlertRecord{Daemon: "receiver", Event: audit.Refused, Attrs: map[string]string{"reason": "unauthorized_user", "n": strconv.Itoa(i)}})
+	}
+	urgent := []audit.AlertRecord{
+		{Daemon: "receiver", Event: audit.Violation, Attrs: map[string]string{"from": "worker", "signal": "SIGSYS"}},
+		{Daemon: "receiver", Event: audit.Crashed, Attrs: map[string]string{"service": "ytkeep-receiver", "pending": "true"}},
+		{Daemon: "receiver", Event: audit.Quarantined, Attrs: map[string]string{"file": "x.result"}},
+		{Daemon: "receiver", Event: audit.Refused, Attrs: map[string]string{"from": "worker", "reason": "relayed"}},
+	}
+	for _, a := range urgent {
+		p.Alert(a)
+	}
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	posts := hook.Posts()
+	if len(posts) == 0 {
+		t.Fatal("nothing posted")
+	}
+	lines := strings.Split(posts[0], "\n")[1:]
+	for i, a := range urgent {
+		if i >= len(lines) || !strings.Contains(lines[i], escape(a.Text())) {
+			t.Errorf("first post, line %d: want urgent alert %q first:\n%s", i+1, a.Text(), posts[0])
+		}
+	}
+	all := strings.Join(posts, "\n")
+	if !strings.Contains(all, "and 44 more alerts dropped") {
+		t.Error("the 44 ordinary alerts past the queue's 256 were not counted")
+	}
+	if strings.Contains(all, "urgent alerts") {
+		t.Errorf("urgent alerts dropped:\n%s", all)
+	}
+}
+
+// TestRefusalSummaries: a steady trickle of bad requests (one a second
+// for ten minutes) gives one alert at once, then one summary per window,
+// each window twice the last up to maxRefusalWindow; after a quiet
+// window, the next refusal is alerted at once again.
+func TestRefusalSummaries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newFloodWorld(t)
+		for i := range 600 {
+			w.send(fmt.Sprintf("198.51.100.%d:4000", i%3), "")
+			time.Sleep(time.Second)
+		}
+		time.Sleep(time.Hour)
+		w.send("192.0.2.1:5000", "ffffffffffffffffffffffffffffffff") // a new spell
+		synctest.Wait()
+		if err := w.poster.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		counted := 0
+		for _, l := range w.hook.lines() {
+			switch {
+			case strings.Contains(l, "reason=unauthenticated"):
+				m := regexp.MustCompile(` window=([0-9a-z.]+)`).FindStringSubmatch(l)
+				got = append(got, m[1])
+				n, _ := strconv.Atoi(requestsAttr.FindStringSubmatch(l)[1])
+				counted += n
+				if !strings.Contains(l, "addresses=3 ") || !strings.Contains(l, "reasons=missing_signature:") {
+					t.Errorf("summary %q", l)
+				}
+			case strings.Contains(l, "reason=missing_signature"):
+				got = append(got, "first")
+			case strings.Contains(l, "reason=bad_signature"):
+				got = append(got, "first again")
+			}
+		}
+		// Windows closing at 10, 30, 70, 150, 310 and 610 s; the last
+		// counts the trickle's end.
+		want := []string{"first", "10s", "20s", "40s", "1m20s", "2m40s", "5m0s", "first again"}
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("alerts %q, want %q", got, want)
+		}
+		if counted != 599 {
+			t.Errorf("summaries count %d refusals, want the 599 after the first", counted)
+		}
+	})
+}
