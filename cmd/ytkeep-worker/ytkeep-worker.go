@@ -61,9 +61,12 @@ func run(configPath string) error {
 		return err
 	}
 	layout := spool.Layout{Root: cfg.Spool.Dir}
-	ports := []uint16{443, 80}
+	// The launcher server itself: its egress proxy connects to 443 and
+	// resolves names (DNS over TCP falls back to 53); in test mode, to the
+	// media server. The downloads reach the proxy alone.
+	ports := []uint16{443, 53}
 	if p := cfg.MediaPort(); p != 0 {
-		ports = []uint16{p}
+		ports = append(ports, p)
 	}
 	maxBytes := int64(cfg.Worker.MaxFileMB) << 20
 	timeout := time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second
@@ -78,7 +81,7 @@ func run(configPath string) error {
 		Download: &sandbox.DownloadConfig{
 			YtDlp: cfg.Worker.YtDlp, FFmpeg: cfg.Worker.FFmpeg, MaxBytes: maxBytes,
 			SocketTimeout: cfg.Worker.SocketTimeoutSeconds, TestBaseURL: cfg.Testing.MediaBaseURL,
-			Timeout: timeout,
+			Timeout: timeout, Hosts: cfg.Worker.EgressHosts,
 			Limits: sandbox.Limits{
 				CPUSeconds: uint64(cfg.Worker.JobTimeoutSeconds),
 				FileBytes:  uint64(maxBytes) + 64<<20, // the exact cap is checked on the result

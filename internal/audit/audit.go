@@ -14,18 +14,20 @@ import (
 
 // Event names. Each is documented in docs/audit.md.
 const (
-	Accepted    = "accepted"     // a command was queued
-	Refused     = "refused"      // a command or request was refused; see reason
-	Claimed     = "claimed"      // the worker took a job
-	Started     = "started"      // a download began
-	Finished    = "finished"     // a job ended with a stored file
-	Failed      = "failed"       // a job ended without one; see class
-	Quarantined = "quarantined"  // a spool file was refused and moved aside
-	Replied     = "replied"      // the receiver posted to Slack
-	ReplyFailed = "reply_failed" // a post to Slack failed or was not allowed
-	Violation   = "violation"    // the downloader broke a sandbox rule
-	Weakened    = "weakened"     // a security default is relaxed by config
-	Crashed     = "crashed"      // a daemon ended abnormally (systemd's ExecStopPost reports it)
+	Accepted     = "accepted"      // a command was queued
+	Refused      = "refused"       // a command or request was refused; see reason
+	Claimed      = "claimed"       // the worker took a job
+	Started      = "started"       // a download began
+	Finished     = "finished"      // a job ended with a stored file
+	Failed       = "failed"        // a job ended without one; see class
+	Quarantined  = "quarantined"   // a spool file was refused and moved aside
+	Replied      = "replied"       // the receiver posted to Slack
+	ReplyFailed  = "reply_failed"  // a post to Slack failed or was not allowed
+	Violation    = "violation"     // the downloader broke a sandbox rule
+	Weakened     = "weakened"      // a security default is relaxed by config
+	Crashed      = "crashed"       // a daemon ended abnormally (systemd's ExecStopPost reports it)
+	Egress       = "egress"        // the downloader's proxy made a connection (host, address, bytes)
+	EgressDenied = "egress_denied" // the downloader's proxy refused a destination
 )
 
 // Event logs a decision.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 )
 
@@ -117,6 +118,10 @@ type Worker struct {
 	// beyond /usr, /lib and /bin: where a current yt-dlp or deno lives
 	// (e.g. /opt/yt-dlp, /usr/local is under /usr already).
 	ExtraExecPaths []string `toml:"extra_exec_paths"`
+	// EgressHosts are the host names downloads may reach, through the
+	// downloader's egress proxy, on port 443: "name" exactly, "*.name"
+	// below it. Default egress.DefaultHosts (YouTube's).
+	EgressHosts []string `toml:"egress_hosts"`
 	// ChildMaxProcesses is the downloader's RLIMIT_NPROC (counted per
 	// user, so it includes the worker's threads). Default 512.
 	ChildMaxProcesses int `toml:"child_max_processes"`
@@ -230,6 +235,9 @@ func (c *Config) defaults() {
 	defInt(&c.Worker.ChildMaxProcesses, 512)
 	defInt(&c.Worker.ChildMaxOpenFiles, 256)
 	defInt(&c.Worker.ChildMaxMemoryMB, 2048)
+	if c.Worker.EgressHosts == nil {
+		c.Worker.EgressHosts = egress.DefaultHosts
+	}
 	def(&c.Log.Level, "info")
 }
 
@@ -344,6 +352,9 @@ func (c *Config) CheckWorker() error {
 	}
 	if w.ChildMaxMemoryMB < 256 || w.ChildMaxMemoryMB > 65536 {
 		add("worker.child_max_memory_mb %d is not between 256 and 65536", w.ChildMaxMemoryMB)
+	}
+	if err := (&egress.Policy{Hosts: w.EgressHosts, Ports: []uint16{443}}).Check(); err != nil || len(w.EgressHosts) == 0 {
+		add("worker.egress_hosts: list host names or *.name patterns (%v)", err)
 	}
 	for _, p := range w.ExtraExecPaths {
 		if !filepath.IsAbs(p) || filepath.Clean(p) == "/" {

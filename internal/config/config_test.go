@@ -3,8 +3,11 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ytkeep/ytkeep/internal/egress"
 )
 
 const valid = `
@@ -31,6 +34,9 @@ func TestDefaultsAndChecks(t *testing.T) {
 	}
 	if c.Receiver.Listen != "127.0.0.1:3000" || c.Worker.Concurrency != 3 || c.Worker.MaxFileMB != 2048 || c.Receiver.Command != "/ytkeep" {
 		t.Fatalf("defaults: %+v", c)
+	}
+	if !slices.Equal(c.Worker.EgressHosts, egress.DefaultHosts) {
+		t.Fatalf("egress hosts default to %q", c.Worker.EgressHosts)
 	}
 	if w := c.Warnings(); len(w) != 1 || !strings.Contains(w[0], "allowed_users") {
 		t.Fatalf("warnings %q", w)
@@ -71,6 +77,9 @@ func TestRefused(t *testing.T) {
 		{"bad id", strings.Replace(valid, `["C1"]`, `["general"]`, 1), "not a Slack ID", (*Config).CheckReceiver},
 		{"no users", strings.Replace(valid, `allowed_users = ["*"]`, ``, 1), "allowed_users is empty", (*Config).CheckReceiver},
 		{"concurrency", strings.Replace(valid, "concurrency = 3", "concurrency = 0\nmax_attempts = 99", 1), "max_attempts 99", (*Config).CheckWorker},
+		{"egress anywhere", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
+		{"egress to a TLD", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*.com"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
+		{"egress to nothing", strings.Replace(valid, "concurrency = 3", `egress_hosts = []`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -165,11 +165,15 @@ func (p *Proxy) handle(c net.Conn) {
 			b.WriteString(h + "\r\n")
 		}
 		b.WriteString("Connection: close\r\n\r\n")
-		if _, err := io.WriteString(up, b.String()); err != nil {
+		n, err := io.WriteString(up, b.String())
+		ev.Up = int64(n)
+		j.bytes.Add(int64(n))
+		if err != nil {
 			return
 		}
 	}
-	ev.Up, ev.Down = p.relay(j, c, br, up)
+	upBytes, down := p.relay(j, c, br, up)
+	ev.Up, ev.Down = ev.Up+upBytes, down
 	if p.MaxBytes > 0 && j.bytes.Load() > p.MaxBytes {
 		ev.Refused = "byte budget spent (cut off)"
 	}

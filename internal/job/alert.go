@@ -27,7 +27,7 @@ const (
 var alertEvents = map[string]bool{
 	audit.Accepted: true, audit.Refused: true, audit.Claimed: true, audit.Started: true, audit.Finished: true,
 	audit.Failed: true, audit.Quarantined: true, audit.Replied: true, audit.ReplyFailed: true,
-	audit.Violation: true, audit.Weakened: true, audit.Crashed: true,
+	audit.Violation: true, audit.Weakened: true, audit.Crashed: true, audit.Egress: true, audit.EgressDenied: true,
 }
 
 // MarshalAlert encodes a as an alert file, in the one form ParseAlert

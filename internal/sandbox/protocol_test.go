@@ -88,7 +88,7 @@ func TestReleaseServerRefusesRawPrograms(t *testing.T) {
 	rawSpec = nil
 	defer func() { rawSpec = saved }()
 	s := &server{children: map[uint64]chan struct{}{}, setup: Setup{RawPrograms: []string{"/bin/sh"}}}
-	if _, _, err := s.specFor(&job.Launch{ID: 1, Raw: []byte(`{"spec":{"Path":"/bin/sh"}}`)}, mustOpen(t, t.TempDir())); err == nil ||
+	if _, _, err := s.specFor(&job.Launch{ID: 1, Raw: []byte(`{"spec":{"Path":"/bin/sh"}}`)}, mustOpen(t, t.TempDir()), ""); err == nil ||
 		!strings.Contains(err.Error(), "no caller's command line") {
 		t.Fatalf("raw request accepted without the test decoder: %v", err)
 	}

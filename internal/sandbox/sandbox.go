@@ -33,6 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
 )
 
@@ -102,6 +103,9 @@ type DownloadConfig struct {
 	TestBaseURL   string // test mode media source, or ""
 	Limits        Limits
 	Timeout       time.Duration
+	// Hosts are the names the downloads may reach, through the server's
+	// egress proxy (egress.Policy.Hosts); the children reach nothing else.
+	Hosts []string
 }
 
 // Outcome is how the child ended.
@@ -122,12 +126,15 @@ type hello struct {
 }
 
 type response struct {
-	ID        uint64 `json:"id"`
-	Exit      int    `json:"exit"`
-	Signal    int    `json:"signal"`
-	TimedOut  bool   `json:"timed_out"`
-	ElapsedMS int64  `json:"elapsed_ms"`
-	Error     string `json:"error,omitempty"`
+	// Egress, when set, makes this a report of the egress proxy, not an
+	// answer to a request.
+	Egress    *egress.Event `json:"egress,omitempty"`
+	ID        uint64        `json:"id"`
+	Exit      int           `json:"exit"`
+	Signal    int           `json:"signal"`
+	TimedOut  bool          `json:"timed_out"`
+	ElapsedMS int64         `json:"elapsed_ms"`
+	Error     string        `json:"error,omitempty"`
 }
 
 const maxMsg = 64 << 10
@@ -145,7 +152,14 @@ type Launcher struct {
 	err     error // set when the server is gone
 	done    chan struct{}
 	version string
+	egress  chan egress.Event
 }
+
+// Egress delivers the egress proxy's reports: every connection a download
+// made, and every destination refused. They come from the downloader
+// domain and are as untrusted as it is. Unread reports past 256 are
+// dropped.
+func (l *Launcher) Egress() <-chan egress.Event { return l.egress }
 
 // Version is the yt-dlp version the server found at start.
 func (l *Launcher) Version() string { return l.version }
@@ -171,7 +185,8 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 		ours.Close()
 		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
 	}
-	l := &Launcher{sock: ours, fd: int(ours.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{})}
+	l := &Launcher{sock: ours, fd: int(ours.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{}),
+		egress: make(chan egress.Event, 256)}
 	fail := func(err error) (*Launcher, error) {
 		unix.Shutdown(l.fd, unix.SHUT_RDWR)
 		ours.Close()
@@ -216,6 +231,13 @@ func (l *Launcher) read() {
 		}
 		var r response
 		if json.Unmarshal(buf[:n], &r) != nil {
+			continue
+		}
+		if r.Egress != nil {
+			select {
+			case l.egress <- *r.Egress:
+			default: // nobody reads them, or a flood: dropped
+			}
 			continue
 		}
 		l.mu.Lock()

@@ -2,15 +2,19 @@ package sandbox
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
@@ -43,6 +48,7 @@ type childSpec struct {
 	Spec     Spec
 	Rules    confine.Rules
 	Landlock bool
+	TCPOnly  bool // refuse every socket but TCP (downloads: the proxy is their only way out)
 }
 
 type server struct {
@@ -52,6 +58,8 @@ type server struct {
 	jobRoot string
 	caps    *ytdlp.Capabilities
 	version string // yt-dlp's, when the setup has a download configuration
+	proxy   *egress.Proxy
+	proxyAt string // the proxy's 127.0.0.1:port
 
 	slots    chan struct{} // one per child that may run
 	mu       sync.Mutex
@@ -86,10 +94,22 @@ func (s *server) start() error {
 	if s.self, err = os.Executable(); err != nil {
 		return err
 	}
+	// The downloads' egress proxy listens before the server confines
+	// itself (its seccomp filter refuses listen).
+	if d := s.setup.Download; d != nil {
+		if err := s.startProxy(d); err != nil {
+			return err
+		}
+	}
 	// Confine the server itself to the downloader domain before it reads
 	// any request: children can only be narrower.
 	rules := s.setup.Rules
 	rules.ExecFiles = append(slices.Clone(rules.ExecFiles), s.self)
+	if s.proxy != nil {
+		// Landlock layers stack: the children's one port must be open in
+		// the server's own layer too.
+		rules.ConnectTCP = append(slices.Clone(rules.ConnectTCP), s.proxyPort())
+	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
 	}
@@ -292,7 +312,13 @@ func (s *server) run(req *job.Launch, fds []int) {
 	defer dir.Close()
 	defer stdout.Close()
 	defer stderr.Close()
-	spec, timeout, err := s.specFor(req, dir)
+	proxyURL := ""
+	if s.proxy != nil && req.Raw == nil {
+		cred, forget := s.proxy.Register(req.JobDir, req.Video)
+		defer forget()
+		proxyURL = "http://" + cred.User + ":" + cred.Token + "@" + s.proxyAt
+	}
+	spec, timeout, err := s.specFor(req, dir, proxyURL)
 	if err != nil {
 		s.send(&response{ID: req.ID, Error: err.Error()})
 		return
@@ -313,7 +339,7 @@ func (s *server) run(req *job.Launch, fds []int) {
 // specFor decides what a request runs: a download, whose command line the
 // server builds from a re-validated video ID and format, or (only when the
 // setup allows it) a raw spec.
-func (s *server) specFor(req *job.Launch, dir *os.File) (*Spec, time.Duration, error) {
+func (s *server) specFor(req *job.Launch, dir *os.File, proxyURL string) (*Spec, time.Duration, error) {
 	if err := checkFD(int(dir.Fd()), unix.S_IFDIR); err != nil {
 		return nil, 0, fmt.Errorf("job directory: %v", err)
 	}
@@ -345,7 +371,7 @@ func (s *server) specFor(req *job.Launch, dir *os.File) (*Spec, time.Duration, e
 		return nil, 0, errors.New("the descriptor is not the named job directory")
 	}
 	args, err := s.caps.Args(&ytdlp.Request{Video: req.Video, Format: req.Format, TestBaseURL: d.TestBaseURL,
-		Dir: path, FFmpeg: d.FFmpeg, MaxBytes: d.MaxBytes, SocketTimeout: d.SocketTimeout})
+		Dir: path, FFmpeg: d.FFmpeg, MaxBytes: d.MaxBytes, SocketTimeout: d.SocketTimeout, Proxy: proxyURL})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -360,7 +386,12 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	// The child sees only its own job directory, through its descriptor.
 	rules := s.setup.Rules
 	rules.WriteDirs = []string{"/proc/self/fd/4"}
-	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock})
+	tcpOnly := false
+	if s.proxy != nil {
+		// Its only way out: TCP to the egress proxy's port.
+		rules.ConnectTCP, rules.BindTCP, tcpOnly = []uint16{s.proxyPort()}, nil, true
+	}
+	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly})
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return fail("%v", err)
@@ -459,6 +490,11 @@ func child() error {
 	if err := setLimits(&spec.Limits); err != nil {
 		return err
 	}
+	if cs.TCPOnly {
+		if err := confine.TCPOnly(); err != nil {
+			return err
+		}
+	}
 	// Descriptors inherited without close-on-exec from whoever started the
 	// worker would otherwise pass straight into the program. (fd 4 stays
 	// open until exec: the Landlock rule for the job directory names it.)
@@ -506,4 +542,44 @@ func setLimits(l *Limits) error {
 		}
 	}
 	return nil
+}
+
+// startProxy listens on a loopback port for the downloads' egress proxy
+// and serves it: only the names in d.Hosts on port 443 (and, in test mode,
+// the loopback media server), each job with its own credentials, at most
+// 16 connections at once and twice its size cap plus 64 MiB in bytes.
+func (s *server) startProxy(d *DownloadConfig) error {
+	hosts := d.Hosts
+	if len(hosts) == 0 {
+		hosts = egress.DefaultHosts
+	}
+	pol := egress.Policy{Hosts: hosts, Ports: []uint16{443}}
+	if d.TestBaseURL != "" {
+		u, err := url.Parse(d.TestBaseURL)
+		if err != nil || u.Scheme != "http" {
+			return fmt.Errorf("bad test media URL %q", d.TestBaseURL)
+		}
+		pol.TestOrigin = u.Host
+	}
+	if err := pol.Check(); err != nil {
+		return err
+	}
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("egress proxy: %w", err)
+	}
+	s.proxyAt = ln.Addr().String()
+	s.proxy = &egress.Proxy{Policy: pol, MaxConns: 16, MaxBytes: 2*d.MaxBytes + 64<<20,
+		Report: func(e egress.Event) { s.send(&response{Egress: &e}) }}
+	go s.proxy.Serve(ln)
+	return nil
+}
+
+// proxyPort is the egress proxy's port.
+func (s *server) proxyPort() uint16 {
+	_, port, _ := net.SplitHostPort(s.proxyAt)
+	p, _ := strconv.Atoi(port)
+	return uint16(p)
 }

@@ -51,7 +51,8 @@ video = os.path.basename(sys.argv[-1]).split(".")[0]
 if video.startswith("ytkB"):
     # One attempt as the sandboxed process itself, for the detection run.
     os.execv(%[2]q, [%[2]q, "attempt", video[3:6]])
-os.execv(%[2]q, [%[2]q, "all", %[3]q])
+proxy = [sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--proxy"]
+os.execv(%[2]q, [%[2]q, "all", %[3]q] + proxy)
 `
 
 // ablations are the runs of the suite: every layer on, then each layer

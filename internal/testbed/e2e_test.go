@@ -152,6 +152,15 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("no audit event %s", ev)
 		}
 	}
+	// The downloads went through the egress proxy, to the media server
+	// alone, and it reported each connection with its bytes.
+	egressLine := regexp.MustCompile(`"event":"egress","job":"[a-z2-7]{26}","video":"dQw4w9WgXcQ","host":"127\.0\.0\.1","port":` + w.Media.Port() + `,"addr":"127\.0\.0\.1:` + w.Media.Port() + `","up":[1-9][0-9]*,"down":[1-9][0-9]*`)
+	if n := len(egressLine.FindAllString(w.Worker.Log(), -1)); n < 2 {
+		t.Errorf("%d egress events for the media server, want one per download at least", n)
+	}
+	if strings.Contains(w.Worker.Log(), `"event":"egress_denied"`) {
+		t.Errorf("the proxy refused something an honest download asked for:\n%s", w.Worker.Log())
+	}
 	if strings.Contains(w.Receiver.Log()+w.Worker.Log(), w.Slack.Secret) {
 		t.Error("the signing secret appears in a log")
 	}

@@ -16,6 +16,7 @@ import (
 	"sync"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
@@ -106,6 +107,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if ytdlp.OlderThan(version, ytdlp.CurrentVersion) {
 		w.log.Warn("yt-dlp is older than "+ytdlp.CurrentVersion+": current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
+	go w.logEgress(ctx)
 	tasks := make(chan task)
 	var wg sync.WaitGroup
 	for i := 0; i < w.opt.Concurrency; i++ {
@@ -289,4 +291,27 @@ func OpenResults(spoolDir string) (*spool.Outbox, error) {
 		return nil, err
 	}
 	return resultsOutbox(tmp, results)
+}
+
+// logEgress records the egress proxy's reports: each connection a
+// download made, as an event, and each destination refused, as an alert
+// naming the job and video. They come from the downloader domain, so every
+// value is cleaned and cut.
+func (w *Worker) logEgress(ctx context.Context) {
+	ch := w.opt.Launcher.Egress()
+	for {
+		var e egress.Event
+		select {
+		case <-ctx.Done():
+			return
+		case e = <-ch:
+		}
+		attrs := []any{"job", audit.Clean(e.Job, 32), "video", audit.Clean(e.Video, 16),
+			"host", audit.Clean(e.Host, 253), "port", e.Port, "addr", audit.Clean(e.Addr, 64)}
+		if e.Refused != "" {
+			audit.Alert(w.log, audit.EgressDenied, append(attrs, "reason", audit.Clean(e.Refused, 200))...)
+		} else {
+			audit.Event(w.log, audit.Egress, append(attrs, "up", e.Up, "down", e.Down)...)
+		}
+	}
 }

@@ -92,6 +92,9 @@ type Request struct {
 	FFmpeg        string // absolute path
 	MaxBytes      int64
 	SocketTimeout int // seconds
+	// Proxy is the egress proxy's URL, with the job's credentials
+	// (http://user:token@127.0.0.1:port), or "" for none.
+	Proxy string
 }
 
 // MetaPrefix marks the line yt-dlp prints after the file is complete.
@@ -169,6 +172,12 @@ func (c *Capabilities) Args(r *Request) ([]string, error) {
 	}
 	if r.Format == job.FormatAudio {
 		a = append(a, "--extract-audio")
+	}
+	if r.Proxy != "" {
+		if !strings.HasPrefix(r.Proxy, "http://") || !strings.Contains(r.Proxy, "@127.0.0.1:") {
+			return nil, errors.New("the proxy must be the loopback egress proxy")
+		}
+		a = append(a, "--proxy", r.Proxy)
 	}
 	return append(a, "--", r.URL()), nil
 }

@@ -1,0 +1,78 @@
+package confine
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestTCPOnly: under the download children's socket filter only IPv4 and
+// IPv6 stream sockets open; UDP, raw, netlink and packet sockets fail with
+// EACCES. Without the filter (the control, in the same run) UDP and
+// netlink sockets open, so the test shows the filter doing it.
+func TestTCPOnly(t *testing.T) {
+	if os.Getenv("YTKEEP_TCPONLY_CHILD") != "" {
+		tcpOnlyChild(t, os.Getenv("YTKEEP_TCPONLY_CHILD") == "filter")
+		return
+	}
+	for _, mode := range []string{"control", "filter"} {
+		self, _ := os.Executable()
+		cmd := exec.Command(self, "-test.run=^TestTCPOnly$", "-test.v")
+		cmd.Env = append(os.Environ(), "YTKEEP_TCPONLY_CHILD="+mode)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", mode, err, out)
+		}
+		if !strings.Contains(string(out), "checked "+mode) {
+			t.Fatalf("%s: the child did not run its checks:\n%s", mode, out)
+		}
+	}
+}
+
+func tcpOnlyChild(t *testing.T, filter bool) {
+	if filter {
+		if err := TCPOnly(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := func(domain, typ, proto int) error {
+		fd, err := unix.Socket(domain, typ, proto)
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+	for _, c := range []struct {
+		name              string
+		domain, typ, prot int
+		always            bool // opens with or without the filter
+	}{
+		{"tcp4", unix.AF_INET, unix.SOCK_STREAM | unix.SOCK_CLOEXEC | unix.SOCK_NONBLOCK, 0, true},
+		{"tcp6", unix.AF_INET6, unix.SOCK_STREAM | unix.SOCK_CLOEXEC, 0, true},
+		{"udp4", unix.AF_INET, unix.SOCK_DGRAM, 0, false},
+		{"udp6", unix.AF_INET6, unix.SOCK_DGRAM | unix.SOCK_CLOEXEC, 0, false},
+		{"netlink", unix.AF_NETLINK, unix.SOCK_RAW | unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE, false},
+		{"icmp datagram", unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_ICMP, false},
+		{"seqpacket over inet", unix.AF_INET, unix.SOCK_SEQPACKET, unix.IPPROTO_SCTP, false},
+		{"packet", unix.AF_PACKET, unix.SOCK_RAW, 0, false},
+	} {
+		err := open(c.domain, c.typ, c.prot)
+		switch {
+		case c.always && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case !c.always && filter && !errors.Is(err, unix.EACCES):
+			t.Errorf("%s under the filter: %v, want EACCES", c.name, err)
+		case !filter && (c.name == "udp4" || c.name == "netlink") && err != nil:
+			t.Errorf("control: %s does not open without the filter (%v): the test shows nothing", c.name, err)
+		}
+	}
+	mode := "control"
+	if filter {
+		mode = "filter"
+	}
+	t.Logf("checked %s", mode)
+}
