@@ -147,3 +147,50 @@ func TestStartLauncherReportsWhy(t *testing.T) {
 		t.Fatalf("StartLauncher: %v", err)
 	}
 }
+
+// A compromised worker (it makes the job directory) plants a yt-dlp plugin
+// where yt-dlp looks for them, before asking for a download: the launcher
+// refuses a job directory that is not empty, and runs nothing.
+func TestServerRefusesAPreparedJobDir(t *testing.T) {
+	l, root, err := downloader(t, "testdata/echo-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "aaaaaaaaaaaaaaaaaaaaaaaaaa"
+	d := jobDir(t, root, id)
+	plugin := filepath.Join(root, id, ".config", "yt-dlp", "plugins", "evil", "yt_dlp_plugins", "extractor")
+	if err := os.MkdirAll(plugin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plugin, "evil.py"), []byte("import os; os.system('id > /tmp/pwned')\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	_, err = l.Download(context.Background(), id, "dQw4w9WgXcQ", "best", d, &out, nil)
+	if err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("download from a prepared job directory: %v", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("something ran: %q", out.String())
+	}
+}
+
+// The download's HOME, XDG_CONFIG_HOME and TMPDIR are a directory the
+// launcher made, empty, not the job directory the worker made.
+func TestDownloadGetsAFreshHome(t *testing.T) {
+	l, root, err := downloader(t, "testdata/env-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	d := jobDir(t, root, id)
+	var out bytes.Buffer
+	if o, err := l.Download(context.Background(), id, "dQw4w9WgXcQ", "best", d, &out, nil); err != nil || o.ExitCode != 0 {
+		t.Fatalf("download: %v %+v", err, o)
+	}
+	home := filepath.Join(root, id, ".home")
+	want := "HOME=" + home + "\nXDG_CONFIG_HOME=" + home + "/.config\nTMPDIR=" + home + "\nhome entries: 0\n"
+	if out.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", out.String(), want)
+	}
+}

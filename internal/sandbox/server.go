@@ -370,12 +370,20 @@ func (s *server) specFor(req *job.Launch, dir *os.File, proxyURL string) (*Spec,
 		byPath.Dev != byFD.Dev || byPath.Ino != byFD.Ino {
 		return nil, 0, errors.New("the descriptor is not the named job directory")
 	}
+	// The worker made the job directory; nothing in it may steer yt-dlp
+	// (a plugin, a configuration, a Python path file). It must be empty,
+	// and the child's HOME, XDG and TMPDIR are a directory the launcher
+	// makes itself, empty, inside it.
+	home, err := makeHome(dir)
+	if err != nil {
+		return nil, 0, err
+	}
 	args, err := s.caps.Args(&ytdlp.Request{Video: req.Video, Format: req.Format, TestBaseURL: d.TestBaseURL,
 		Dir: path, FFmpeg: d.FFmpeg, MaxBytes: d.MaxBytes, SocketTimeout: d.SocketTimeout, Proxy: proxyURL})
 	if err != nil {
 		return nil, 0, err
 	}
-	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(path), Limits: d.Limits}, d.Timeout, nil
+	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(filepath.Join(path, home)), Limits: d.Limits}, d.Timeout, nil
 }
 
 // execChild starts one child and reports how it ended.
@@ -582,4 +590,29 @@ func (s *server) proxyPort() uint16 {
 	_, port, _ := net.SplitHostPort(s.proxyAt)
 	p, _ := strconv.Atoi(port)
 	return uint16(p)
+}
+
+// homeName is the child's home inside its job directory.
+const homeName = ".home"
+
+// makeHome checks that the job directory dir is empty and makes the
+// child's home in it, returning its name.
+func makeHome(dir *os.File) (string, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return "", fmt.Errorf("job directory: %v", err)
+	}
+	f := os.NewFile(uintptr(fd), "jobdir")
+	names, err := f.Readdirnames(1)
+	f.Close()
+	if len(names) > 0 {
+		return "", errors.New("the job directory is not empty: refusing what someone put there")
+	}
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("job directory: %v", err)
+	}
+	if err := unix.Mkdirat(int(dir.Fd()), homeName, 0o700); err != nil {
+		return "", fmt.Errorf("couldn't make the download's home: %v", err)
+	}
+	return homeName, nil
 }

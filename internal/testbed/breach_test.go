@@ -38,7 +38,7 @@ import os, sys
 FLAGS = ["ignore-config", "no-exec", "no-cookies", "no-cache-dir", "no-playlist",
          "restrict-filenames", "no-overwrites", "max-filesize", "socket-timeout", "newline",
          "use-extractors", "print", "paths", "output", "format", "ffmpeg-location", "no-mtime",
-         "max-downloads", "extract-audio"]
+         "max-downloads", "extract-audio", "no-plugin-dirs"]
 if sys.argv[1:] == ["--version"]:
     print("2099.01.01")
     sys.exit(0)
@@ -761,12 +761,14 @@ var secondLayer = map[string]string{
 	"B23": "the worker's output checks (regular files only)",
 	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
 	"B25": "none in-process (the downloader runs as the worker's user); each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
-	"B40": "none yet: the worker's unit sets no address list (the downloads reach YouTube directly); none for the receiver's own port", "B41": "as B40",
+	"B40": "in the downloader, the egress proxy refuses loopback and every address literal, and its children may reach only the proxy (seccomp: TCP sockets only); none for the receiver's own port", "B41": "as B40",
 	"B43": "sysctl net.mptcp.enabled=0 where nothing needs MPTCP (ytkeep doctor warns); none in-process: Landlock's TCP rules do not cover MPTCP",
 	"B52": "none: same user; Landlock's signal scope is the control", "B53": "the launcher server is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
 	"B63": "systemd KeyringMode=private (units)", "B68": "systemd SystemCallArchitectures=native (units)",
 	"B70": "systemd kills the whole cgroup (units); the launcher's Pdeathsig", "B71": "systemd LockPersonality=yes (units)",
 	"B80": "the worker's size check on the result and the downloads disk budget",
+	"B33": "none in-process: Landlock's execute right is checked on paths and a memfd has none; the host sysctl vm.memfd_noexec=2",
+	"B73": "systemd RestrictNamespaces=yes (units)",
 	"B32": "systemd NoNewPrivileges=yes and an empty CapabilityBoundingSet= (units); in the daemons, seccomp kills exec",
 	"B82": "systemd MemoryMax= (units; not run here)", "B81": "systemd TasksMax= (units; not run here)",
 }

@@ -4,6 +4,7 @@ package testbed
 
 import (
 	"bufio"
+	"errors"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,7 +30,9 @@ import (
 // README tells an administrator to install.
 const rootfsSuite = "bookworm"
 
-var rootfsPackages = []string{"systemd", "systemd-sysv", "dbus", "ca-certificates", "yt-dlp", "ffmpeg"}
+var rootfsPackages = []string{"systemd", "systemd-sysv", "dbus", "ca-certificates", "ffmpeg",
+	// Debian 12's own yt-dlp lacks --no-plugin-dirs, which ytkeep requires.
+	"yt-dlp/bookworm-backports"}
 
 // rootfsCache is where built root file systems are kept between runs,
 // one per package list (building one takes about 75 s).
@@ -71,8 +74,13 @@ func rootfs(t *testing.T) string {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	start := time.Now()
-	cmd := exec.Command("mmdebstrap", "--quiet", "--variant=minbase", "--include="+strings.Join(rootfsPackages, ","), rootfsSuite, tmp)
-	cmd.Stdin = strings.NewReader("") // no sources.list on standard input: the default mirror
+	// The host's own Debian mirror, with bookworm-backports added.
+	sources, err := rootfsSources(t)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("mmdebstrap", "--quiet", "--variant=minbase", "--include="+strings.Join(rootfsPackages, ","), rootfsSuite, tmp, sources)
+	cmd.Stdin = strings.NewReader("")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(tmp)
 		t.Fatalf("mmdebstrap: %v\n%s", err, out)
@@ -82,6 +90,29 @@ func rootfs(t *testing.T) string {
 	}
 	t.Logf("root file system built in %.0f s: %s", time.Since(start).Seconds(), dir)
 	return dir
+}
+
+// rootfsSources writes a deb822 sources file for mmdebstrap: the mirror
+// of the host's Debian sources, for bookworm, bookworm-updates and
+// bookworm-backports.
+func rootfsSources(t *testing.T) (string, error) {
+	b, err := os.ReadFile("/etc/apt/sources.list.d/debian.sources")
+	if err != nil {
+		return "", fmt.Errorf("no Debian sources on this host to take the mirror from: %w", err)
+	}
+	uri := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "URIs: "); ok {
+			uri = strings.Fields(v)[0]
+			break
+		}
+	}
+	if uri == "" {
+		return "", errors.New("no URIs line in the host's Debian sources")
+	}
+	p := filepath.Join(t.TempDir(), "rootfs.sources")
+	data := "Types: deb\nURIs: " + uri + "\nSuites: bookworm bookworm-updates bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+	return p, os.WriteFile(p, []byte(data), 0o644)
 }
 
 // container is a booted Debian system.

@@ -73,8 +73,10 @@ func TestSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// README, "Install on a server": the packages are in the image; then
-	// make build (done: bin/) and the install script as root.
+	// README, "Install on a server": the dependencies (in the image
+	// already, so this only checks them), make build (done: bin/) and the
+	// install script, as root.
+	t.Logf("dependencies:\n%s", c.must("cd /src && ./scripts/ensure-deps.sh && yt-dlp --version"))
 	t.Logf("install:\n%s", c.must("cd /src && ./scripts/install.sh"))
 	// 1. The signing secret; 3. the alert webhook (the simulated admins'
 	// channel); 2. the allowlists in the configuration, and for this test

@@ -68,6 +68,12 @@ var required = []string{
 	"--max-filesize", "--socket-timeout", "--newline", "--use-extractors",
 	"--print", "--paths", "--output", "--format", "--ffmpeg-location",
 	"--no-mtime", "--max-downloads", "--extract-audio",
+	// Without it yt-dlp imports plugins from $XDG_CONFIG_HOME, ~ and the
+	// working directory's parents: code of whoever could write there
+	// would run with the downloader's network (yt-dlp 2025.01.15 and
+	// newer have it; Debian 12's 2023.03.04 does not, and also ignores
+	// YTDLP_NO_PLUGINS).
+	"--no-plugin-dirs",
 }
 
 // Missing lists the required flags the installed yt-dlp lacks.
@@ -165,7 +171,8 @@ func (c *Capabilities) Args(r *Request) ([]string, error) {
 	if c.Has("--progress-template") {
 		a = append(a, "--progress-template", "download:"+ProgressPrefix+"%(progress._percent_str)s")
 	}
-	for _, f := range []string{"--no-plugin-dirs", "--no-cookies-from-browser", "--no-write-info-json", "--no-write-comments", "--no-write-subs", "--no-write-thumbnail", "--no-batch-file", "--no-colors"} {
+	a = append(a, "--no-plugin-dirs")
+	for _, f := range []string{"--no-cookies-from-browser", "--no-write-info-json", "--no-write-comments", "--no-write-subs", "--no-write-thumbnail", "--no-batch-file", "--no-colors"} {
 		if c.Has(f) {
 			a = append(a, f)
 		}
