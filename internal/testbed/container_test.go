@@ -4,10 +4,10 @@ package testbed
 
 import (
 	"bufio"
-	"errors"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
