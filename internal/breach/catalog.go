@@ -3,6 +3,7 @@
 package breach
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -121,6 +123,77 @@ func rawErr(e syscall.Errno) error {
 		return nil
 	}
 	return e
+}
+
+// payload is a complete static x86-64 program that prints "succeeded" and
+// exits 0: what an attempt executes, so that the runner reports the
+// attempt as succeeded when it runs at all. One loadable segment, at
+// 0x400000, holding the ELF and program headers and then the code.
+func payload() []byte {
+	const base, headers = 0x400000, 64 + 56
+	code := []byte{
+		0xb8, 1, 0, 0, 0, // mov eax, 1 (write)
+		0xbf, 1, 0, 0, 0, // mov edi, 1 (stdout)
+		0x48, 0x8d, 0x35, 16, 0, 0, 0, // lea rsi, [rip+16] (the message)
+		0xba, 10, 0, 0, 0, // mov edx, 10
+		0x0f, 0x05, // syscall
+		0xb8, 231, 0, 0, 0, // mov eax, 231 (exit_group)
+		0x31, 0xff, // xor edi, edi
+		0x0f, 0x05, // syscall
+	}
+	code = append(code, "succeeded\n"...)
+	size := uint64(headers + len(code))
+	le := binary.LittleEndian
+	b := []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0} // 64-bit, little-endian
+	b = le.AppendUint16(b, 2)                                            // ET_EXEC
+	b = le.AppendUint16(b, 62)                                           // EM_X86_64
+	b = le.AppendUint32(b, 1)                                            // version
+	b = le.AppendUint64(b, base+headers)                                 // entry: the code
+	b = le.AppendUint64(b, 64)                                           // program headers
+	b = le.AppendUint64(b, 0)                                            // no section headers
+	b = le.AppendUint32(b, 0)                                            // flags
+	b = le.AppendUint16(b, 64)                                           // ELF header size
+	b = le.AppendUint16(b, 56)                                           // program header size
+	b = le.AppendUint16(b, 1)                                            // one program header
+	b = le.AppendUint16(b, 64)                                           // section header size
+	b = le.AppendUint16(b, 0)                                            // no sections
+	b = le.AppendUint16(b, 0)                                            // no section names
+	b = le.AppendUint32(b, 1)                                            // PT_LOAD
+	b = le.AppendUint32(b, 5)                                            // read, execute
+	b = le.AppendUint64(b, 0)                                            // from the start of the file
+	b = le.AppendUint64(b, base)                                         // virtual address
+	b = le.AppendUint64(b, base)                                         // physical address
+	b = le.AppendUint64(b, size)                                         // file size
+	b = le.AppendUint64(b, size)                                         // memory size
+	b = le.AppendUint64(b, 0x1000)                                       // alignment
+	return append(b, code...)
+}
+
+// execveat executes the file open at fd (AT_EMPTY_PATH): a file without a
+// path, such as a memfd.
+func execveat(fd int) error {
+	empty, _ := unix.BytePtrFromString("")
+	name, _ := unix.BytePtrFromString("payload")
+	argv, envv := []*byte{name, nil}, []*byte{nil}
+	_, _, en := unix.Syscall6(unix.SYS_EXECVEAT, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])), unix.AT_EMPTY_PATH, 0)
+	return rawErr(en)
+}
+
+// rawClone forks by the raw clone system call, as native code would (not
+// through Go's fork and exec, which would also exec), and returns the
+// child's pid; the child exits at once. Between the clone and the child's
+// exit nothing may grow the stack or reach the runtime: nosplit, norace,
+// raw system calls only.
+//
+//go:nosplit
+//go:norace
+func rawClone(flags uintptr) (int, syscall.Errno) {
+	pid, _, en := syscall.RawSyscall6(syscall.SYS_CLONE, flags|uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	if en == 0 && pid == 0 {
+		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
+	}
+	return int(pid), en
 }
 
 // Domains names where an attempt runs.
@@ -239,6 +312,18 @@ var Catalog = []Attempt{
 		}
 		return nil
 	}},
+	{"B33", "run a program from a memfd (no path for Landlock to check)", []string{"seccomp"}, Blocked, func(e *Env) error {
+		// Landlock's execute right is checked on paths; a memfd lives on an
+		// internal mount it does not see. The payload prints "succeeded".
+		fd, err := unix.MemfdCreate("payload", 0)
+		if err != nil {
+			return err
+		}
+		if _, err := unix.Write(fd, payload()); err != nil {
+			return err
+		}
+		return execveat(fd)
+	}},
 	// Network.
 	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
 	{"B41", "connect to the Slack endpoint (exfiltrate)", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.SlackPort) }},
@@ -348,12 +433,27 @@ var Catalog = []Attempt{
 		_, _, en := unix.Syscall(unix.SYS_FINIT_MODULE, 0, 0, 0)
 		return rawErr(en)
 	}},
+	{"B73", "clone a child into a new user namespace", []string{"seccomp"}, Blocked, func(e *Env) error {
+		// By the raw clone call the daemons' allowlists permit for the
+		// runtime's threads (unshare and clone3 have their own rules).
+		pid, en := rawClone(unix.CLONE_NEWUSER)
+		if en != 0 {
+			return en
+		}
+		unix.Wait4(pid, nil, 0, nil) // refused in the daemons: a zombie until exit
+		return nil                   // a child was created: the escape
+	}},
 	// Resources.
 	{"B80", "write a file past RLIMIT_FSIZE", []string{"rlimit"}, Blocked, func(e *Env) error {
-		f, err := os.Create("big")
+		// An unnamed file (O_TMPFILE): RLIMIT_FSIZE is all that is
+		// measured here, and a named 1 TiB file would also trip the
+		// worker's disk budget, which ends the download (and this run's
+		// report) when rlimits are switched off.
+		fd, err := unix.Open(".", unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return err
 		}
+		f := os.NewFile(uintptr(fd), "big")
 		defer f.Close()
 		// FSIZE is the size cap plus 64 MiB; go well past it.
 		_, err = f.WriteAt([]byte("x"), 1<<40)

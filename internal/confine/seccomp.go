@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"unsafe"
 
 	seccomp "github.com/elastic/go-seccomp-bpf"
@@ -12,16 +13,29 @@ import (
 )
 
 // The three seccomp policies. The daemons get allowlists (anything not
-// listed fails with EPERM: the library's ActionErrno default; exec and namespace or tracing calls kill the
-// process); the downloader domain gets a deny list of calls no downloader
-// needs, which kill the process so the worker sees SIGSYS.
+// listed fails with EPERM: the library's ActionErrno default; exec,
+// namespace, tracing and other kernel-surface calls kill the process);
+// the downloader domain gets a deny list of calls no downloader needs,
+// which kill the process so the worker sees SIGSYS.
 //
 // Every filter starts with a prefix of our own: a system call of another
 // architecture (e.g. i386 via int 0x80) or of the x32 ABI kills the
 // process, and so does socket(…, IPPROTO_MPTCP), which Landlock's TCP
-// rules do not cover; socket(AF_UNIX, …) fails with EACCES. The prefix
-// compares only the low 32 bits of int arguments, as the kernel does, so
-// junk in the upper half cannot slip past.
+// rules do not cover; socket(AF_UNIX, …) fails with EACCES. Each domain's
+// filter then has guards of our own (see guards): clone with a namespace
+// flag kills; socket creation is held to the families the domains use
+// (AF_INET and AF_INET6 pass, AF_NETLINK fails with EAFNOSUPPORT, any
+// other family kills, and so does socketpair of any family but AF_UNIX).
+// Both compare only the low 32 bits of int arguments, as the kernel does,
+// so junk in the upper half cannot slip past.
+//
+// Argument conditions are never left to go-seccomp-bpf: a condition that
+// does not match leaves the argument, not the call's number, in the
+// accumulator, and the groups after it compare that argument with call
+// numbers. (A conditional clone rule ahead of an allowlist refused the Go
+// runtime's threads with EPERM: their clone flags matched no allowed
+// number.) Our guards reload the number before the policy starts, and the
+// policy reloads it itself.
 
 // Domain selects a policy.
 type Domain string
@@ -72,10 +86,10 @@ var workerIPC = []string{"recvmsg", "sendmsg", "shutdown", "getsockopt", "setsoc
 var execCalls = []string{"execve", "execveat"}
 
 // dangerous are the calls no domain needs, which kill on sight: tracing,
-// namespaces and mounts, kernel keys and modules, io_uring, BPF, and
-// setsid (so that the downloader's process group kill reaches every
-// descendant).
-var dangerous = []string{
+// namespaces and mounts, kernel keys and modules, io_uring, BPF, setsid
+// (so that the downloader's process group kill reaches every
+// descendant), anonymous memory files and System V IPC.
+var dangerous = join([]string{
 	"ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
 	"unshare", "setns", "bpf", "keyctl", "add_key", "request_key", "io_uring_setup",
 	"io_uring_enter", "io_uring_register", "userfaultfd", "perf_event_open", "kexec_load",
@@ -84,6 +98,24 @@ var dangerous = []string{
 	"reboot", "acct", "quotactl", "lookup_dcookie", "vhangup", "syslog", "mount_setattr",
 	"move_mount", "open_tree", "fsopen", "fsmount", "fsconfig", "fspick", "pidfd_getfd",
 	"personality", "setsid",
+}, memfdCalls, sysvIPC)
+
+// memfdCalls make files that live on no mount Landlock sees: written
+// with a program and run with execveat(fd, "", AT_EMPTY_PATH), a memfd
+// would let the downloader execute what it wrote, which Landlock forbids
+// for every directory it can write (downloader-seccomp-memfd-exec).
+// Nothing the downloader runs uses them (yt-dlp, python, ffmpeg and Deno
+// traced with strace -f). Should a runtime need memfd_create one day, allow
+// it only with MFD_NOEXEC_SEAL (Linux 6.3), whose files cannot be executed.
+var memfdCalls = []string{"memfd_create", "memfd_secret"}
+
+// sysvIPC is System V shared memory, message queues and semaphores:
+// kernel surface nothing in ytkeep or its downloads uses (python's
+// multiprocessing and glibc use POSIX shared memory in /dev/shm, which
+// Landlock keeps out of reach). The units add PrivateIPC=yes.
+var sysvIPC = []string{
+	"shmget", "shmat", "shmdt", "shmctl", "msgget", "msgsnd", "msgrcv", "msgctl",
+	"semget", "semop", "semtimedop", "semctl",
 }
 
 // deadly kill the daemons on sight.
@@ -123,18 +155,20 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 		return &seccomp.Policy{DefaultAction: seccomp.ActionAllow, Syscalls: []seccomp.SyscallGroup{
 			kill,
 			clone3,
-			{Action: seccomp.ActionKillProcess, NamesWithCondtions: []seccomp.NameWithConditions{
-				{Name: "clone", Conditions: []seccomp.Condition{{Argument: 0, Operation: seccomp.BitsSet, Value: namespaceFlags}}},
-			}},
 			// Nothing it runs serves connections, so listen fails: a
 			// second layer behind Landlock's bind rules. (bind itself
-			// stays allowed: glibc binds netlink sockets.)
+			// stays allowed: glibc binds the netlink socket it asks for,
+			// which the guards now refuse, and Landlock refuses TCP
+			// binds.)
 			{Action: errno(unix.EPERM), Names: []string{"listen"}},
 		}}, nil
 	}
 	return nil, fmt.Errorf("unknown seccomp domain %q", d)
 }
 
+// namespaceFlags kill clone (guards). CLONE_NEWTIME shares its bit with
+// clone's exit signal, which no valid signal sets: it can only reach
+// unshare and clone3, which have rules of their own.
 const namespaceFlags = unix.CLONE_NEWNS | unix.CLONE_NEWUSER | unix.CLONE_NEWPID | unix.CLONE_NEWNET |
 	unix.CLONE_NEWIPC | unix.CLONE_NEWUTS | unix.CLONE_NEWCGROUP | unix.CLONE_NEWTIME
 
@@ -202,6 +236,50 @@ func prefix() []bpf.Instruction {
 	}
 }
 
+// guards follow the prefix in every domain's filter (not in filters that
+// only stack on one, such as TCPOnly's), and compare the low 32 bits of
+// an argument only, as the kernel does:
+//
+//   - clone with any namespace flag kills, in every domain: a new user
+//     namespace opens most of the kernel's unprivileged attack surface.
+//     (The allowlists must allow clone itself: the Go runtime's threads;
+//     so does the downloader's: its forks.)
+//   - socketpair kills unless it is AF_UNIX (the only family with pairs,
+//     bar AF_TIPC, a module nothing needs loaded).
+//   - socket: AF_INET and AF_INET6 pass on (the prefix has refused AF_UNIX
+//     and killed MPTCP); AF_NETLINK fails with EAFNOSUPPORT; any other
+//     family (AF_VSOCK, AF_PACKET, AF_ALG, …) kills. Netlink is refused,
+//     not killed: glibc's getaddrinfo opens a NETLINK_ROUTE socket (for
+//     AI_ADDRCONFIG, and to sort a host's several addresses, as YouTube's
+//     have) and goes on without it, as it does under the units'
+//     RestrictAddressFamilies=, which answers the same errno.
+//
+// The skips are counted by hand: each jump's comment names where it lands
+// (index in the list, 16 being the policy, which reloads the call's
+// number); TestSeccompLayer and TestSeccompFilter exercise every branch.
+func guards() []bpf.Instruction {
+	kill := bpf.RetConstant{Val: uint32(seccomp.ActionKillProcess)}
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CLONE, SkipFalse: 3}, // → 5
+		/* 2 */ bpf.LoadAbsolute{Off: offArg0, Size: 4},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: namespaceFlags, SkipFalse: 12}, // → 16
+		/* 4 */ kill, // a new namespace
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKETPAIR, SkipFalse: 3}, // → 9
+		/* 6 */ bpf.LoadAbsolute{Off: offArg0, Size: 4},
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_UNIX, SkipTrue: 8}, // → 16
+		/* 8 */ kill, // a pair of any other family
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 6}, // → 16
+		/* 10 */ bpf.LoadAbsolute{Off: offArg0, Size: 4},
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET, SkipTrue: 4}, // → 16
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_INET6, SkipTrue: 3}, // → 16
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.AF_NETLINK, SkipFalse: 1}, // → 15
+		/* 14 */ bpf.RetConstant{Val: uint32(errno(unix.EAFNOSUPPORT))},
+		/* 15 */ kill, // AF_VSOCK, AF_PACKET, AF_ALG, …
+		// 16: fall through into the policy, which reloads what it needs
+	}
+}
+
 // Program assembles the full filter of d.
 func Program(d Domain) ([]bpf.RawInstruction, error) {
 	if runtime.GOARCH != "amd64" {
@@ -215,7 +293,7 @@ func Program(d Domain) ([]bpf.RawInstruction, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp (%s): %w", d, err)
 	}
-	return bpf.Assemble(append(prefix(), body...))
+	return bpf.Assemble(slices.Concat(prefix(), guards(), body))
 }
 
 // Seccomp loads the filter of d on every thread of the process (TSYNC),
