@@ -54,6 +54,12 @@ func run(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, uint64(cfg.Worker.ChildMaxProcesses)+256); err != nil {
 		return err
 	}
+	// Landlock on or off is decided once, fail closed, before anything
+	// starts: the launcher server and the worker follow the same answer.
+	useLandlock, err := confine.UseLandlock(confine.LandlockABI(), cfg.Security.InsecureNoLandlock)
+	if err != nil {
+		return err
+	}
 	// 2. Start the launcher server while we may still start programs; it
 	// confines itself to the downloader domain.
 	self, err := os.Executable()
@@ -73,7 +79,7 @@ func run(configPath string) error {
 	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
 		Rules: *confine.DownloaderRules(confine.DownloaderParams{
 			JobRoot: layout.Worker("work"), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
-		Landlock:    confine.LandlockABI() >= confine.MinLandlockABI,
+		Landlock:    useLandlock,
 		Seccomp:     true,
 		MaxChildren: cfg.Worker.Concurrency,
 		// Fixed now: a compromised worker can later ask only for a video

@@ -76,3 +76,22 @@ func tcpOnlyChild(t *testing.T, filter bool) {
 	}
 	t.Logf("checked %s", mode)
 }
+
+func TestUseLandlock(t *testing.T) {
+	for _, tt := range []struct {
+		abi        int
+		allow, use bool
+		wantErr    bool
+	}{
+		{MinLandlockABI, false, true, false},
+		{MinLandlockABI + 2, true, true, false}, // allowed to run without, but it is there: used
+		{MinLandlockABI - 1, false, false, true},
+		{0, false, false, true},
+		{0, true, false, false},
+	} {
+		use, err := UseLandlock(tt.abi, tt.allow)
+		if use != tt.use || (err != nil) != tt.wantErr {
+			t.Errorf("UseLandlock(%d, %v) = %v, %v", tt.abi, tt.allow, use, err)
+		}
+	}
+}

@@ -183,6 +183,20 @@ func NoDump() error {
 // for the daemon alone, before the unit's MemoryMax= would act.
 const DaemonMaxData = 1 << 30
 
+// UseLandlock is the one decision on Landlock, made before anything is
+// confined or started: true when the kernel's ABI is enough; false (run
+// without it) only when the configuration allows that; an error, fail
+// closed, otherwise.
+func UseLandlock(abi int, allowNoLandlock bool) (bool, error) {
+	if abi >= MinLandlockABI {
+		return true, nil
+	}
+	if !allowNoLandlock {
+		return false, fmt.Errorf("landlock is not available: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", abi, MinLandlockABI)
+	}
+	return false, nil
+}
+
 // Enter confines the calling process to domain d: RLIMIT_DATA, Landlock
 // rules r, then the seccomp filter of d. Without Landlock it fails unless
 // allowNoLandlock is set, in which case it returns a warning to announce.
@@ -200,10 +214,12 @@ func Enter(d Domain, r *Rules, allowNoLandlock bool) (warning string, err error)
 	if err := NoDump(); err != nil {
 		return "", err
 	}
-	if abi := LandlockABI(); abi < MinLandlockABI {
-		if !allowNoLandlock {
-			return "", fmt.Errorf("landlock is not available: kernel ABI %d, need %d (Linux 6.12+); set security.insecure_no_landlock to run without it", abi, MinLandlockABI)
-		}
+	abi := LandlockABI()
+	use, err := UseLandlock(abi, allowNoLandlock)
+	if err != nil {
+		return "", err
+	}
+	if !use {
 		warning = fmt.Sprintf("INSECURE: %s runs WITHOUT Landlock (kernel ABI %d): no file system or network confinement, for it and anything it starts", d, abi)
 	} else if err := Landlock(r); err != nil { // (a no-op when ablated)
 		return "", err
