@@ -306,6 +306,12 @@ func Seccomp(d Domain) error {
 	if err != nil {
 		return err
 	}
+	return load(string(d), raw)
+}
+
+// load sets no_new_privs and installs the filter raw on every thread of
+// the process (TSYNC), on top of any it has.
+func load(name string, raw []bpf.RawInstruction) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("seccomp: couldn't set no_new_privs: %w", err)
 	}
@@ -317,7 +323,7 @@ func Seccomp(d Domain) error {
 	_, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog)))
 	runtime.KeepAlive(filter)
 	if e != 0 {
-		return fmt.Errorf("seccomp (%s): %w", d, e)
+		return fmt.Errorf("seccomp (%s): %w", name, e)
 	}
 	return nil
 }
