@@ -68,6 +68,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseName -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseLaunch -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseAlert -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseLaunchReply -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseCommand -fuzztime=$(FUZZTIME) ./internal/slackreq
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzSealerOpen -fuzztime=$(FUZZTIME) ./internal/receiver

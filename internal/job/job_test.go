@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ytkeep/ytkeep/internal/egress"
 )
 
 const token = "c2VhbGVkLXJlcGx5LXRva2VuLWZvci10ZXN0cy1vbmx5LXh4eHh4eHh4"
@@ -165,10 +167,11 @@ func TestStoredName(t *testing.T) {
 // parsers are the record parsers, by the testdata/hostile directory that
 // holds samples for each.
 var parsers = map[string]func([]byte) error{
-	"job":    func(b []byte) error { _, err := ParseJob(b); return err },
-	"result": func(b []byte) error { _, err := ParseResult(b); return err },
-	"stored": func(b []byte) error { _, err := ParseStored(b); return err },
-	"launch": func(b []byte) error { _, err := ParseLaunch(b); return err },
+	"job":         func(b []byte) error { _, err := ParseJob(b); return err },
+	"result":      func(b []byte) error { _, err := ParseResult(b); return err },
+	"stored":      func(b []byte) error { _, err := ParseStored(b); return err },
+	"launch":      func(b []byte) error { _, err := ParseLaunch(b); return err },
+	"launchreply": func(b []byte) error { _, err := ParseLaunchReply(b); return err },
 }
 
 // hostile returns the samples of testdata/hostile/<kind>, by file name.
@@ -222,7 +225,8 @@ func TestHostileSamplesBases(t *testing.T) {
 	r := &Result{V: 1, Job: id, Status: StatusDone, Title: "A title", Duration: 3, Size: 43187, File: "dQw4w9WgXcQ-best.mp4", Reply: token}
 	s := &Stored{V: 1, Video: "dQw4w9WgXcQ", Format: FormatBest, File: "dQw4w9WgXcQ-best.mp4", Title: "A title", Duration: 3, Size: 43187, StoredAt: 1764140000, Job: id}
 	l := &Launch{ID: 7, JobDir: id, Video: "dQw4w9WgXcQ", Format: FormatBest}
-	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l} {
+	lr := &LaunchReply{ID: 7, ElapsedMS: 1200}
+	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l, "launchreply": lr} {
 		b, err := m.Marshal()
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
@@ -327,6 +331,35 @@ func FuzzParseLaunch(f *testing.F) {
 		}
 		if kinds != 1 || (l.JobDir != "" && (!ValidID(l.JobDir) || !l.Format.Valid())) {
 			t.Fatalf("accepted %+v", l)
+		}
+	})
+}
+
+// FuzzParseLaunchReply: what the worker accepts from the launcher server
+// re-encodes byte for byte and stays within bounds.
+func FuzzParseLaunchReply(f *testing.F) {
+	for _, r := range []*LaunchReply{{ID: 1, Exit: -1, Signal: 31, ElapsedMS: 5}, {ID: 2, Error: "busy"},
+		{Egress: &egress.Event{Job: NewID(), Video: "dQw4w9WgXcQ", Host: "i.ytimg.com", Port: 443, Refused: "not allowed"}}} {
+		b, err := r.Marshal()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, b := range hostile(f, "launchreply") {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ParseLaunchReply(b)
+		if err != nil {
+			return
+		}
+		again, err := r.Marshal()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted non-canonical input %q", b)
+		}
+		if r.Egress == nil && r.ID == 0 {
+			t.Fatalf("accepted %q", b)
 		}
 	})
 }

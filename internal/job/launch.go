@@ -3,6 +3,7 @@ package job
 import (
 	"encoding/json"
 
+	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/videourl"
 )
 
@@ -78,4 +79,73 @@ func ParseLaunch(data []byte) (*Launch, error) {
 		return nil, err
 	}
 	return &l, nil
+}
+
+// LaunchReply is what the launcher server sends the worker: the answer to
+// a Launch (how the child ended, or why nothing ran), or, with Egress set,
+// a report of its egress proxy. It comes from the downloader domain, and
+// the worker believes it no more than that.
+type LaunchReply struct {
+	Egress    *egress.Event `json:"egress,omitempty"`
+	ID        uint64        `json:"id"`
+	Exit      int           `json:"exit"`
+	Signal    int           `json:"signal"`
+	TimedOut  bool          `json:"timed_out"`
+	ElapsedMS int64         `json:"elapsed_ms"`
+	Error     string        `json:"error,omitempty"`
+}
+
+// Validate checks that r is an answer or a report, each within bounds.
+func (r *LaunchReply) Validate() error {
+	if e := r.Egress; e != nil {
+		switch {
+		case r.ID != 0 || r.Exit != 0 || r.Signal != 0 || r.TimedOut || r.ElapsedMS != 0 || r.Error != "":
+			return perr("egress", "a report answers no request")
+		case e.Job != "" && !ValidID(e.Job), e.Video != "" && !videourl.ValidID(e.Video):
+			return perr("egress", "bad job or video")
+		case len(e.Host) > 253 || len(e.Addr) > 64 || len(e.Refused) > 512 || e.Up < 0 || e.Down < 0:
+			return perr("egress", "out of bounds")
+		}
+		return nil
+	}
+	switch {
+	case r.ID == 0:
+		return perr("id", "must be positive")
+	case r.Exit < -1 || r.Exit > 255:
+		return perr("exit", "out of range")
+	case r.Signal < 0 || r.Signal > 64:
+		return perr("signal", "out of range")
+	case r.ElapsedMS < 0:
+		return perr("elapsed_ms", "negative")
+	case len(r.Error) > 16<<10:
+		return perr("error", "too long")
+	}
+	return nil
+}
+
+// Marshal validates r and returns its canonical encoding.
+func (r *LaunchReply) Marshal() ([]byte, error) {
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(r)
+}
+
+// ParseLaunchReply decodes what the launcher server sent: at most
+// MaxLaunchSize bytes, strict JSON in canonical form, within bounds.
+func ParseLaunchReply(data []byte) (*LaunchReply, error) {
+	if len(data) > MaxLaunchSize {
+		return nil, perr("", "%d bytes, over the %d-byte limit", len(data), MaxLaunchSize)
+	}
+	var r LaunchReply
+	if err := decodeStrict(data, &r); err != nil {
+		return nil, err
+	}
+	if err := r.Validate(); err != nil {
+		return nil, err
+	}
+	if err := canonical(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
 }

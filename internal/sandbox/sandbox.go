@@ -125,17 +125,8 @@ type hello struct {
 	Error   string `json:"error,omitempty"`
 }
 
-type response struct {
-	// Egress, when set, makes this a report of the egress proxy, not an
-	// answer to a request.
-	Egress    *egress.Event `json:"egress,omitempty"`
-	ID        uint64        `json:"id"`
-	Exit      int           `json:"exit"`
-	Signal    int           `json:"signal"`
-	TimedOut  bool          `json:"timed_out"`
-	ElapsedMS int64         `json:"elapsed_ms"`
-	Error     string        `json:"error,omitempty"`
-}
+// response is the server's message to the worker (job.LaunchReply).
+type response = job.LaunchReply
 
 const maxMsg = 64 << 10
 
@@ -229,8 +220,10 @@ func (l *Launcher) read() {
 		if err != nil || n == 0 {
 			break
 		}
-		var r response
-		if json.Unmarshal(buf[:n], &r) != nil {
+		// The server is the downloader domain: parse it strictly, and drop
+		// what does not parse.
+		r, perr := job.ParseLaunchReply(buf[:n])
+		if perr != nil {
 			continue
 		}
 		if r.Egress != nil {
@@ -245,7 +238,7 @@ func (l *Launcher) read() {
 		delete(l.waiting, r.ID)
 		l.mu.Unlock()
 		if ch != nil {
-			ch <- &r
+			ch <- r
 		}
 	}
 	if err == nil {
