@@ -70,6 +70,38 @@ func tcpOnlyChild(t *testing.T, filter bool) {
 			t.Errorf("control: %s does not open without the filter (%v): the test shows nothing", c.name, err)
 		}
 	}
+	// TCP Fast Open: a send that connects, past Landlock's connect check.
+	// Without the filter it reaches the port (or is refused by it); with
+	// it, EACCES before anything is sent.
+	ln, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ln)
+	if err := unix.Bind(ln, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Listen(ln, 1); err != nil {
+		t.Fatal(err)
+	}
+	sa, _ := unix.Getsockname(ln)
+	s, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(s)
+	err = unix.Sendto(s, []byte("x"), unix.MSG_FASTOPEN, sa)
+	switch {
+	case filter && !errors.Is(err, unix.EACCES):
+		t.Errorf("sendto(MSG_FASTOPEN) under the filter: %v, want EACCES", err)
+	case !filter && err != nil:
+		t.Errorf("control: sendto(MSG_FASTOPEN) to a listening port failed (%v): the test shows nothing", err)
+	}
+	// SCTP over IPv4: refused by the filter whether or not the kernel has
+	// SCTP (without the filter: a socket, or EPROTONOSUPPORT).
+	if err := open(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP); filter && !errors.Is(err, unix.EACCES) {
+		t.Errorf("sctp stream under the filter: %v, want EACCES", err)
+	}
 	mode := "control"
 	if filter {
 		mode = "filter"

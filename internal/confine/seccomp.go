@@ -280,6 +280,46 @@ func guards() []bpf.Instruction {
 	}
 }
 
+// msgFastOpen is MSG_FASTOPEN: a send that also connects (TCP Fast Open).
+const msgFastOpen = 0x20000000
+
+// transportGuards refuse (EACCES), in every domain, what Landlock's TCP
+// rules do not see:
+//   - a send with MSG_FASTOPEN (sendto, sendmsg, sendmmsg), which connects
+//     a TCP socket without connect(2): on Linux 6.18 that connection
+//     passes no Landlock connect check, so it reaches any port;
+//   - a socket of IPPROTO_SCTP or IPPROTO_SMC, stream protocols that
+//     Landlock's TCP rules do not cover (MPTCP is killed by the prefix).
+//
+// Like guards, they compare the low 32 bits only and reload the call's
+// number before the policy.
+func transportGuards() []bpf.Instruction {
+	refuse := bpf.RetConstant{Val: uint32(errno(unix.EACCES))}
+	const offArg3 = 16 + 3*8
+	return []bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDTO, SkipFalse: 2}, // → 4
+		/* 2 */ bpf.LoadAbsolute{Off: offArg3, Size: 4},
+		/* 3 */ bpf.Jump{Skip: 5}, // → 9
+		/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMMSG, SkipFalse: 2}, // → 7
+		/* 5 */ bpf.LoadAbsolute{Off: offArg3, Size: 4},
+		/* 6 */ bpf.Jump{Skip: 2}, // → 9
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMSG, SkipFalse: 3}, // → 11
+		/* 8 */ bpf.LoadAbsolute{Off: offArg2, Size: 4},
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: msgFastOpen, SkipFalse: 6}, // → 16
+		/* 10 */ refuse,
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipFalse: 4}, // → 16
+		/* 12 */ bpf.LoadAbsolute{Off: offArg2, Size: 4},
+		/* 13 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.IPPROTO_SCTP, SkipTrue: 1}, // → 15
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ipprotoSMC, SkipFalse: 1}, // → 16
+		/* 15 */ refuse,
+		/* 16 */ bpf.LoadAbsolute{Off: offNr, Size: 4}, // for what follows
+	}
+}
+
+// ipprotoSMC is IPPROTO_SMC (Linux 6.11): SMC over an AF_INET socket.
+const ipprotoSMC = 256
+
 // Program assembles the full filter of d.
 func Program(d Domain) ([]bpf.RawInstruction, error) {
 	if runtime.GOARCH != "amd64" {
@@ -293,7 +333,7 @@ func Program(d Domain) ([]bpf.RawInstruction, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seccomp (%s): %w", d, err)
 	}
-	return bpf.Assemble(slices.Concat(prefix(), guards(), body))
+	return bpf.Assemble(slices.Concat(prefix(), guards(), transportGuards(), body))
 }
 
 // Seccomp loads the filter of d on every thread of the process (TSYNC),

@@ -96,6 +96,14 @@ func TestSeccompFilter(t *testing.T) {
 		{"socketpair unix", sys(unix.SYS_SOCKETPAIR, unix.AF_UNIX, unix.SOCK_STREAM), [3]uint32{refuse(unix.EPERM), refuse(unix.EACCES), allow}},
 		{"socketpair inet", sys(unix.SYS_SOCKETPAIR, unix.AF_INET, unix.SOCK_STREAM), [3]uint32{kill, kill, kill}},
 		{"socketpair tipc junk", sys(unix.SYS_SOCKETPAIR, junk|unix.AF_TIPC, unix.SOCK_SEQPACKET), [3]uint32{kill, kill, kill}},
+		// TCP Fast Open and stream protocols Landlock does not see.
+		{"sendto fastopen", sys(unix.SYS_SENDTO, 3, 0, 1, unix.MSG_FASTOPEN), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
+		{"sendto fastopen junk", sys(unix.SYS_SENDTO, 3, 0, 1, junk|unix.MSG_FASTOPEN|unix.MSG_NOSIGNAL), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
+		{"sendmsg fastopen", sys(unix.SYS_SENDMSG, 3, 0, unix.MSG_FASTOPEN), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
+		{"sendmmsg fastopen", sys(unix.SYS_SENDMMSG, 3, 0, 1, unix.MSG_FASTOPEN), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
+		{"sendmsg plain", sys(unix.SYS_SENDMSG, 3, 0, unix.MSG_NOSIGNAL), [3]uint32{allow, allow, allow}},
+		{"socket sctp", sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_SCTP), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
+		{"socket smc", sys(unix.SYS_SOCKET, unix.AF_INET6, unix.SOCK_STREAM, 256), [3]uint32{refuse(unix.EACCES), refuse(unix.EACCES), refuse(unix.EACCES)}},
 		// C6: memfd.
 		{"memfd_create", sys(unix.SYS_MEMFD_CREATE, 0, 0), [3]uint32{kill, kill, kill}},
 		{"memfd_create noexec seal", sys(unix.SYS_MEMFD_CREATE, 0, unix.MFD_NOEXEC_SEAL), [3]uint32{kill, kill, kill}},

@@ -85,6 +85,9 @@ var blocked = func() []netip.Prefix {
 		"198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
 		"::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
 		"fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+		"::ffff:0:0:0/96", // IPv4-translated (RFC 2765)
+		"3fff::/20",       // documentation (RFC 9637)
+		"5f00::/16",       // segment routing SIDs (RFC 9602)
 	} {
 		ps = append(ps, netip.MustParsePrefix(s))
 	}

@@ -23,6 +23,7 @@ func TestPublic(t *testing.T) {
 		{"2002:a9fe:a9fe::1", false}, {"2002:808:808::1", true}, // 6to4
 		{"::a9fe:a9fe", false}, // IPv4-compatible
 		{"2001::1", false},     // Teredo
+		{"::ffff:0:a9fe:a9fe", false}, {"3fff::1", false}, {"5f00::1", false},
 	} {
 		if got := Public(netip.MustParseAddr(tt.ip)); got != tt.public {
 			t.Errorf("Public(%s) = %v, want %v", tt.ip, got, tt.public)

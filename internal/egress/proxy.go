@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -82,17 +83,42 @@ func (p *Proxy) Serve(ln net.Listener) error {
 	if err := p.Policy.Check(); err != nil {
 		return err
 	}
+	heads := make(chan struct{}, MaxPendingHeads)
+	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
 			}
+			// Out of descriptors (EMFILE, ENFILE) and the like pass:
+			// wait a little and go on, as net/http does.
+			var ne net.Error
+			if errors.As(err, &ne) || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				time.Sleep(backoff)
+				continue
+			}
 			return err
 		}
-		go p.handle(c)
+		backoff = 0
+		select {
+		case heads <- struct{}{}:
+		default:
+			// Too many connections still sending their request head:
+			// refuse this one at once rather than hold a descriptor.
+			c.Close()
+			p.report(Event{Refused: fmt.Sprintf("over %d connections waiting for a request", MaxPendingHeads)})
+			continue
+		}
+		go p.handle(c, heads)
 	}
 }
+
+// MaxPendingHeads caps the connections, all jobs together, whose request
+// head has not been read yet: an unauthenticated child (or any local
+// user) cannot hold the proxy's descriptors.
+const MaxPendingHeads = 64
 
 func (p *Proxy) report(e Event) {
 	if p.Report != nil {
@@ -102,8 +128,16 @@ func (p *Proxy) report(e Event) {
 
 // handle serves one child connection: one request, then a tunnel (or, for
 // the test origin, one relayed GET).
-func (p *Proxy) handle(c net.Conn) {
+func (p *Proxy) handle(c net.Conn, heads chan struct{}) {
 	defer c.Close()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			<-heads
+		}
+	}
+	defer release()
 	timeout := p.HeadTimeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
@@ -120,6 +154,7 @@ func (p *Proxy) handle(c net.Conn) {
 		p.refuse(c, Event{Refused: err.Error()}, "400 Bad Request")
 		return
 	}
+	release() // the head is read: the connection now counts against its job
 	ev := Event{Host: req.Host, Port: req.Port}
 	p.mu.Lock()
 	j := p.jobs[req.Token]
@@ -230,7 +265,9 @@ func (p *Proxy) destination(ctx context.Context, req *Request) (string, error) {
 	resolve := p.Resolve
 	if resolve == nil {
 		resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			// Fully qualified: no search domain of this host's is
+			// tried after a name that does not exist.
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host+".")
 		}
 	}
 	ips, err := resolve(ctx, req.Host)

@@ -261,3 +261,48 @@ func TestProxySlowHead(t *testing.T) {
 		t.Fatalf("got %q", b)
 	}
 }
+
+// Connections that never send a request head cannot hold the proxy: past
+// MaxPendingHeads they are refused at once, and an honest job is served
+// meanwhile.
+func TestProxyCapsPendingHeads(t *testing.T) {
+	w := newWorld(t, map[string][]string{"rr1.googlevideo.com": {"142.250.185.14"}})
+	var idle []net.Conn
+	for i := 0; i < MaxPendingHeads; i++ {
+		c, err := net.Dial("tcp", w.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	// One more idle connection is closed by the proxy at once.
+	extra, err := net.Dial("tcp", w.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the connection past the cap was kept: %d, %v", n, err)
+	}
+	// Freeing one slot lets an honest job through.
+	idle[0].Close()
+	cred, done := w.p.Register("jobid", "dQw4w9WgXcQ")
+	defer done()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		status, _, _ := w.ask(t, "CONNECT rr1.googlevideo.com:443 HTTP/1.1\r\n"+auth(cred)+"\r\n")
+		if status == "HTTP/1.1 200 Connection established" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an honest request after a slot was freed: %q", status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

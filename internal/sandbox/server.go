@@ -210,7 +210,11 @@ func closeAll(fds []int) {
 }
 
 func (s *server) send(r *response) {
-	data, _ := json.Marshal(r)
+	data, err := r.Marshal()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ytkeep launcher server: couldn't encode a reply: %v\n", err)
+		return
+	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	unix.Sendmsg(s.sock, data, nil, nil, 0)
@@ -581,7 +585,13 @@ func (s *server) startProxy(d *DownloadConfig) error {
 	s.proxyAt = ln.Addr().String()
 	s.proxy = &egress.Proxy{Policy: pol, MaxConns: 16, MaxBytes: 2*d.MaxBytes + 64<<20,
 		Report: func(e egress.Event) { s.send(&response{Egress: &e}) }}
-	go s.proxy.Serve(ln)
+	go func() {
+		// The downloads have no other way out: a proxy that stops is the
+		// end of the server (the worker then fails, and is restarted).
+		err := s.proxy.Serve(ln)
+		fmt.Fprintf(os.Stderr, "ytkeep launcher server: the egress proxy stopped: %v\n", err)
+		os.Exit(1)
+	}()
 	return nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/egress"
@@ -294,24 +295,63 @@ func OpenResults(spoolDir string) (*spool.Outbox, error) {
 }
 
 // logEgress records the egress proxy's reports: each connection a
-// download made, as an event, and each destination refused, as an alert
-// naming the job and video. They come from the downloader domain, so every
-// value is cleaned and cut.
+// download made, as an event, and each destination refused, as an event
+// and an alert naming the job and video. They come from the downloader
+// domain, so every value is cleaned and cut, and they cannot drown other
+// alerts: a job's refusals alert at most maxEgressAlerts times (the rest
+// are events), and refusals that name no job (no credentials: anyone who
+// can reach the proxy's port) are summed up in one alert a minute.
 func (w *Worker) logEgress(ctx context.Context) {
 	ch := w.opt.Launcher.Egress()
+	l := &egressLog{log: w.log, perJob: map[string]int{}}
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
 	for {
-		var e egress.Event
 		select {
 		case <-ctx.Done():
 			return
-		case e = <-ch:
-		}
-		attrs := []any{"job", audit.Clean(e.Job, 32), "video", audit.Clean(e.Video, 16),
-			"host", audit.Clean(e.Host, 253), "port", e.Port, "addr", audit.Clean(e.Addr, 64)}
-		if e.Refused != "" {
-			audit.Alert(w.log, audit.EgressDenied, append(attrs, "reason", audit.Clean(e.Refused, 200))...)
-		} else {
-			audit.Event(w.log, audit.Egress, append(attrs, "up", e.Up, "down", e.Down)...)
+		case <-tick.C:
+			l.minute()
+		case e := <-ch:
+			l.record(e)
 		}
 	}
 }
+
+// egressLog is logEgress's state.
+type egressLog struct {
+	log       *slog.Logger
+	perJob    map[string]int // alerts raised this minute, by job
+	anonymous int            // refusals naming no job, this minute
+}
+
+func (l *egressLog) record(e egress.Event) {
+	attrs := []any{"job", audit.Clean(e.Job, 32), "video", audit.Clean(e.Video, 16),
+		"host", audit.Clean(e.Host, 253), "port", e.Port, "addr", audit.Clean(e.Addr, 64)}
+	switch {
+	case e.Refused == "":
+		audit.Event(l.log, audit.Egress, append(attrs, "up", e.Up, "down", e.Down)...)
+	case e.Job == "":
+		l.anonymous++
+		audit.Event(l.log, audit.EgressDenied, append(attrs, "reason", audit.Clean(e.Refused, 200))...)
+	case l.perJob[e.Job] < maxEgressAlerts:
+		l.perJob[e.Job]++
+		audit.Alert(l.log, audit.EgressDenied, append(attrs, "reason", audit.Clean(e.Refused, 200))...)
+	default:
+		audit.Event(l.log, audit.EgressDenied, append(attrs, "reason", audit.Clean(e.Refused, 200))...)
+	}
+}
+
+// minute ends a minute: one alert sums up the refusals that named no job,
+// and every job has its allowance of alerts again.
+func (l *egressLog) minute() {
+	if l.anonymous > 0 {
+		audit.Alert(l.log, audit.EgressDenied, "reason", "requests without a job's credentials", "count", l.anonymous, "window", "1m")
+		l.anonymous = 0
+	}
+	clear(l.perJob)
+}
+
+// maxEgressAlerts caps the alerts one job's refused destinations raise in
+// a minute.
+const maxEgressAlerts = 5
