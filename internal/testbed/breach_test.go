@@ -569,7 +569,7 @@ Do not edit by hand. The attack code exists only in builds with the
   layer on); the "yt-dlp" they start is a hostile Python script that
   executes the attack runner. Each attempt runs in its own process inside
   the per-job sandbox, and the report leaves over the one channel a
-  downloader has (its allowed media port).
+  downloader has (its egress proxy, tunnelled to the media server).
 - **Receiver, worker**: breach builds of the daemons start exactly as in
   production (their user, Landlock, seccomp) and run one attempt right
   after confinement, where they would next handle untrusted input; one
