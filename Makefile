@@ -62,16 +62,17 @@ lint:
 # also run in the normal tests).
 fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParse$$ -fuzztime=$(FUZZTIME) ./internal/videourl
-	$(GO) test -run=NONE -fuzz=FuzzParseJob -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseResult -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseStored -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseName -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseLaunch -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseAlert -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseLaunchReply -fuzztime=$(FUZZTIME) ./internal/job
-	$(GO) test -run=NONE -fuzz=FuzzParseCommand -fuzztime=$(FUZZTIME) ./internal/slackreq
-	$(GO) test -run=NONE -fuzz=FuzzParseOutput -fuzztime=$(FUZZTIME) ./internal/ytdlp
-	$(GO) test -run=NONE -fuzz=FuzzSealerOpen -fuzztime=$(FUZZTIME) ./internal/receiver
+	$(GO) test -run=NONE -fuzz=FuzzParseJob$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseResult$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseStored$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseName$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseLaunch$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseAlert$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseLaunchReply$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseCommand$$ -fuzztime=$(FUZZTIME) ./internal/slackreq
+	$(GO) test -run=NONE -fuzz=FuzzParseOutput$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
+	$(GO) test -run=NONE -fuzz=FuzzSealerOpen$$ -fuzztime=$(FUZZTIME) ./internal/receiver
+	$(GO) test -run=NONE -fuzz=FuzzParseRequest$$ -fuzztime=$(FUZZTIME) ./internal/egress
 
 # Benchmarks print figures; tests never time anything.
 bench: build
