@@ -185,17 +185,7 @@ func (j *Job) Marshal() ([]byte, error) {
 
 // ParseJob decodes and validates a job record in canonical form.
 func ParseJob(data []byte) (*Job, error) {
-	var j Job
-	if err := strictDecode(data, &j); err != nil {
-		return nil, err
-	}
-	if err := j.Validate(); err != nil {
-		return nil, err
-	}
-	if err := canonical(data, &j); err != nil {
-		return nil, err
-	}
-	return &j, nil
+	return parse[Job](data, MaxRecordSize)
 }
 
 // Status is the state a result reports.
@@ -329,17 +319,7 @@ func (r *Result) Marshal() ([]byte, error) {
 
 // ParseResult decodes and validates a result record in canonical form.
 func ParseResult(data []byte) (*Result, error) {
-	var r Result
-	if err := strictDecode(data, &r); err != nil {
-		return nil, err
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	if err := canonical(data, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return parse[Result](data, MaxRecordSize)
 }
 
 // SanitizeTitle makes untrusted text (a video title) safe to store and show:
@@ -374,11 +354,32 @@ func SanitizeTitle(s string) string {
 	return b.String()
 }
 
-func strictDecode(data []byte, v any) error {
-	if len(data) > MaxRecordSize {
-		return perr("", "%d bytes, over the %d-byte limit", len(data), MaxRecordSize)
+// record is what the record types share: a check of every field.
+type record interface {
+	Validate() error
+}
+
+// parse decodes a record of type T: at most max bytes, one JSON object of
+// known fields (decodeStrict), every field checked, and exactly the bytes
+// its encoding gives back (canonical).
+func parse[T any, P interface {
+	*T
+	record
+}](data []byte, max int) (*T, error) {
+	if len(data) > max {
+		return nil, perr("", "%d bytes, over the %d-byte limit", len(data), max)
 	}
-	return decodeStrict(data, v)
+	v := P(new(T))
+	if err := decodeStrict(data, v); err != nil {
+		return nil, err
+	}
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
+	if err := canonical(data, v); err != nil {
+		return nil, err
+	}
+	return (*T)(v), nil
 }
 
 // decodeStrict decodes one JSON object of known fields, UTF-8, nothing after.

@@ -65,20 +65,7 @@ func (l *Launch) Marshal() ([]byte, error) {
 // ParseLaunch decodes a launch request: at most MaxLaunchSize bytes,
 // strict JSON in canonical form, every field re-validated.
 func ParseLaunch(data []byte) (*Launch, error) {
-	if len(data) > MaxLaunchSize {
-		return nil, perr("", "%d bytes, over the %d-byte limit", len(data), MaxLaunchSize)
-	}
-	var l Launch
-	if err := decodeStrict(data, &l); err != nil {
-		return nil, err
-	}
-	if err := l.Validate(); err != nil {
-		return nil, err
-	}
-	if err := canonical(data, &l); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return parse[Launch](data, MaxLaunchSize)
 }
 
 // LaunchReply is what the launcher server sends the worker: the answer to
@@ -134,18 +121,5 @@ func (r *LaunchReply) Marshal() ([]byte, error) {
 // ParseLaunchReply decodes what the launcher server sent: at most
 // MaxLaunchSize bytes, strict JSON in canonical form, within bounds.
 func ParseLaunchReply(data []byte) (*LaunchReply, error) {
-	if len(data) > MaxLaunchSize {
-		return nil, perr("", "%d bytes, over the %d-byte limit", len(data), MaxLaunchSize)
-	}
-	var r LaunchReply
-	if err := decodeStrict(data, &r); err != nil {
-		return nil, err
-	}
-	if err := r.Validate(); err != nil {
-		return nil, err
-	}
-	if err := canonical(data, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return parse[LaunchReply](data, MaxLaunchSize)
 }

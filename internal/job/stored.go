@@ -45,16 +45,4 @@ func (s *Stored) Marshal() ([]byte, error) {
 }
 
 // ParseStored decodes a sidecar: strict, canonical, every field checked.
-func ParseStored(data []byte) (*Stored, error) {
-	var s Stored
-	if err := strictDecode(data, &s); err != nil {
-		return nil, err
-	}
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	if err := canonical(data, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
-}
+func ParseStored(data []byte) (*Stored, error) { return parse[Stored](data, MaxRecordSize) }
