@@ -9,8 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -27,7 +25,7 @@ func main() {
 }
 
 func run(configPath string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, stoppedBy := daemon.SignalContext()
 	defer stop()
 	cfg, configPath, err := config.LoadFor(configPath, (*config.Config).CheckReceiver)
 	if err != nil {
@@ -136,7 +134,7 @@ func run(configPath string) error {
 	}
 	stop()
 	srv.Shutdown(context.Background())
-	log.Info("receiver stopped")
+	log.Info("receiver stopped", "signal", stoppedBy())
 	return err
 }
 

@@ -5,10 +5,7 @@
 package main
 
 import (
-	"context"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -34,7 +31,7 @@ func main() {
 }
 
 func run(configPath string) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, stop, stoppedBy := daemon.SignalContext()
 	defer stop()
 	cfg, configPath, err := config.LoadFor(configPath, (*config.Config).CheckWorker)
 	if err != nil {
@@ -127,7 +124,7 @@ func run(configPath string) error {
 	}
 	go relay.Run(ctx, w.Results())
 	err = w.Run(ctx)
-	log.Info("worker stopped")
+	log.Info("worker stopped", "signal", stoppedBy())
 	return err
 }
 

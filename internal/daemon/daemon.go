@@ -4,10 +4,14 @@
 package daemon
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/confine"
@@ -56,4 +60,29 @@ func Confine(log *slog.Logger, d confine.Domain, rules *confine.Rules, insecureN
 		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
 	}
 	return abi, nil
+}
+
+// SignalContext is a context that ends at SIGINT or SIGTERM; Stopped
+// names the signal that ended it, for the daemon's last log line.
+func SignalContext() (ctx context.Context, stop func(), stopped func() string) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	var got atomic.Value
+	go func() {
+		select {
+		case s := <-ch:
+			got.Store(s.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	stop = func() { signal.Stop(ch); cancel() }
+	stopped = func() string {
+		if s, ok := got.Load().(string); ok {
+			return s
+		}
+		return "none"
+	}
+	return ctx, stop, stopped
 }
