@@ -39,8 +39,9 @@ done
 # make install lays out every file (DESTDIR: copies only).
 if [[ -x ../bin/ytkeep-receiver ]]; then
 	DESTDIR="$tmp/dest" ../scripts/install.sh
-	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep etc/systemd/system/ytkeep-worker.service \
-		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/ytkeep/ytkeep.toml; do
+	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep \
+		etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service \
+		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/ytkeep/ytkeep.toml; do
 		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
 	done
 	for f in signing_secret alert_webhook; do
@@ -75,4 +76,14 @@ while read -r type path mode user group _; do
 done < <(grep -v '^#' "$PWD/tmpfiles.d/ytkeep.conf")
 [[ "$(awk -F: '$1=="ytkeep-work"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-spool)" ]] || { echo "FAIL: ytkeep-work's primary group" >&2; exit 1; }
 grep -q "^ytkeep-media:[^:]*:[^:]*:$" "$tmp/root/etc/group" || { echo "FAIL: ytkeep-media must have no members" >&2; exit 1; }
+# The downloader: a group of its own with the worker as its one member,
+# and in no other group (the spool's, the media's).
+[[ "$(awk -F: '$1=="ytkeep-dl"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-dl)" ]] || { echo "FAIL: ytkeep-dl's primary group" >&2; exit 1; }
+grep -qx "ytkeep-dl:[^:]*:[0-9]*:ytkeep-work" "$tmp/root/etc/group" || { echo "FAIL: ytkeep-dl's members must be ytkeep-work alone" >&2; exit 1; }
+if grep -E "^ytkeep-(spool|media):" "$tmp/root/etc/group" | grep -q "ytkeep-dl"; then
+	echo "FAIL: ytkeep-dl must be in no group but its own" >&2; exit 1
+fi
+# The worker has no network; the downloader has the worker's socket.
+grep -qx "PrivateNetwork=yes" systemd/ytkeep-worker.service || { echo "FAIL: ytkeep-worker.service must have PrivateNetwork=yes" >&2; exit 1; }
+grep -qx "User=ytkeep-dl" systemd/ytkeep-downloader.service || { echo "FAIL: ytkeep-downloader.service must run as ytkeep-dl" >&2; exit 1; }
 echo "ok: sysusers.d and tmpfiles.d build the tree with the documented owners and modes"

@@ -7,11 +7,13 @@ cd "$(dirname "$0")/.."
 D="${DESTDIR:-}"
 install -d "$D/usr/local/bin" "$D/etc/systemd/system" "$D/etc/sysusers.d" "$D/etc/tmpfiles.d" \
 	"$D/etc/apparmor.d" "$D/etc/ytkeep" "$D/usr/share/doc/ytkeep"
-install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep "$D/usr/local/bin/"
-install -m 0644 deploy/systemd/ytkeep-receiver.service deploy/systemd/ytkeep-worker.service "$D/etc/systemd/system/"
+install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep-downloader bin/ytkeep "$D/usr/local/bin/"
+install -m 0644 deploy/systemd/ytkeep-receiver.service deploy/systemd/ytkeep-worker.service deploy/systemd/ytkeep-downloader.service \
+	"$D/etc/systemd/system/"
 install -m 0644 deploy/sysusers.d/ytkeep.conf "$D/etc/sysusers.d/ytkeep.conf"
 install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
-install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader "$D/etc/apparmor.d/"
+install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader deploy/apparmor/ytkeep-ytdlp \
+	"$D/etc/apparmor.d/"
 install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
 [[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0644 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
 # The admins' alert webhook: empty means alerts go to the log only.
@@ -26,7 +28,8 @@ fi
 systemd-sysusers /etc/sysusers.d/ytkeep.conf
 systemd-tmpfiles --create /etc/tmpfiles.d/ytkeep.conf
 if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
-	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-downloader
+	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-ytdlp \
+		/etc/apparmor.d/ytkeep-downloader
 fi
 systemctl daemon-reload 2>/dev/null || true
 cat <<MSG
@@ -35,5 +38,5 @@ Installed. Next:
   2. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
   3. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
   4. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
-  5. systemctl enable --now ytkeep-receiver ytkeep-worker
+  5. systemctl enable --now ytkeep-receiver ytkeep-worker ytkeep-downloader
 MSG

@@ -1,12 +1,15 @@
-// Command ytkeep-worker claims jobs from the spool and runs each download
-// in the sandboxed downloader domain. The same binary is the launcher
-// server and the child launcher when started with -sandbox-server or
-// -sandbox-child (by itself, never by hand).
+// Command ytkeep-worker claims jobs from the spool, has each download run
+// by the downloader daemon (ytkeep-downloader, another user), and stores
+// the videos. It holds no secret, reaches no network and starts nothing.
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
@@ -18,15 +21,6 @@ import (
 )
 
 func main() {
-	// The launcher modes take their instructions from descriptors only.
-	if len(os.Args) == 2 {
-		switch os.Args[1] {
-		case sandbox.ServerFlag:
-			sandbox.ServerMain()
-		case sandbox.ChildFlag:
-			sandbox.ChildMain()
-		}
-	}
 	daemon.Main("ytkeep-worker", run, reportExit)
 }
 
@@ -44,64 +38,35 @@ func run(configPath string) error {
 	log := audit.WithSink(base, "worker", relay)
 	audit.Announce(log, cfg.Warnings())
 
-	// 1. Become the worker's user, before reading any job.
+	// 1. Become the worker's user, before reading any job. It starts no
+	// process; its threads stay far below this cap.
 	ra := cfg.Worker.RunAs
-	// The downloads share the user and stop at child_max_processes; the
-	// worker's own threads must still be able to start above that.
-	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, uint64(cfg.Worker.ChildMaxProcesses)+256); err != nil {
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 256); err != nil {
 		return err
 	}
-	// Landlock on or off is decided once, fail closed, before anything
-	// starts: the launcher server and the worker follow the same answer.
-	useLandlock, err := confine.UseLandlock(confine.LandlockABI(), cfg.Security.InsecureNoLandlock)
-	if err != nil {
-		return err
-	}
-	// 2. Start the launcher server while we may still start programs; it
-	// confines itself to the downloader domain.
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	layout := spool.Layout{Root: cfg.Spool.Dir}
-	// The launcher server itself: its egress proxy connects to 443 and
-	// resolves names (DNS over TCP falls back to 53); in test mode, to the
-	// media server. The downloads reach the proxy alone.
-	ports := []uint16{443, 53}
-	if p := cfg.MediaPort(); p != 0 {
-		ports = append(ports, p)
-	}
-	maxBytes := int64(cfg.Worker.MaxFileMB) << 20
-	timeout := time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second
-	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
-		Rules: *confine.DownloaderRules(confine.DownloaderParams{
-			JobRoot: layout.Worker("work"), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
-		Landlock:    useLandlock,
-		Seccomp:     true,
-		MaxChildren: cfg.Worker.Concurrency,
-		// Fixed now: a compromised worker can later ask only for a video
-		// ID and a format.
-		Download: &sandbox.DownloadConfig{
-			YtDlp: cfg.Worker.YtDlp, FFmpeg: cfg.Worker.FFmpeg, MaxBytes: maxBytes,
-			SocketTimeout: cfg.Worker.SocketTimeoutSeconds, TestBaseURL: cfg.Testing.MediaBaseURL,
-			Timeout: timeout, Hosts: cfg.Worker.EgressHosts,
-			Limits: sandbox.Limits{
-				CPUSeconds: uint64(cfg.Worker.JobTimeoutSeconds),
-				FileBytes:  uint64(maxBytes) + 64<<20, // the exact cap is checked on the result
-				OpenFiles:  uint64(cfg.Worker.ChildMaxOpenFiles),
-				DataBytes:  uint64(cfg.Worker.ChildMaxMemoryMB) << 20,
-				Processes:  uint64(cfg.Worker.ChildMaxProcesses),
-			},
-		},
-	})
+	// 2. Connect to the downloader daemon while we may still make a
+	// socket. It may be starting too: wait for it a little.
+	launcher, err := connectDownloader(ctx, cfg.Downloader.Socket)
 	if err != nil {
 		return err
 	}
 	defer launcher.Close()
+	go func() {
+		// Without its downloader the worker is of no use: say so and
+		// end, so that systemd starts it again and it reconnects.
+		select {
+		case <-launcher.Done():
+			audit.Alert(log, audit.Crashed, "service", "ytkeep-downloader",
+				"reason", "the downloader closed the worker's connection; the worker restarts to reconnect")
+			stop()
+		case <-ctx.Done():
+		}
+	}()
 	// 3. Confine ourselves: no network, no exec, only the spool.
+	layout := spool.Layout{Root: cfg.Spool.Dir}
 	abi, err := daemon.Confine(log, confine.Worker, confine.WorkerRules(confine.WorkerParams{
 		ConfigFile: configPath,
-		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), cfg.Worker.DownloadsDir},
+		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), layout.Work(), cfg.Worker.DownloadsDir},
 		DropDirs:   []string{layout.Results()},
 	}), cfg.Security.InsecureNoLandlock, layout.Receiver(""))
 	if err != nil {
@@ -115,7 +80,7 @@ func run(configPath string) error {
 		DownloadsDir: cfg.Worker.DownloadsDir,
 		Launcher:     launcher,
 		Concurrency:  cfg.Worker.Concurrency,
-		MaxFileBytes: maxBytes,
+		MaxFileBytes: int64(cfg.Worker.MaxFileMB) << 20,
 		MaxAttempts:  cfg.Worker.MaxAttempts,
 		Logger:       log,
 	})
@@ -125,7 +90,38 @@ func run(configPath string) error {
 	go relay.Run(ctx, w.Results())
 	err = w.Run(ctx)
 	log.Info("worker stopped", "signal", stoppedBy())
+	if err == nil && launcherGone(launcher) {
+		// The relay stopped with ctx: hand its alert to the receiver now.
+		relay.Flush(w.Results())
+		return errors.New("the downloader went away")
+	}
 	return err
+}
+
+// connectDownloader connects to the downloader daemon's socket, trying
+// for up to 30 s while the daemon starts (or restarts).
+func connectDownloader(ctx context.Context, path string) (*sandbox.Launcher, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		l, err := sandbox.Connect(path)
+		if err == nil || time.Now().After(deadline) || (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ECONNREFUSED)) {
+			return l, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func launcherGone(l *sandbox.Launcher) bool {
+	select {
+	case <-l.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // reportExit runs as systemd's ExecStopPost=: when the worker ended

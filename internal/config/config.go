@@ -30,9 +30,12 @@ type Config struct {
 	Spool    Spool    `toml:"spool"`
 	Receiver Receiver `toml:"receiver"`
 	Worker   Worker   `toml:"worker"`
-	Log      Log      `toml:"log"`
-	Security Security `toml:"security"`
-	Testing  Testing  `toml:"testing"`
+	// Downloader is the daemon that runs yt-dlp for the worker; its
+	// downloads are configured in [worker] (ytdlp, egress_hosts, child_*).
+	Downloader Downloader `toml:"downloader"`
+	Log        Log        `toml:"log"`
+	Security   Security   `toml:"security"`
+	Testing    Testing    `toml:"testing"`
 }
 
 // RunAs names the Unix user a daemon switches to when started as root.
@@ -132,6 +135,17 @@ type Worker struct {
 	// reservations are not counted). Default 2048.
 	ChildMaxMemoryMB int   `toml:"child_max_memory_mb"`
 	RunAs            RunAs `toml:"run_as"`
+}
+
+// Downloader configures the downloading daemon (ytkeep-downloader): its
+// user and the socket the worker connects to. What it downloads, and
+// how, is set in [worker], which both daemons read.
+type Downloader struct {
+	// Socket is the path of the daemon's Unix socket, where the worker
+	// connects (before it confines itself). Default
+	// /run/ytkeep-downloader/launcher.sock (systemd's RuntimeDirectory=).
+	Socket string `toml:"socket"`
+	RunAs  RunAs  `toml:"run_as"`
 }
 
 // Log configures the JSON log on standard error.
@@ -238,6 +252,7 @@ func (c *Config) defaults() {
 	if c.Worker.EgressHosts == nil {
 		c.Worker.EgressHosts = egress.DefaultHosts
 	}
+	def(&c.Downloader.Socket, "/run/ytkeep-downloader/launcher.sock")
 	def(&c.Log.Level, "info")
 }
 
@@ -364,8 +379,15 @@ func (c *Config) CheckWorker() error {
 	if rel, err := filepath.Rel(c.Spool.Dir, w.DownloadsDir); err == nil && !strings.HasPrefix(rel, "..") {
 		add("worker.downloads_dir must not be inside spool.dir")
 	}
+	if !filepath.IsAbs(c.Downloader.Socket) || len(c.Downloader.Socket) > 100 {
+		add("downloader.socket must be an absolute path of at most 100 bytes (a Unix socket address)")
+	}
 	return errors.Join(errs...)
 }
+
+// CheckDownloader reports every problem with the downloader's settings:
+// the [worker] ones it shares, and its socket.
+func (c *Config) CheckDownloader() error { return c.CheckWorker() }
 
 // Warnings lists every weakening of a security default in force.
 func (c *Config) Warnings() []string {

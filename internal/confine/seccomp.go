@@ -88,7 +88,8 @@ var execCalls = []string{"execve", "execveat"}
 // dangerous are the calls no domain needs, which kill on sight: tracing,
 // namespaces and mounts, kernel keys and modules, io_uring, BPF, setsid
 // (so that the downloader's process group kill reaches every
-// descendant), anonymous memory files and System V IPC.
+// descendant; setpgid has a filter of its own, KeepGroup), anonymous
+// memory files and System V IPC.
 var dangerous = join([]string{
 	"ptrace", "process_vm_readv", "process_vm_writev", "mount", "umount2",
 	"unshare", "setns", "bpf", "keyctl", "add_key", "request_key", "io_uring_setup",
@@ -129,6 +130,54 @@ var downloaderDenied = dangerous
 // the filter can see (clone3 passes them in memory). With EPERM, glibc's
 // pthread_create would fail in a cgo build.
 var clone3 = seccomp.SyscallGroup{Action: errno(unix.ENOSYS), Names: []string{"clone3"}}
+
+// groupCalls move a process to another process group or session, out of
+// reach of the launcher's kill of a child's group (finding C2): setsid,
+// which every domain's filter kills (dangerous), and setpgid, which is
+// also how setpgrp is made (glibc's setpgrp, Python's os.setpgrp and
+// subprocess's process_group all call setpgid(0, 0); x86_64 has no
+// setpgrp call, and i386's dies in the prefix with every foreign call).
+// getpgid, getpgrp and getsid only read, and stay allowed.
+//
+// setpgid cannot join the downloader domain's deny list: the launcher
+// server runs under that filter and puts each child in a group of its
+// own with setpgid, between fork and exec. So the child launcher, once
+// in its group, stacks KeepGroup's filter before it executes the program.
+var groupCalls = []uint32{unix.SYS_SETPGID, unix.SYS_SETSID}
+
+// KeepGroup adds a seccomp filter, on top of the downloader's, that kills
+// the process on setpgid or setsid: neither it nor anything it starts can
+// leave its process group, which the launcher kills whole when the job
+// ends. It kills, as the downloader's filter does setsid and every call it
+// denies, so that the worker sees SIGSYS and alerts (an EPERM would be a
+// quiet failure inside the download). Nothing the downloader runs calls
+// them: yt-dlp's subprocess.Popen asks for neither process_group nor
+// start_new_session (CPython's _posixsubprocess calls setpgid and setsid
+// only when asked), and ffmpeg, ffprobe and Deno start nothing in a group
+// of their own. It applies to every thread and to whatever the process
+// executes.
+func KeepGroup() error {
+	if ablated(LayerSeccomp) {
+		return nil
+	}
+	raw, err := keepGroupProgram()
+	if err != nil {
+		return err
+	}
+	return load("keep group", raw)
+}
+
+func keepGroupProgram() ([]bpf.RawInstruction, error) {
+	kill := bpf.RetConstant{Val: uint32(seccomp.ActionKillProcess)}
+	allow := bpf.RetConstant{Val: uint32(seccomp.ActionAllow)}
+	own := []bpf.Instruction{bpf.LoadAbsolute{Off: offNr, Size: 4}}
+	for i, nr := range groupCalls {
+		// Call i jumps to the kill after the last comparison.
+		own = append(own, bpf.JumpIf{Cond: bpf.JumpEqual, Val: nr, SkipTrue: uint8(len(groupCalls) - i)})
+	}
+	own = append(own, allow, kill)
+	return bpf.Assemble(slices.Concat(prefix(), own))
+}
 
 // SeccompPolicy returns the seccomp policy of d (without the prefix).
 func SeccompPolicy(d Domain) (*seccomp.Policy, error) {

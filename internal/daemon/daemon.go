@@ -19,8 +19,9 @@ import (
 )
 
 // Main parses the daemon's command line and runs it: run(configPath), or
-// exitAlert(configPath) with -exit-alert (systemd's ExecStopPost=). It
-// exits 1 on an error, 2 on a usage error, and never returns.
+// exitAlert(configPath) with -exit-alert (systemd's ExecStopPost=; nil:
+// the daemon has none). It exits 1 on an error, 2 on a usage error, and
+// never returns.
 func Main(name string, run, exitAlert func(configPath string) error) {
 	configPath := flag.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
 	alert := flag.Bool("exit-alert", false, "report how the service ended to the admin channel (systemd ExecStopPost=)")
@@ -31,6 +32,10 @@ func Main(name string, run, exitAlert func(configPath string) error) {
 		os.Exit(2)
 	}
 	f, prefix := run, name
+	if *alert && exitAlert == nil {
+		fmt.Fprintf(os.Stderr, "%s: -exit-alert is not supported: this daemon cannot reach the spool (its peer alerts when it ends)\n", name)
+		os.Exit(2)
+	}
 	if *alert {
 		f, prefix = exitAlert, name+" -exit-alert"
 	}

@@ -36,24 +36,25 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 		return err
 	}
 	defer func() {
-		say("\n[6/6] Stopping the receiver and the worker.")
+		say("\n[6/6] Stopping the receiver, the worker and the downloader.")
 		if cerr := w.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 		if err != nil {
-			say("\nreceiver log:\n%s\nworker log:\n%s", tail(w.Receiver.Log(), 20), tail(w.Worker.Log(), 20))
+			say("\nreceiver log:\n%s\nworker log:\n%s\ndownloader log:\n%s", tail(w.Receiver.Log(), 20), tail(w.Worker.Log(), 20), tail(w.Downloader.Log(), 20))
 		}
 	}()
 	clip, _ := os.Stat(w.Clip)
 	say("\n[1/6] Made a 3-second test clip with ffmpeg (%d bytes).", clip.Size())
 	say("[2/6] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
-	say("[3/6] Started ytkeep-receiver (pid %d, %s) and ytkeep-worker (pid %d) as separate processes.",
-		w.Receiver.Cmd.Process.Pid, w.Endpoint, w.Worker.Cmd.Process.Pid)
+	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d) and ytkeep-downloader (pid %d) as separate processes.",
+		w.Receiver.Cmd.Process.Pid, w.Endpoint, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid)
 	layers := fmt.Sprintf("Landlock ABI %d, seccomp, no_new_privs, rlimits", confine.LandlockABI())
 	if os.Geteuid() == 0 {
-		say("      Confinement: receiver as uid %d, worker as uid %d, each with %s.", testbed.ReceiverUID, testbed.WorkerUID, layers)
+		say("      Confinement: receiver as uid %d, worker as uid %d, downloader as uid %d, each with %s.",
+			testbed.ReceiverUID, testbed.WorkerUID, testbed.DownloaderUID, layers)
 	} else {
-		say("      WARNING: not root, so both daemons run as your user: Unix-user separation is OFF.")
+		say("      WARNING: not root, so the three daemons run as your user: Unix-user separation is OFF.")
 		say("      Confinement that is on: %s.", layers)
 	}
 

@@ -61,7 +61,7 @@ func Run(opt Options) []Result {
 	for _, c := range []struct {
 		name  string
 		check func() error
-	}{{"receiver", cfg.CheckReceiver}, {"worker", cfg.CheckWorker}} {
+	}{{"receiver", cfg.CheckReceiver}, {"worker", cfg.CheckWorker}, {"downloader", cfg.CheckDownloader}} {
 		if err := c.check(); err != nil {
 			add(Fail, "configuration (%s): %s", c.name, strings.ReplaceAll(err.Error(), "\n", "; "))
 		} else {
@@ -112,7 +112,7 @@ func Run(opt Options) []Result {
 		add(Warn, "no JavaScript runtime (deno) found: current YouTube downloads need one with yt-dlp %s or newer", ytdlp.CurrentVersion)
 	}
 
-	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir)...)
+	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir, cfg.Downloader.Socket)...)
 	rs = append(rs, checkSecret(cfg)...)
 	rs = append(rs, checkAlertWebhook(cfg)...)
 	rs = append(rs, checkUnits(systemRoots)...)
@@ -146,7 +146,7 @@ func checkYtDlp(path string) []Result {
 }
 
 // checkTree compares the spool tree with deploy/tmpfiles.d/ytkeep.conf.
-func checkTree(l spool.Layout, downloads string) []Result {
+func checkTree(l spool.Layout, downloads, socket string) []Result {
 	var rs []Result
 	stat := func(p string) (*unix.Stat_t, bool) {
 		var st unix.Stat_t
@@ -184,6 +184,10 @@ func checkTree(l spool.Layout, downloads string) []Result {
 			rs = append(rs, Result{Fail, fmt.Sprintf("%s has mode %04o and owner uid %d; want mode %04o and uid %d (%s)", e.Path, mode, st.Uid, e.Mode, uids[e.Owner], spool.Names[e.Owner])})
 			bad++
 		}
+		if e.Group == spool.RoleDownloader && (st.Gid == in.Gid || st.Gid == 0) {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the downloader's own group (%s), not the spool's or root's", e.Path, st.Gid, spool.Names[spool.RoleDownloader])})
+			bad++
+		}
 		if e.Group == spool.RoleSpool && st.Gid != in.Gid {
 			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the spool group %d of incoming/ (%s)", e.Path, st.Gid, in.Gid, spool.Names[spool.RoleSpool])})
 			bad++
@@ -192,7 +196,27 @@ func checkTree(l spool.Layout, downloads string) []Result {
 	if bad == 0 {
 		rs = append(rs, Result{OK, fmt.Sprintf("spool %s and downloads %s have the documented owners and modes", l.Root, downloads)})
 	}
-	return rs
+	return append(rs, checkDownloaderSocket(socket, recv.Uid, work.Uid, in.Gid)...)
+}
+
+// checkDownloaderSocket: the downloader runs as a third user, with a
+// group of its own, and only that group may connect to its socket.
+func checkDownloaderSocket(path string, recvUID, workUID, spoolGID uint32) []Result {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return []Result{{Warn, fmt.Sprintf("downloader socket %s: %v (fine while ytkeep-downloader is stopped)", path, err)}}
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFSOCK:
+		return []Result{{Fail, fmt.Sprintf("%s is not a socket", path)}}
+	case st.Uid == 0 || st.Uid == recvUID || st.Uid == workUID:
+		return []Result{{Fail, fmt.Sprintf("downloader socket %s belongs to uid %d: the downloader must run as a user of its own (ytkeep-dl), not root, the receiver's or the worker's", path, st.Uid)}}
+	case st.Gid == spoolGID || st.Gid == 0:
+		return []Result{{Fail, fmt.Sprintf("downloader socket %s has group %d: want the downloader's own group (ytkeep-dl)", path, st.Gid)}}
+	case st.Mode&0o007 != 0:
+		return []Result{{Fail, fmt.Sprintf("downloader socket %s has mode %04o: others may connect", path, st.Mode&0o7777)}}
+	}
+	return []Result{{OK, fmt.Sprintf("the downloader runs as uid %d with a group of its own; its socket %s is for that group alone", st.Uid, path)}}
 }
 
 func checkSecret(cfg *config.Config) []Result {

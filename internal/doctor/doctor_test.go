@@ -31,7 +31,7 @@ func install(t *testing.T) (cfgPath string, l spool.Layout, downloads, secret st
 	root := t.TempDir()
 	l = spool.Layout{Root: filepath.Join(root, "spool")}
 	downloads = filepath.Join(root, "downloads")
-	if err := l.Create(downloads, &spool.Owners{ReceiverUID: 61001, WorkerUID: 61002, SpoolGID: 61010, MediaGID: 61011}); err != nil {
+	if err := l.Create(downloads, &spool.Owners{ReceiverUID: 61001, WorkerUID: 61002, SpoolGID: 61010, MediaGID: 61011, DownloaderGID: 61012}); err != nil {
 		t.Fatal(err)
 	}
 	secret = filepath.Join(root, "signing_secret")

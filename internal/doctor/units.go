@@ -12,10 +12,11 @@ import (
 )
 
 // Units are ytkeep's systemd units and the command name (as in
-// /proc/PID/comm) of each one's main process.
+// /proc/PID/comm, cut at 15 bytes) of each one's main process.
 var Units = []struct{ Unit, Comm string }{
 	{"ytkeep-receiver.service", "ytkeep-receiver"},
 	{"ytkeep-worker.service", "ytkeep-worker"},
+	{"ytkeep-downloader.service", "ytkeep-download"},
 }
 
 // cgroupLimit is a unit directive that systemd enforces through a cgroup

@@ -111,7 +111,7 @@ func mustOpen(t *testing.T, path string) *os.File {
 func TestStartLauncherFailsWhenServerExits(t *testing.T) {
 	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
 	server := filepath.Join(t.TempDir(), "server")
-	if err := os.WriteFile(server, []byte("#!/bin/sh\nexec head -c 1 <&3 >/dev/null\n"), 0o755); err != nil {
+	if err := os.WriteFile(server, []byte("#!/bin/sh\nexec head -c 1 <&4 >/dev/null\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

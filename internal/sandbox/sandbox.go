@@ -90,6 +90,9 @@ type Setup struct {
 	// tests set it: a server built without them (every release build)
 	// refuses a setup that names any.
 	RawPrograms []string
+	// ProbeDir, if set, is a directory of the server's own (the worker
+	// cannot write it) where it probes yt-dlp at start; else the job root.
+	ProbeDir string
 	// MaxChildren caps the children running at once (default 4), so that
 	// a compromised worker cannot make the server fork without bound.
 	MaxChildren int
@@ -114,6 +117,11 @@ type Outcome struct {
 	Signal   syscall.Signal // the signal that killed it, if any
 	TimedOut bool
 	Elapsed  time.Duration
+	// OutputHeld: a process still held the child's standard output or
+	// error drainGrace after the server's answer, when the child and all
+	// it started had ended. Something escaped the server's kill (C2); the
+	// output was cut there.
+	OutputHeld bool
 }
 
 // Violation reports whether the child was killed by the seccomp filter.
@@ -129,6 +137,17 @@ type hello struct {
 type response = job.LaunchReply
 
 const maxMsg = 64 << 10
+
+// Bounds of Download's waits, past the job's timeout (which the server
+// enforces): for the output still in the pipes once the server has
+// answered (a pipe holds 64 KiB, read in microseconds; only a writer that
+// outlived the child's tree makes the wait last), and for the server's
+// answer once a kill is asked for (it kills the child's tree within
+// sweepTimeout).
+const (
+	drainGrace = 5 * time.Second
+	killWait   = time.Minute
+)
 
 // Launcher is the worker's handle on the launcher server. It is safe for
 // concurrent use.
@@ -155,39 +174,95 @@ func (l *Launcher) Egress() <-chan egress.Event { return l.egress }
 // Version is the yt-dlp version the server found at start.
 func (l *Launcher) Version() string { return l.version }
 
-// StartLauncher starts self as the launcher server with setup.
+// StartLauncher starts self as a launcher server with setup, connected
+// to the returned Launcher by a socket pair: the worker's tests and the
+// sandbox's own. In production the downloader daemon starts the server
+// (Spawn) for each worker connection, and the worker Connects.
 func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	ours, theirs := os.NewFile(uintptr(fds[0]), "launcher"), os.NewFile(uintptr(fds[1]), "launcher")
-	cmd := exec.Command(self, ServerFlag)
-	cmd.Env = append([]string{}, confine.AblationEnv()...) // empty (not nil: nil inherits) in release builds
-	cmd.Stderr = os.Stderr
-	cmd.ExtraFiles = []*os.File{theirs}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
+	cmd, err := Spawn(self, setup, theirs, nil)
 	// Close our copy of the server's end now: if the server dies before
-	// its hello (it could not confine itself), the read below must see
-	// the end of the stream instead of waiting for ever.
+	// its hello (it could not confine itself), the read in hello must
+	// see the end of the stream instead of waiting for ever.
 	theirs.Close()
 	if err != nil {
 		ours.Close()
+		return nil, err
+	}
+	return newLauncher(ours, cmd)
+}
+
+// Spawn starts self as the launcher server serving conn, with setup on a
+// pipe of its own (never over conn: the worker may be compromised) and
+// stderr as its standard error (the caller's if nil).
+func Spawn(self string, setup *Setup, conn *os.File, stderr *os.File) (*exec.Cmd, error) {
+	data, err := json.Marshal(setup)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxMsg {
+		return nil, errors.New("the launcher setup is too large")
+	}
+	setupR, setupW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer setupR.Close()
+	cmd := exec.Command(self, ServerFlag)
+	cmd.Env = append([]string{}, confine.AblationEnv()...) // empty (not nil: nil inherits) in release builds
+	cmd.Stderr = os.Stderr
+	if stderr != nil {
+		cmd.Stderr = stderr
+	}
+	cmd.ExtraFiles = []*os.File{conn, setupR}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		setupW.Close()
 		return nil, fmt.Errorf("couldn't start the launcher server: %w", err)
 	}
-	l := &Launcher{sock: ours, fd: int(ours.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{}),
+	// A pipe holds 64 KiB, as much as maxMsg: this write does not block.
+	_, err = setupW.Write(data)
+	setupW.Close()
+	if err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		return nil, fmt.Errorf("couldn't configure the launcher server: %w", err)
+	}
+	return cmd, nil
+}
+
+// Connect connects to the downloader daemon's socket at path and waits
+// for its launcher server's hello. The worker connects before it
+// confines itself.
+func Connect(path string) (*Launcher, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("couldn't connect to the downloader at %s: %w", path, err)
+	}
+	return newLauncher(os.NewFile(uintptr(fd), "launcher"), nil)
+}
+
+// newLauncher waits for the server's hello on sock. cmd is the server
+// when we started it, nil when the downloader daemon did.
+func newLauncher(sock *os.File, cmd *exec.Cmd) (*Launcher, error) {
+	l := &Launcher{sock: sock, fd: int(sock.Fd()), cmd: cmd, waiting: map[uint64]chan *response{}, done: make(chan struct{}),
 		egress: make(chan egress.Event, 256)}
 	fail := func(err error) (*Launcher, error) {
 		unix.Shutdown(l.fd, unix.SHUT_RDWR)
-		ours.Close()
-		cmd.Process.Kill()
-		cmd.Wait()
+		sock.Close()
+		if cmd != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
 		return nil, err
-	}
-	data, _ := json.Marshal(setup)
-	if err := unix.Sendmsg(l.fd, data, nil, nil, 0); err != nil {
-		return fail(fmt.Errorf("couldn't configure the launcher server: %w", err))
 	}
 	// The server confines itself, probes yt-dlp and says hello.
 	buf := make([]byte, maxMsg)
@@ -196,7 +271,7 @@ func StartLauncher(self string, setup *Setup) (*Launcher, error) {
 		return fail(fmt.Errorf("the launcher server did not start: %w", err))
 	}
 	if n == 0 {
-		return fail(errors.New("the launcher server exited before it was ready (its error is logged above)"))
+		return fail(errors.New("the launcher server exited before it was ready (its error is in the downloader's log)"))
 	}
 	var h hello
 	if err := json.Unmarshal(buf[:n], &h); err != nil {
@@ -265,12 +340,21 @@ func (l *Launcher) Close() error {
 	select {
 	case <-l.done:
 	case <-time.After(5 * time.Second):
+		if l.cmd == nil {
+			break // the daemon's server: its reader ends with our socket
+		}
 		unix.Kill(-l.cmd.Process.Pid, unix.SIGKILL)
 		<-l.done
 	}
 	l.sock.Close() // the reader has ended
+	if l.cmd == nil {
+		return nil
+	}
 	return l.cmd.Wait()
 }
+
+// Done is closed when the server has gone (its socket ended).
+func (l *Launcher) Done() <-chan struct{} { return l.done }
 
 // Download runs yt-dlp for video in format, in the job directory dir
 // (named jobDir under the job root), copying its output to stdout and
@@ -290,6 +374,8 @@ func (l *Launcher) do(ctx context.Context, req *job.Launch, dir *os.File, stdout
 		outW.Close()
 		return nil, err
 	}
+	defer outR.Close()
+	defer errR.Close()
 	var copies sync.WaitGroup
 	for _, c := range []struct {
 		r *os.File
@@ -298,7 +384,6 @@ func (l *Launcher) do(ctx context.Context, req *job.Launch, dir *os.File, stdout
 		copies.Add(1)
 		go func(r *os.File, w io.Writer) {
 			defer copies.Done()
-			defer r.Close()
 			if w == nil {
 				w = io.Discard
 			}
@@ -348,18 +433,53 @@ func (l *Launcher) do(ctx context.Context, req *job.Launch, dir *os.File, stdout
 	case <-ctx.Done():
 		kill, _ := (&job.Launch{ID: id, Kill: true}).Marshal()
 		unix.Sendmsg(l.fd, kill, nil, nil, 0)
-		r = <-ch
+		select {
+		case r = <-ch:
+		case <-time.After(killWait):
+			l.mu.Lock()
+			delete(l.waiting, id)
+			l.mu.Unlock()
+			r = &response{Error: fmt.Sprintf("no answer %v after the kill request", killWait)}
+		}
 	}
+	// The server answers once the child and every process it started
+	// have ended, and their ends of the pipes with them: what the pipes
+	// still hold is read at once. A process that still holds a write end
+	// (one that escaped the server's kill, or a server gone without
+	// answering, whose child's descendants Pdeathsig does not reach) must
+	// not hold up the download (C2): the reads stop drainGrace after the
+	// answer.
+	drainBy := time.Now().Add(drainGrace)
+	outR.SetReadDeadline(drainBy)
+	errR.SetReadDeadline(drainBy)
 	copies.Wait()
+	held := writerLeft(outR) || writerLeft(errR)
 	if r == nil {
 		return nil, l.err
 	}
 	if r.Error != "" {
 		return nil, errors.New("launcher server: " + r.Error)
 	}
-	o := &Outcome{ExitCode: r.Exit, Signal: syscall.Signal(r.Signal), TimedOut: r.TimedOut, Elapsed: time.Duration(r.ElapsedMS) * time.Millisecond}
+	o := &Outcome{ExitCode: r.Exit, Signal: syscall.Signal(r.Signal), TimedOut: r.TimedOut, Elapsed: time.Duration(r.ElapsedMS) * time.Millisecond,
+		OutputHeld: held}
 	if ctx.Err() != nil {
 		return o, ctx.Err()
 	}
 	return o, nil
+}
+
+// writerLeft reports whether the pipe read end r still has a writer: no
+// POLLHUP. It reports false if r cannot be polled.
+func writerLeft(r *os.File) bool {
+	rc, err := r.SyscallConn()
+	if err != nil {
+		return false
+	}
+	left := false
+	rc.Control(func(fd uintptr) {
+		p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p, 0)
+		left = err == nil && (n == 0 || p[0].Revents&unix.POLLHUP == 0)
+	})
+	return left
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -49,6 +51,10 @@ type childSpec struct {
 	Rules    confine.Rules
 	Landlock bool
 	TCPOnly  bool // refuse every socket but TCP (downloads: the proxy is their only way out)
+	// KeepGroup kills setpgid and setsid (confine.KeepGroup): the child
+	// and all it starts stay in the process group the server kills. Set
+	// with the downloader's seccomp filter (Setup.Seccomp).
+	KeepGroup bool
 }
 
 type server struct {
@@ -64,22 +70,36 @@ type server struct {
 	slots    chan struct{} // one per child that may run
 	mu       sync.Mutex
 	children map[uint64]chan struct{} // request id -> kill request
-	sendMu   sync.Mutex
+	runs     sync.WaitGroup           // requests being run
+	sendMu   sync.Mutex               // guards sock's writes, and sock itself in the daemon
+	reap     reaper                   // finds and kills what each child leaves behind
 }
 
 // start reads the setup, confines the server to the downloader domain and
 // probes yt-dlp.
 func (s *server) start() error {
-	buf := make([]byte, maxMsg)
-	n, _, _, _, err := unix.Recvmsg(s.sock, buf, nil, 0)
-	if err != nil || n == 0 {
-		return fmt.Errorf("no setup received: %v", err)
+	// What the children write must be readable by the worker (the
+	// group of the job directories), by no one else.
+	unix.Umask(0o027)
+	// The setup comes on its own pipe from whoever started us (the
+	// downloader daemon, from its configuration), never over the socket:
+	// the worker at its other end may be compromised.
+	setup, err := io.ReadAll(io.LimitReader(os.NewFile(4, "setup"), maxMsg+1))
+	unix.Close(4)
+	if err != nil || len(setup) == 0 || len(setup) > maxMsg {
+		return fmt.Errorf("no setup received (%d bytes): %v", len(setup), err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(buf[:n]))
+	dec := json.NewDecoder(bytes.NewReader(setup))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&s.setup); err != nil {
 		return fmt.Errorf("bad setup: %w", err)
 	}
+	return s.prepare()
+}
+
+// prepare starts the egress proxy, confines the server to the downloader
+// domain and probes yt-dlp, per s.setup.
+func (s *server) prepare() (err error) {
 	if len(s.setup.Rules.WriteDirs) != 1 {
 		return errors.New("bad setup: the rules must name exactly one job root")
 	}
@@ -105,6 +125,9 @@ func (s *server) start() error {
 	// any request: children can only be narrower.
 	rules := s.setup.Rules
 	rules.ExecFiles = append(slices.Clone(rules.ExecFiles), s.self)
+	if s.setup.ProbeDir != "" {
+		rules.WriteDirs = append(slices.Clone(rules.WriteDirs), s.setup.ProbeDir)
+	}
 	if s.proxy != nil {
 		// Landlock layers stack: the children's one port must be open in
 		// the server's own layer too.
@@ -142,6 +165,9 @@ func serve() error {
 	if err := checkFD(3, unix.S_IFSOCK); err != nil {
 		return fmt.Errorf("started without its socket on fd 3: %w", err)
 	}
+	if err := checkFD(4, unix.S_IFIFO); err != nil {
+		return fmt.Errorf("started without its setup on fd 4: %w", err)
+	}
 	s := &server{sock: 3, children: map[uint64]chan struct{}{}}
 	unix.CloseOnExec(3)
 	if err := s.start(); err != nil {
@@ -151,6 +177,79 @@ func serve() error {
 		unix.Sendmsg(s.sock, data, nil, nil, 0)
 		return err
 	}
+	return s.serveConn()
+}
+
+// ServeDaemon is the downloader daemon's server: prepared once from setup
+// (the daemon's own configuration; listen, which its filter then
+// refuses, is done: ln), it serves the worker's connections one at a
+// time, until ctx ends. Between two connections every child of the first
+// is killed and every answer to it sent or dropped.
+func ServeDaemon(ctx context.Context, ln *net.UnixListener, setup *Setup, log *slog.Logger) error {
+	s := &server{sock: -1, setup: *setup, children: map[uint64]chan struct{}{}}
+	unix.Umask(0o027)
+	if err := s.prepare(); err != nil {
+		return err
+	}
+	log.Info("downloader ready", "ytdlp", s.version, "proxy", s.proxyAt, "landlock", setup.Landlock)
+	stopped := make(chan struct{})
+	defer close(stopped)
+	go func() {
+		select {
+		case <-ctx.Done():
+			ln.Close()
+			s.sendMu.Lock()
+			if s.sock >= 0 {
+				unix.Shutdown(s.sock, unix.SHUT_RDWR)
+			}
+			s.sendMu.Unlock()
+		case <-stopped:
+		}
+	}()
+	for {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		f, err := c.File() // a blocking duplicate
+		c.Close()
+		if err != nil {
+			log.Error("couldn't take a connection", "err", err)
+			continue
+		}
+		uid, pid := peer(int(f.Fd()))
+		log.Info("worker connected", "peer_uid", uid, "peer_pid", pid)
+		s.sendMu.Lock()
+		s.sock = int(f.Fd())
+		s.sendMu.Unlock()
+		err = s.serveConn()
+		s.sendMu.Lock()
+		s.sock = -1
+		s.sendMu.Unlock()
+		f.Close()
+		log.Info("worker disconnected", "peer_pid", pid, "err", err)
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+// peer returns the uid and pid at the other end of a Unix socket, or -1s.
+func peer(fd int) (uid, pid int) {
+	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
+	if err != nil {
+		return -1, -1
+	}
+	return int(cred.Uid), int(cred.Pid)
+}
+
+// serveConn says hello on s.sock and serves its requests until the worker
+// hangs up; then it kills every child and waits until every request has
+// had its answer (which goes nowhere once s.sock is closed).
+func (s *server) serveConn() error {
 	buf := make([]byte, maxMsg)
 	data, _ := json.Marshal(&hello{Version: s.version})
 	if err := unix.Sendmsg(s.sock, data, nil, nil, 0); err != nil {
@@ -161,6 +260,7 @@ func serve() error {
 		n, oobn, flags, _, err := unix.Recvmsg(s.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err != nil || n == 0 {
 			s.killAll() // the worker is gone
+			s.runs.Wait()
 			return nil
 		}
 		// The worker may be compromised: whatever it sends is parsed
@@ -185,7 +285,11 @@ func serve() error {
 			s.send(&response{ID: req.ID, Error: "a request needs three descriptors"})
 			continue
 		}
-		go s.run(req, fds)
+		s.runs.Add(1)
+		go func() {
+			defer s.runs.Done()
+			s.run(req, fds)
+		}()
 	}
 }
 
@@ -217,7 +321,9 @@ func (s *server) send(r *response) {
 	}
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	unix.Sendmsg(s.sock, data, nil, nil, 0)
+	if s.sock >= 0 {
+		unix.Sendmsg(s.sock, data, nil, nil, 0)
+	}
 }
 
 // kill asks the goroutine running request id to kill its child. Only
@@ -256,7 +362,13 @@ func (s *server) killAll() {
 // a required hardening flag.
 func (s *server) probe(d *DownloadConfig) error {
 	run := func(flag string) ([]byte, error) {
-		dirPath, err := os.MkdirTemp(s.jobRoot, ".probe-")
+		// Not in the job root where the daemon has one: the worker may
+		// write there, and a probe must not meet what it put there.
+		base := s.jobRoot
+		if s.setup.ProbeDir != "" {
+			base = s.setup.ProbeDir
+		}
+		dirPath, err := os.MkdirTemp(base, ".probe-")
 		if err != nil {
 			return nil, err
 		}
@@ -284,6 +396,11 @@ func (s *server) probe(d *DownloadConfig) error {
 		go func() { defer wg.Done(); errb, _ = io.ReadAll(io.LimitReader(errR, 8<<10)); io.Copy(io.Discard, errR) }()
 		spec := &Spec{Path: d.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dirPath), Limits: d.Limits}
 		r := s.execChild(0, spec, dir, outW, errW, time.Minute)
+		// The child's tree has ended (execChild): what is left in the
+		// pipes comes at once, and nothing that holds them may hold up
+		// the start.
+		outR.SetReadDeadline(time.Now().Add(drainGrace))
+		errR.SetReadDeadline(time.Now().Add(drainGrace))
 		wg.Wait()
 		if r.Error != "" || r.Exit != 0 {
 			return nil, fmt.Errorf("%s %s failed (exit %d, signal %d): %s%s", d.YtDlp, flag, r.Exit, r.Signal, r.Error, bytes.TrimSpace(errb))
@@ -334,6 +451,11 @@ func (s *server) run(req *job.Launch, fds []int) {
 		return
 	}
 	r := s.execChild(req.ID, spec, dir, stdout, stderr, timeout)
+	if req.Raw == nil {
+		if err := tidy(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "ytkeep launcher server: job %s: %v\n", req.JobDir, err)
+		}
+	}
 	// Free the slot before answering: a worker that starts its next
 	// download as soon as it hears must find it free.
 	<-s.slots
@@ -390,10 +512,21 @@ func (s *server) specFor(req *job.Launch, dir *os.File, proxyURL string) (*Spec,
 	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(filepath.Join(path, home)), Limits: d.Limits}, d.Timeout, nil
 }
 
-// execChild starts one child and reports how it ended.
+// execChild starts one child and reports how it ended, once the child
+// and every process it started have ended (C2): on exit, timeout or kill
+// request, the server kills the child's process group, then every
+// process the child's tree left reparented to the server (reaper), and
+// only then answers. So the job's timeout holds whatever the child does,
+// and no process of the job outlives its answer to hold the output pipes
+// or the network.
 func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, timeout time.Duration) *response {
 	fail := func(format string, args ...any) *response {
 		return &response{ID: id, Error: fmt.Sprintf(format, args...)}
+	}
+	// Fail closed: without the subreaper, processes that leave the
+	// child's tree would go to init, out of the server's reach.
+	if err := s.reap.start(); err != nil {
+		return fail("%v", err)
 	}
 	// The child sees only its own job directory, through its descriptor.
 	rules := s.setup.Rules
@@ -403,7 +536,7 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 		// Its only way out: TCP to the egress proxy's port.
 		rules.ConnectTCP, rules.BindTCP, tcpOnly = []uint16{s.proxyPort()}, nil, true
 	}
-	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly})
+	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly, KeepGroup: s.setup.Seccomp})
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return fail("%v", err)
@@ -418,11 +551,12 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := s.reap.startChild(cmd); err != nil {
 		specW.Close()
 		return fail("couldn't start the child: %v", err)
 	}
-	pgid := cmd.Process.Pid
+	pid := cmd.Process.Pid
+	pgid := pid
 	killReq := make(chan struct{}, 1)
 	s.mu.Lock()
 	s.children[id] = killReq
@@ -432,8 +566,21 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	stdout.Close() // the child has them; EOF reaches the worker when it ends
 	stderr.Close()
 
+	// Wait for the child's exit without reaping it (WNOWAIT): until
+	// cmd.Wait below, its pid, and so its group's id, cannot be given to a
+	// new process, and the group kills reach no other job's group.
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
+	go func() {
+		defer close(exited)
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		for err == unix.EINTR {
+			err = unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		}
+		if err != nil {
+			cmd.Wait() // never seen: wait as before, reaping it
+		}
+	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := false
@@ -448,15 +595,185 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 		unix.Kill(-pgid, unix.SIGKILL)
 		<-exited
 	}
-	unix.Kill(-pgid, unix.SIGKILL) // leave no helper behind
+	// Leave no helper behind: the group, and what left it.
+	escaped, err := s.reap.sweep(pgid)
+	if escaped > 0 {
+		fmt.Fprintf(os.Stderr, "ytkeep launcher server: request %d: killed %d process(es) that had left the child's process group\n", id, escaped)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ytkeep launcher server: request %d: %v\n", id, err)
+	}
+	cmd.Wait() // reaps it (if the goroutine above has not)
+	s.reap.forget(pid)
 	s.mu.Lock()
 	delete(s.children, id)
 	s.mu.Unlock()
 	r := &response{ID: id, Exit: cmd.ProcessState.ExitCode(), TimedOut: timedOut, ElapsedMS: time.Since(start).Milliseconds()}
+	if cmd.ProcessState == nil {
+		r.Error = "couldn't wait for the child"
+		return r
+	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		r.Signal = int(ws.Signal())
 	}
 	return r
+}
+
+// Tuning of reaper.sweep: how long it may take (a tree of processes
+// killed level by level, should they have left the child's group), and
+// the pause between two rounds.
+const (
+	sweepTimeout = 10 * time.Second
+	sweepPause   = 5 * time.Millisecond
+)
+
+// reaper makes the server its children's subreaper
+// (PR_SET_CHILD_SUBREAPER) and kills what a child leaves behind (C2).
+//
+// A process whose parent dies goes to its nearest subreaper ancestor:
+// once a child has exited, every process its tree still has (the
+// child's descendants whose parents are gone) is the server's own
+// child, however it left the child's process group (KeepGroup kills the
+// calls that would; this is the second layer, should they get through)
+// and however it renamed itself. The server starts nothing but its
+// children (execChild, through startChild), so every other child of the
+// server is such an orphan, and sweep kills them all.
+//
+// Attribution: a sweep runs on the thread that forked its job's child.
+// With Landlock's signal scope, that thread may signal only processes of
+// its own Landlock domain (see kill), i.e. of the jobs forked by threads
+// of that domain: other jobs' orphans answer EPERM and are left to their
+// own job's sweep. Without Landlock a sweep kills every orphan, of any
+// job. None is legitimate: in a running job, the only process that is
+// the server's child is the job's child itself, which no sweep touches,
+// as long as the processes of the job wait for those they start (yt-dlp
+// waits for ffmpeg and Deno, which start nothing).
+type reaper struct {
+	once sync.Once
+	err  error
+	// mu is held across each child's start and registration, and by each
+	// round of a sweep: a child just forked is never taken for an orphan.
+	mu   sync.Mutex
+	live map[int]bool // the server's children (execChild), until reaped
+}
+
+// start makes the server the subreaper, once, and checks that it can
+// list its children.
+func (rp *reaper) start() error {
+	rp.once.Do(func() {
+		rp.live = map[int]bool{}
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			rp.err = fmt.Errorf("couldn't become the children's subreaper: %w", err)
+			return
+		}
+		if _, err := ownChildren(); err != nil {
+			rp.err = fmt.Errorf("couldn't list the server's children: %w", err)
+		}
+	})
+	return rp.err
+}
+
+// startChild starts cmd and registers it as a child of the server.
+func (rp *reaper) startChild(cmd *exec.Cmd) error {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	rp.live[cmd.Process.Pid] = true
+	return nil
+}
+
+// forget drops a child once it has been reaped.
+func (rp *reaper) forget(pid int) {
+	rp.mu.Lock()
+	delete(rp.live, pid)
+	rp.mu.Unlock()
+}
+
+// sweep kills, from the calling thread, what is left of the job whose
+// child led process group pgid and has exited (unreaped, so that pgid
+// names no other group): the group, and every orphan (a child of the
+// server that startChild did not start), round after round until a
+// round finds none. It returns how many orphans it found outside the
+// group: processes that had left it. Each round kills the orphans it
+// sees; their own children are orphans when they die, found by the next
+// round. A round that finds none proves the job's tree gone: any live
+// process of it has a live topmost ancestor in the tree, and that
+// ancestor's parent is gone, so it is the server's child.
+func (rp *reaper) sweep(pgid int) (escaped int, err error) {
+	deadline := time.Now().Add(sweepTimeout)
+	outside := map[int]bool{}
+	for {
+		unix.Kill(-pgid, unix.SIGKILL)
+		n, err := rp.killOrphans(pgid, outside)
+		if err != nil {
+			return len(outside), err
+		}
+		if n == 0 {
+			return len(outside), nil
+		}
+		if time.Now().After(deadline) {
+			return len(outside), fmt.Errorf("%d processes of the job still there after %v", n, sweepTimeout)
+		}
+		time.Sleep(sweepPause)
+	}
+}
+
+// killOrphans kills and, once dead, reaps every orphan the calling
+// thread may signal, and returns how many it found (dead or alive);
+// those outside group pgid are added to outside.
+func (rp *reaper) killOrphans(pgid int, outside map[int]bool) (int, error) {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	pids, err := ownChildren()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, pid := range pids {
+		if rp.live[pid] {
+			continue
+		}
+		if unix.Kill(pid, unix.SIGKILL) != nil {
+			continue // another job's (Landlock's signal scope), or already reaped
+		}
+		n++
+		if g, err := unix.Getpgid(pid); err == nil && g != pgid {
+			outside[pid] = true
+		}
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+	}
+	return n, nil
+}
+
+// ownChildren lists the server's children: the kernel's list of each
+// thread's (CONFIG_PROC_CHILDREN, which Debian's kernels have), from
+// /proc/self, which the downloader domain's rules let it read.
+func ownChildren() ([]int, error) {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/children")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a thread that has exited
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				return nil, fmt.Errorf("odd children list %q", b)
+			}
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 // ChildMain is the child launcher: it reads its spec, confines itself
@@ -504,6 +821,11 @@ func child() error {
 	}
 	if cs.TCPOnly {
 		if err := confine.TCPOnly(); err != nil {
+			return err
+		}
+	}
+	if cs.KeepGroup {
+		if err := confine.KeepGroup(); err != nil {
 			return err
 		}
 	}
@@ -621,7 +943,7 @@ func makeHome(dir *os.File) (string, error) {
 	if err != nil && err != io.EOF {
 		return "", fmt.Errorf("job directory: %v", err)
 	}
-	if err := unix.Mkdirat(int(dir.Fd()), homeName, 0o700); err != nil {
+	if err := unix.Mkdirat(int(dir.Fd()), homeName, 0o750); err != nil {
 		return "", fmt.Errorf("couldn't make the download's home: %v", err)
 	}
 	return homeName, nil

@@ -32,6 +32,10 @@ func (l Layout) Receiver(sub string) string { return filepath.Join(l.Root, "rece
 // Worker is the worker's private directory.
 func (l Layout) Worker(sub string) string { return filepath.Join(l.Root, "worker", sub) }
 
+// Work holds the job directories: the worker makes each and lends it to
+// the downloader's group for the time of its download.
+func (l Layout) Work() string { return filepath.Join(l.Root, "work") }
+
 // Owner returns the uid owning path (not following a final symlink).
 func Owner(path string) (int, error) {
 	var st unix.Stat_t
@@ -54,6 +58,7 @@ func (d *Dir) Group() (int, error) {
 type Owners struct {
 	ReceiverUID, WorkerUID int
 	SpoolGID, MediaGID     int
+	DownloaderGID          int // the downloader user's primary group
 }
 
 // Role is who a directory of the tree belongs to (an owner or a group).
@@ -61,16 +66,17 @@ type Role int
 
 // The roles, and their names in deploy/ (sysusers.d, tmpfiles.d).
 const (
-	RoleRoot     Role = iota // root
-	RoleReceiver             // user ytkeep-recv
-	RoleWorker               // user ytkeep-work
-	RoleSpool                // group ytkeep-spool
-	RoleMedia                // group ytkeep-media
+	RoleRoot       Role = iota // root
+	RoleReceiver               // user ytkeep-recv
+	RoleWorker                 // user ytkeep-work
+	RoleSpool                  // group ytkeep-spool
+	RoleMedia                  // group ytkeep-media
+	RoleDownloader             // group ytkeep-dl (the downloader user's own; the worker is a member)
 )
 
 // Names are the deploy/ names of the roles.
 var Names = map[Role]string{RoleRoot: "root", RoleReceiver: "ytkeep-recv", RoleWorker: "ytkeep-work",
-	RoleSpool: "ytkeep-spool", RoleMedia: "ytkeep-media"}
+	RoleSpool: "ytkeep-spool", RoleMedia: "ytkeep-media", RoleDownloader: "ytkeep-dl"}
 
 // Entry is one directory of the production tree.
 type Entry struct {
@@ -94,9 +100,12 @@ func (l Layout) Tree(downloads string) []Entry {
 	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
 		t = append(t, Entry{l.Receiver(s), 0o700, RoleReceiver, RoleSpool})
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "work"} {
+	for _, s := range []string{"tmp", "claimed", "quarantine"} {
 		t = append(t, Entry{l.Worker(s), 0o700, RoleWorker, RoleSpool})
 	}
+	// The downloader may pass through to a job directory it is given,
+	// never list them; each is lent to its group while it downloads.
+	t = append(t, Entry{l.Work(), 0o2710, RoleWorker, RoleDownloader})
 	return append(t, Entry{downloads, 0o2750, RoleWorker, RoleMedia})
 }
 
@@ -107,9 +116,10 @@ func (l Layout) CreateSingleUser(downloads string) error { return l.Create(downl
 // Create makes Tree(downloads) with the production modes and, when o is
 // not nil, the production owners (else the current user's).
 func (l Layout) Create(downloads string, o *Owners) error {
-	ids := map[Role]int{RoleRoot: -1, RoleReceiver: -1, RoleWorker: -1, RoleSpool: -1, RoleMedia: -1}
+	ids := map[Role]int{RoleRoot: -1, RoleReceiver: -1, RoleWorker: -1, RoleSpool: -1, RoleMedia: -1, RoleDownloader: -1}
 	if o != nil {
-		ids = map[Role]int{RoleRoot: 0, RoleReceiver: o.ReceiverUID, RoleWorker: o.WorkerUID, RoleSpool: o.SpoolGID, RoleMedia: o.MediaGID}
+		ids = map[Role]int{RoleRoot: 0, RoleReceiver: o.ReceiverUID, RoleWorker: o.WorkerUID, RoleSpool: o.SpoolGID,
+			RoleMedia: o.MediaGID, RoleDownloader: o.DownloaderGID}
 	}
 	type entry struct {
 		mode     uint32

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
@@ -74,6 +74,9 @@ func newWorld(t *testing.T, opt WorldOptions) *World {
 			t.Logf("receiver log:\n%s", w.Receiver.Log())
 			if w.Worker != nil {
 				t.Logf("worker log:\n%s", w.Worker.Log())
+			}
+			if w.Downloader != nil {
+				t.Logf("downloader log:\n%s", w.Downloader.Log())
 			}
 		}
 	})
@@ -146,7 +149,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Nothing is left in flight once the receiver has cleaned up.
-	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "worker/claimed", "worker/work", "receiver/quarantine", "worker/quarantine")
+	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "worker/claimed", "work", "receiver/quarantine", "worker/quarantine")
 	for _, ev := range []string{`"event":"accepted"`, `"event":"claimed"`, `"event":"finished"`, `"event":"replied"`} {
 		if !strings.Contains(w.Receiver.Log()+w.Worker.Log(), ev) {
 			t.Errorf("no audit event %s", ev)
@@ -354,7 +357,7 @@ func TestOpenUpKeepsOtherBits(t *testing.T) {
 // TestReleaseBinariesHaveNoBreachCode: the attack runner and catalog exist
 // only in builds with the "breach" tag.
 func TestReleaseBinariesHaveNoBreachCode(t *testing.T) {
-	for _, name := range []string{"ytkeep-receiver", "ytkeep-worker", "ytkeep"} {
+	for _, name := range []string{"ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader", "ytkeep"} {
 		b, err := os.ReadFile(filepath.Join(binDir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -372,7 +375,7 @@ func TestReleaseBinariesHaveNoBreachCode(t *testing.T) {
 // that names raw programs is refused.
 func TestReleaseLauncherRefusesRawPrograms(t *testing.T) {
 	rules := confine.DownloaderRules(confine.DownloaderParams{JobRoot: t.TempDir()})
-	l, err := sandbox.StartLauncher(filepath.Join(binDir, "ytkeep-worker"), &sandbox.Setup{
+	l, err := sandbox.StartLauncher(filepath.Join(binDir, "ytkeep-downloader"), &sandbox.Setup{
 		Rules: *rules, RawPrograms: []string{"/bin/sh"}, Landlock: confine.LandlockABI() >= confine.MinLandlockABI, Seccomp: true,
 	})
 	if err == nil {

@@ -39,7 +39,7 @@ func TestSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"ytkeep", "ytkeep-receiver", "ytkeep-worker"} {
+	for _, b := range []string{"ytkeep", "ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader"} {
 		if _, err := FindBinary(filepath.Join(src, "bin"), b); err != nil {
 			t.Fatal(err)
 		}
@@ -138,6 +138,11 @@ func TestSystemd(t *testing.T) {
 		}
 	}
 
+	// The running downloader is a user of its own, its socket its group's.
+	if out, _ := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml"); !strings.Contains(out, "[OK  ] the downloader runs as uid") {
+		t.Errorf("doctor does not find the downloader separated:\n%s", out)
+	}
+
 	// Kill each daemon: Restart= brings it back, and the ExecStopPost=
 	// alert reaches the admins' channel.
 	for _, u := range units {
@@ -152,7 +157,13 @@ func TestSystemd(t *testing.T) {
 		if got := c.unitProperty(u, "NRestarts"); got == restarts {
 			t.Errorf("%s: NRestarts still %s after the kill", u, got)
 		}
-		ok := waitAdmin(slack, alerts, 60*time.Second, "crashed", name, "SIGKILL")
+		parts := []string{"crashed", name, "SIGKILL"}
+		if name == "ytkeep-downloader" {
+			// It cannot write the spool: the worker, which loses its
+			// connection, alerts (and restarts to reconnect).
+			parts = []string{"crashed", name, "connection"}
+		}
+		ok := waitAdmin(slack, alerts, 60*time.Second, parts...)
 		t.Logf("kill -9 %s: active again after %.1f s (pid %s → %s), alert delivered: %v", u, back.Seconds(),
 			before, c.unitProperty(u, "MainPID"), ok)
 		if !ok {
@@ -295,6 +306,17 @@ func checkJournal(t *testing.T, c *container) {
 		regexp.MustCompile(`Main process exited, code=killed, status=9/KILL`),
 		regexp.MustCompile(`Failed with result 'signal'`),
 		regexp.MustCompile(`"alert":"crashed".*"signal":"SIGKILL"`),
+		// The downloader's kill: the worker loses its connection, alerts,
+		// and exits to be started again.
+		regexp.MustCompile(`"alert":"crashed".*"service":"ytkeep-downloader"`),
+		regexp.MustCompile(`^ytkeep-worker: the downloader went away$`),
+		regexp.MustCompile(`Main process exited, code=exited, status=1/FAILURE`),
+		regexp.MustCompile(`Failed with result 'exit-code'`),
+		regexp.MustCompile(`"alert":"crashed".*"service":"ytkeep-worker".*"result":"exit-code"`),
+		// PrivateNetwork= with PrivateUsers=: systemd 252 cannot bring
+		// up the new namespace's loopback, and says it goes on without
+		// (the worker needs none).
+		regexp.MustCompile(`^Failed to configure loopback network device, ignoring: Operation not permitted$`),
 	}
 	suspicious := regexp.MustCompile(`(?i)"level":"ERROR"|failed|error|denied|not permitted|status=`)
 	var bad []string

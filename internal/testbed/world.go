@@ -12,13 +12,15 @@ import (
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
-// Numeric ids of the two daemons' users when the testbed runs as root
-// (no passwd entries needed; nothing is left behind).
+// Numeric ids of the daemons' users when the testbed runs as root (no
+// passwd entries needed; nothing is left behind).
 const (
-	ReceiverUID = 61001
-	WorkerUID   = 61002
-	SpoolGID    = 61010
-	MediaGID    = 61011
+	ReceiverUID   = 61001
+	WorkerUID     = 61002
+	DownloaderUID = 61003
+	SpoolGID      = 61010
+	MediaGID      = 61011
+	DownloaderGID = 61012 // the downloader's own group; the worker is a member
 )
 
 // Identities used by the simulated workspace.
@@ -35,10 +37,10 @@ const AdminChannel = "admin-alerts"
 // WorldOptions say what to start.
 type WorldOptions struct {
 	Dir         string // empty directory to hold everything
-	BinDir      string // holds ytkeep-receiver and ytkeep-worker
+	BinDir      string // holds ytkeep-receiver, ytkeep-worker and ytkeep-downloader
 	FFmpeg      string // default /usr/bin/ffmpeg
 	YtDlp       string // default /usr/bin/yt-dlp
-	NoWorker    bool   // start only the receiver (load tests)
+	NoWorker    bool   // start only the receiver (load tests); StartWorker starts the rest
 	ClipSeconds int    // default 3
 	// ExtraWorker is appended to the generated [worker] table.
 	ExtraWorker string
@@ -54,12 +56,15 @@ type WorldOptions struct {
 
 // World is a complete loopback installation.
 type World struct {
-	workBin                                                 string
+	workBin, dlBin                                          string
 	env                                                     []string
 	Dir, SpoolDir, DownloadsDir, ConfigPath, Endpoint, Clip string
-	Media                                                   *Media
-	Slack                                                   *Slack
-	Receiver, Worker                                        *Daemon
+	// SocketDir holds the downloader's socket (a short path of its own:
+	// a socket's address holds at most 107 bytes).
+	SocketDir                    string
+	Media                        *Media
+	Slack                        *Slack
+	Receiver, Worker, Downloader *Daemon
 }
 
 // NewWorld makes the clip, starts the media server and simulated Slack,
@@ -82,6 +87,10 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 	if err != nil {
 		return nil, err
 	}
+	dlBin, err := FindBinary(opt.BinDir, "ytkeep-downloader")
+	if err != nil {
+		return nil, err
+	}
 	w := &World{Dir: opt.Dir, SpoolDir: filepath.Join(opt.Dir, "spool"), DownloadsDir: filepath.Join(opt.Dir, "downloads"),
 		ConfigPath: filepath.Join(opt.Dir, "ytkeep.toml"), Clip: filepath.Join(opt.Dir, "clip.mp4")}
 	defer func() {
@@ -89,6 +98,9 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 			w.Close()
 		}
 	}()
+	if w.SocketDir, err = os.MkdirTemp("", "ytkeep-sock-"); err != nil {
+		return nil, err
+	}
 	if err := MakeClip(opt.FFmpeg, w.Clip, opt.ClipSeconds); err != nil {
 		return nil, err
 	}
@@ -112,8 +124,10 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 	}
 	if asRoot {
 		// Separate users, as in production.
-		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID}
-		// As deploy/sysusers.d: the spool group as primary group, no other.
+		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID,
+			DownloaderGID: DownloaderGID}
+		// As deploy/sysusers.d: the spool group as primary group; the
+		// worker also in the downloader's; the downloader in no other.
 		runAs = fmt.Sprintf(`[receiver.run_as]
 user = "%d"
 group = "%d"
@@ -122,8 +136,20 @@ groups = []
 [worker.run_as]
 user = "%d"
 group = "%d"
+groups = ["%d"]
+
+[downloader.run_as]
+user = "%d"
+group = "%d"
 groups = []
-`, ReceiverUID, SpoolGID, WorkerUID, SpoolGID)
+`, ReceiverUID, SpoolGID, WorkerUID, SpoolGID, DownloaderGID, DownloaderUID, DownloaderGID)
+		// The socket's directory, as systemd's RuntimeDirectory= makes it.
+		if err := os.Chown(w.SocketDir, DownloaderUID, DownloaderGID); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(w.SocketDir, 0o750); err != nil {
+			return nil, err
+		}
 	}
 	if err := (spool.Layout{Root: w.SpoolDir}).Create(w.DownloadsDir, owners); err != nil {
 		return nil, err
@@ -175,11 +201,15 @@ downloads_dir = %q
 job_timeout_seconds = 120
 max_file_mb = 64
 %s
+[downloader]
+socket = %q
+
 [testing]
 media_base_url = %q
 loopback_response_port = %s
 
-%s`, w.SpoolDir, addr, secretPath, Team, Channel, users, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker, w.Media.BaseURL(), w.Slack.Port(), runAs)
+%s`, w.SpoolDir, addr, secretPath, Team, Channel, users, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
+		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), runAs)
 	if err := os.WriteFile(w.ConfigPath, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
@@ -190,7 +220,7 @@ loopback_response_port = %s
 	if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
 		return nil, err
 	}
-	w.workBin, w.env = workBin, env
+	w.workBin, w.dlBin, w.env = workBin, dlBin, env
 	if !opt.NoWorker {
 		if err := w.StartWorker(); err != nil {
 			return nil, err
@@ -199,8 +229,15 @@ loopback_response_port = %s
 	return w, nil
 }
 
-// StartWorker starts the worker (NewWorld does, unless NoWorker is set).
+// StartWorker starts the downloader, unless it runs, and the worker
+// (NewWorld does, unless NoWorker is set).
 func (w *World) StartWorker() (err error) {
+	if w.Downloader == nil {
+		w.Downloader, err = Start("ytkeep-downloader", w.dlBin, w.ConfigPath, filepath.Join(w.Dir, "downloader.log"), w.env)
+		if err != nil {
+			return err
+		}
+	}
 	w.Worker, err = Start("ytkeep-worker", w.workBin, w.ConfigPath, filepath.Join(w.Dir, "worker.log"), w.env)
 	return err
 }
@@ -230,12 +267,15 @@ func (w *World) Invocation(text string) Invocation {
 // Close stops everything. It returns the first daemon error.
 func (w *World) Close() error {
 	var errs []string
-	for _, d := range []*Daemon{w.Worker, w.Receiver} {
+	for _, d := range []*Daemon{w.Worker, w.Receiver, w.Downloader} {
 		if d != nil {
 			if err := d.Stop(); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", d.Name, err))
 			}
 		}
+	}
+	if w.SocketDir != "" {
+		os.RemoveAll(w.SocketDir)
 	}
 	if w.Media != nil {
 		w.Media.Close()

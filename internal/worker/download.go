@@ -40,7 +40,7 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 // download runs yt-dlp for j in a fresh job directory and stores the file.
 func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	fail := func(c job.Class) *job.Result { return j.Result(job.StatusFailed, c) }
-	dirPath := filepath.Join(w.layout.Worker("work"), j.ID)
+	dirPath := filepath.Join(w.layout.Work(), j.ID)
 	if err := os.RemoveAll(dirPath); err != nil { // leftovers of a crashed attempt
 		w.log.Error("couldn't clear job directory", "job", j.ID, "err", err)
 		return fail(job.ClassInternal)
@@ -55,6 +55,16 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		return fail(job.ClassInternal)
 	}
 	defer dir.Close()
+	// Lend the directory to the downloader's group (the kernel gave it
+	// that group: work/ is setgid) for the time of the download; then it
+	// is the worker's alone again, and no download, running or
+	// lingering, can reach it (Unix modes, behind the downloader's
+	// Landlock rules).
+	if err := dir.Chmod(0o770); err != nil {
+		w.log.Error("couldn't lend the job directory", "job", j.ID, "err", err)
+		return fail(job.ClassInternal)
+	}
+	defer dir.Chmod(0o700)
 
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -87,6 +97,9 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	outcome, err := w.opt.Launcher.Download(runCtx, j.ID, j.Video, j.Format, dir, pw, stderr)
 	stopRun()
 	<-watchDone
+	if cerr := dir.Chmod(0o700); cerr != nil && err == nil {
+		err = fmt.Errorf("couldn't take the job directory back: %w", cerr)
+	}
 	pw.Close()
 	out := <-parsed
 	select {
@@ -110,6 +123,11 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	w.log.Info("downloader exited", "job", j.ID, "exit", outcome.ExitCode, "signal", sig,
 		"elapsed_ms", outcome.Elapsed.Milliseconds(), "progress", out.Progress, "output_lines", out.Lines)
 	switch {
+	case outcome.OutputHeld:
+		// A process of the download outlived the server's kill of its
+		// tree (C2): a sandbox violation, and its output is cut short.
+		audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "reason", "output_held", "stderr", lastLines(tail, 5))
+		return fail(job.ClassSandbox)
 	case outcome.TimedOut:
 		return fail(job.ClassTimeout)
 	case outcome.Violation():

@@ -69,7 +69,7 @@ func New(opt Options) (*Worker, error) {
 	var dirs [7]*spool.Dir
 	for i, p := range []string{
 		w.layout.Incoming(), w.layout.Worker("claimed"), w.layout.Worker("quarantine"),
-		w.layout.Worker("tmp"), w.layout.Results(), w.layout.Worker("work"), opt.DownloadsDir,
+		w.layout.Worker("tmp"), w.layout.Results(), w.layout.Work(), opt.DownloadsDir,
 	} {
 		if dirs[i], err = open(p); err != nil {
 			return nil, err

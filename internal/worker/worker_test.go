@@ -13,10 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
 
 func TestMain(m *testing.M) {
@@ -82,7 +85,7 @@ func newHarnessLayers(t *testing.T, tweak func(*Options, *time.Duration), landlo
 		tweak(&opt, &timeout)
 	}
 	launcher, err := sandbox.StartLauncher(self, &sandbox.Setup{
-		Rules: *confine.DownloaderRules(confine.DownloaderParams{JobRoot: h.layout.Worker("work"),
+		Rules: *confine.DownloaderRules(confine.DownloaderParams{JobRoot: h.layout.Work(),
 			ExtraExec: []string{filepath.Dir(fake)}}),
 		Landlock: landlock && confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
@@ -192,7 +195,7 @@ func TestDownloadAndStore(t *testing.T) {
 	}
 	// Work and temporary directories are cleaned (the claimed file goes
 	// right after the result is written, so give it a moment).
-	for _, d := range []string{h.layout.Worker("work"), h.layout.Worker("claimed"), filepath.Join(h.dl, ".tmp")} {
+	for _, d := range []string{h.layout.Work(), h.layout.Worker("claimed"), filepath.Join(h.dl, ".tmp")} {
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			ents, _ := os.ReadDir(d)
@@ -210,18 +213,40 @@ func TestDownloadAndStore(t *testing.T) {
 
 // TestHostileDownloaderOutput runs a misbehaving downloader twice: with
 // every layer, where Landlock refuses to let it create links and FIFOs at
-// all, and without Landlock, where the worker's own checks must refuse
-// them. Either way nothing is stored.
+// all, and without Landlock, where the launcher's tidy removes them once
+// the child is gone (the worker's own open check is TestStoreRefuses).
+// Either way nothing is stored.
 func TestHostileDownloaderOutput(t *testing.T) {
 	for _, landlock := range []bool{true, false} {
 		t.Run(fmt.Sprintf("landlock=%v", landlock), func(t *testing.T) {
-			// With Landlock the link and FIFO are never made: no output.
-			refused := job.ClassBadOutput
-			if !landlock {
-				refused = job.ClassInternal // the worker's open refuses them
-			}
-			hostileOutput(t, landlock, refused)
+			hostileOutput(t, landlock, job.ClassBadOutput)
 		})
+	}
+}
+
+// TestStoreRefuses: the worker stores only a plain file with one name,
+// whatever the downloader left (the last of three layers, behind
+// Landlock and the launcher's tidy).
+func TestStoreRefuses(t *testing.T) {
+	h := newHarness(t, nil)
+	dirPath := t.TempDir()
+	os.WriteFile(filepath.Join(dirPath, "target"), []byte("secret"), 0o600)
+	os.Symlink(filepath.Join(dirPath, "target"), filepath.Join(dirPath, "link.mp4"))
+	unix.Mkfifo(filepath.Join(dirPath, "fifo.mp4"), 0o600)
+	os.Link(filepath.Join(dirPath, "target"), filepath.Join(dirPath, "hard.mp4"))
+	dir, err := os.Open(dirPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	for _, name := range []string{"link.mp4", "fifo.mp4", "hard.mp4"} {
+		j := newJob("storeAAAAAA", job.FormatBest)
+		if s, err := h.w.store(dir, name, j, "mp4", &ytdlp.Meta{}); err == nil {
+			t.Errorf("%s was stored as %+v", name, s)
+		}
+	}
+	if ents, _ := os.ReadDir(h.dl); len(ents) > 1 { // .tmp
+		t.Errorf("downloads holds %d entries", len(ents))
 	}
 }
 

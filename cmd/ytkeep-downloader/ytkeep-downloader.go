@@ -1,0 +1,139 @@
+// Command ytkeep-downloader is the downloader daemon: it runs yt-dlp for
+// the worker, each download in a child confined to its job directory,
+// with its own egress proxy as the children's only way out. It runs as a
+// user of its own (ytkeep-dl), which can reach none of the other
+// daemons' files, and serves the worker over a Unix socket. The same
+// binary is the child launcher when started with -sandbox-child (by
+// itself, never by hand).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/config"
+	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+func main() {
+	// The launcher modes take their instructions from descriptors only.
+	if len(os.Args) == 2 {
+		switch os.Args[1] {
+		case sandbox.ServerFlag:
+			sandbox.ServerMain()
+		case sandbox.ChildFlag:
+			sandbox.ChildMain()
+		}
+	}
+	// No -exit-alert: it cannot write the spool; the worker alerts when
+	// its connection to the downloader ends.
+	daemon.Main("ytkeep-downloader", run, nil)
+}
+
+func run(configPath string) error {
+	ctx, stop, stoppedBy := daemon.SignalContext()
+	defer stop()
+	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckDownloader)
+	if err != nil {
+		return err
+	}
+	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "downloader")
+	audit.Announce(log, cfg.Warnings())
+
+	// 1. Become the downloader's user. The downloads run as this user
+	// too; RLIMIT_NPROC counts them all (and our threads).
+	ra := cfg.Downloader.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, uint64(cfg.Worker.ChildMaxProcesses)+256); err != nil {
+		return err
+	}
+	useLandlock, err := confine.UseLandlock(confine.LandlockABI(), cfg.Security.InsecureNoLandlock)
+	if err != nil {
+		return err
+	}
+	setup, err := setupFrom(cfg, useLandlock)
+	if err != nil {
+		return err
+	}
+	// 2. Listen, before the filter refuses it.
+	ln, err := listen(cfg.Downloader.Socket)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	// 3. Start the egress proxy, confine ourselves to the downloader
+	// domain, probe yt-dlp; then serve the worker.
+	err = sandbox.ServeDaemon(ctx, ln, setup, log)
+	log.Info("downloader stopped", "signal", stoppedBy())
+	return err
+}
+
+// setupFrom is the downloader domain and the downloads' settings, all
+// from the configuration: nothing the worker sends can change them.
+func setupFrom(cfg *config.Config, useLandlock bool) (*sandbox.Setup, error) {
+	// The egress proxy connects to 443 and resolves names (DNS over TCP
+	// falls back to 53); in test mode, to the media server. The downloads
+	// reach the proxy alone.
+	ports := []uint16{443, 53}
+	if p := cfg.MediaPort(); p != 0 {
+		ports = append(ports, p)
+	}
+	maxBytes := int64(cfg.Worker.MaxFileMB) << 20
+	return &sandbox.Setup{
+		Rules: *confine.DownloaderRules(confine.DownloaderParams{
+			JobRoot: spool.Layout{Root: cfg.Spool.Dir}.Work(), ExtraExec: cfg.Worker.ExtraExecPaths, ConnectPorts: ports}),
+		Landlock:    useLandlock,
+		Seccomp:     true,
+		MaxChildren: cfg.Worker.Concurrency,
+		// The socket's directory is ours alone to write (systemd's
+		// RuntimeDirectory=): yt-dlp is probed there, out of the worker's
+		// reach.
+		ProbeDir: filepath.Dir(cfg.Downloader.Socket),
+		Download: &sandbox.DownloadConfig{
+			YtDlp: cfg.Worker.YtDlp, FFmpeg: cfg.Worker.FFmpeg, MaxBytes: maxBytes,
+			SocketTimeout: cfg.Worker.SocketTimeoutSeconds, TestBaseURL: cfg.Testing.MediaBaseURL,
+			Timeout: time.Duration(cfg.Worker.JobTimeoutSeconds) * time.Second, Hosts: cfg.Worker.EgressHosts,
+			Limits: sandbox.Limits{
+				CPUSeconds: uint64(cfg.Worker.JobTimeoutSeconds),
+				FileBytes:  uint64(maxBytes) + 64<<20, // the exact cap is checked on the result
+				OpenFiles:  uint64(cfg.Worker.ChildMaxOpenFiles),
+				DataBytes:  uint64(cfg.Worker.ChildMaxMemoryMB) << 20,
+				Processes:  uint64(cfg.Worker.ChildMaxProcesses),
+			},
+		},
+	}, nil
+}
+
+// listen makes the worker's socket at path, readable and writable by our
+// group (the worker is its one other member). A socket left by an
+// earlier run is replaced; anything else there is an error.
+func listen(path string) (*net.UnixListener, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil {
+		if st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, unix.ENOENT) {
+		return nil, err
+	}
+	old := unix.Umask(0o117) // created 0660: no window where others may connect
+	ln, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: path, Net: "unixpacket"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, fmt.Errorf("couldn't listen on %s: %w", path, err)
+	}
+	ln.SetUnlinkOnClose(true)
+	return ln, nil
+}

@@ -1,0 +1,42 @@
+package sandbox
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestTidy: after a download only the top's regular files stay, readable
+// by the worker's group; whatever else the child made goes, even a
+// directory it left without write or search permission.
+func TestTidy(t *testing.T) {
+	d := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(filepath.Join(d, "video.mp4"), []byte("v"), 0o600))
+	must(os.MkdirAll(filepath.Join(d, ".home", "a", "b"), 0o700))
+	must(os.WriteFile(filepath.Join(d, ".home", "a", "b", "f"), []byte("x"), 0o600))
+	must(os.Chmod(filepath.Join(d, ".home", "a", "b"), 0o100))
+	must(os.Chmod(filepath.Join(d, ".home", "a"), 0o500))
+	must(os.Symlink("/etc/passwd", filepath.Join(d, "link.mp4")))
+	must(unix.Mkfifo(filepath.Join(d, "fifo.mp4"), 0o600))
+	f, err := os.Open(d)
+	must(err)
+	defer f.Close()
+	if err := tidy(f); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(d)
+	if len(ents) != 1 || ents[0].Name() != "video.mp4" {
+		t.Fatalf("left %v, want only video.mp4", ents)
+	}
+	if st, _ := os.Stat(filepath.Join(d, "video.mp4")); st.Mode().Perm() != 0o640 {
+		t.Errorf("video.mp4 is %v, want 0640", st.Mode())
+	}
+}
