@@ -40,3 +40,30 @@ func TestTidy(t *testing.T) {
 		t.Errorf("video.mp4 is %v, want 0640", st.Mode())
 	}
 }
+
+// TestChmodNoFollow: a mode change never goes through a symbolic link.
+func TestChmodNoFollow(t *testing.T) {
+	d := t.TempDir()
+	target := filepath.Join(d, "target")
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink(target, filepath.Join(d, "link"))
+	f, err := os.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := chmodNoFollow(int(f.Fd()), "link", 0o644); err == nil {
+		t.Error("chmod through a symbolic link succeeded")
+	}
+	if st, _ := os.Stat(target); st.Mode().Perm() != 0o600 {
+		t.Errorf("the link's target became %v", st.Mode())
+	}
+	if err := chmodNoFollow(int(f.Fd()), "target", 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := os.Stat(target); st.Mode().Perm() != 0o640 {
+		t.Errorf("target is %v, want 0640", st.Mode())
+	}
+}
