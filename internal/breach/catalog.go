@@ -3,10 +3,14 @@
 package breach
 
 import (
+	"bufio"
+	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,6 +49,15 @@ type Env struct {
 	// downloader's own Landlock domain. (An attempt's own parent is the
 	// runner, inside it.)
 	Server int
+	// MediaPort is the test media server's: the egress proxy's one
+	// loopback origin, which the children must reach through it alone.
+	MediaPort int
+	// Downloader only: Domain is Downloader; Proxy the egress proxy's URL
+	// with the job's credentials, taken from https_proxy as yt-dlp
+	// takes it; DiskBudget the bytes the worker lets a job directory hold.
+	Domain     string
+	Proxy      string
+	DiskBudget int64
 }
 
 // LoadEnv reads the targets.
@@ -53,9 +66,11 @@ func LoadEnv() *Env {
 	p, _ := strconv.Atoi(g("RECEIVER_PORT"))
 	sp, _ := strconv.Atoi(g("SLACK_PORT"))
 	srv, _ := strconv.Atoi(g("SERVER"))
+	mp, _ := strconv.Atoi(g("MEDIA_PORT"))
+	budget, _ := strconv.ParseInt(g("DISK_BUDGET"), 10, 64)
 	return &Env{Secret: g("SECRET"), Spool: g("SPOOL"), Downloads: g("DOWNLOADS"), JobRoot: g("JOBROOT"),
 		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, SlackPort: sp, Server: srv,
-		Setuid: g("SETUID")}
+		Setuid: g("SETUID"), MediaPort: mp, Domain: g("DOMAIN"), Proxy: g("PROXY"), DiskBudget: budget}
 }
 
 // Attempt is one escape attempt.
@@ -124,6 +139,280 @@ func rawErr(e syscall.Errno) error {
 	}
 	return e
 }
+
+// NotHere prefixes the outcome of an attempt whose target does not exist
+// in the domain it runs in (the egress proxy and the job's disk budget
+// are the downloader's). It is no escape, and no block either.
+const NotHere = "not applicable: "
+
+func notHere(why string) error { return errors.New(NotHere + why) }
+
+// reached is an attempt that went past the sandbox, whether or not its
+// destination then answered: a connection made, or one that timed out,
+// was refused by the far end or found no route, means the process was
+// allowed to send. It counts as success. Only the sandbox's own refusal
+// (sandboxRefused, or the process killed) blocks, so that no network
+// condition of the machine running the suite can pass for a block.
+type reached struct{ how string }
+
+func (r *reached) Error() string { return "succeeded: " + r.how }
+
+// sandboxRefused reports whether err is the sandbox refusing in this
+// process: Landlock and the seccomp filters' errno rules answer EACCES
+// or EPERM.
+func sandboxRefused(err error) bool { return errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) }
+
+// connectWait bounds how long connect4 waits for a handshake to end. A
+// wait that ends is ETIMEDOUT, a success like any other end: the verdict
+// does not depend on it.
+const connectWait = 2 * time.Second
+
+// connect4 starts a TCP connection to ap with one socket and one connect
+// call, as native code would. sent reports whether the connection got
+// under way (connect returned at once or EINPROGRESS: the SYN went out
+// with the sandbox's leave); err is then how the handshake ended, and
+// otherwise why connect failed.
+func connect4(ap netip.AddrPort) (sent bool, err error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+	if err != unix.EINPROGRESS {
+		return err == nil, err
+	}
+	// Wait with epoll, which every domain's filter allows (the Go
+	// runtime's poller uses it; the receiver's allowlist refuses poll).
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return true, fmt.Errorf("under way, couldn't wait for it: %s", describe(err))
+	}
+	defer unix.Close(ep)
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLOUT, Fd: int32(fd)}); err != nil {
+		return true, fmt.Errorf("under way, couldn't wait for it: %s", describe(err))
+	}
+	deadline := time.Now().Add(connectWait)
+	for {
+		ms := int(time.Until(deadline).Milliseconds())
+		if ms <= 0 {
+			return true, unix.ETIMEDOUT
+		}
+		// epoll_pwait without a signal mask, as the runtime calls it
+		// (x/sys/unix's EpollWait is epoll_wait, which the daemons'
+		// allowlists leave out).
+		var ev [1]unix.EpollEvent
+		n, _, en := unix.Syscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&ev[0])), 1, uintptr(ms), 0, 0)
+		if en == unix.EINTR || (en == 0 && n == 0) {
+			continue
+		}
+		if en != 0 {
+			return true, fmt.Errorf("under way, couldn't wait for it: %s", describe(en))
+		}
+		soErr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err != nil {
+			return true, fmt.Errorf("under way, couldn't read its end: %s", describe(err))
+		}
+		return true, rawErr(syscall.Errno(soErr))
+	}
+}
+
+// connectEach connects to each of addrs (IPv4 address and port) in turn.
+// It returns the sandbox's refusal if every connect was refused inside
+// the sandbox, and otherwise, as success, how the first other one went.
+func connectEach(addrs ...string) error {
+	var err error
+	for _, a := range addrs {
+		var sent bool
+		sent, err = connect4(netip.MustParseAddrPort(a))
+		switch {
+		case err == nil:
+			return &reached{"connected to " + a}
+		case sent:
+			return &reached{"connect to " + a + " left the sandbox (" + describe(err) + ")"}
+		case !sandboxRefused(err):
+			return &reached{"connect to " + a + " was not refused in the sandbox (" + describe(err) + ")"}
+		}
+	}
+	return err
+}
+
+// resolvers are the local stub resolver's address and the IPv4 name
+// servers of /etc/resolv.conf.
+func resolvers() []string {
+	rs := []string{"127.0.0.53:53"}
+	b, err := os.ReadFile("/etc/resolv.conf")
+	if err != nil {
+		return rs
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(f[1]); err == nil && ip.Is4() {
+			rs = append(rs, netip.AddrPortFrom(ip, 53).String())
+		}
+	}
+	return rs
+}
+
+// dnsQuery is a DNS query (RFC 1035) for name's A record.
+func dnsQuery(name string) []byte {
+	b := []byte{0x62, 0x72, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0} // id, recursion desired, one question
+	for _, l := range strings.Split(name, ".") {
+		b = append(b, byte(len(l)))
+		b = append(b, l...)
+	}
+	return append(b, 0, 0, 1, 0, 1) // the root, type A, class IN
+}
+
+// sendUDP sends msg in a datagram to each of addrs (IPv4 address and
+// port) in turn, from one socket. It returns the sandbox's refusal if
+// every send (or the socket itself) was refused inside the sandbox, and
+// otherwise, as success, how the first other one went.
+func sendUDP(msg []byte, addrs ...string) error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	for _, a := range addrs {
+		ap := netip.MustParseAddrPort(a)
+		err = unix.Sendto(fd, msg, 0, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()})
+		switch {
+		case err == nil:
+			return &reached{"sent a DNS query to " + a}
+		case !sandboxRefused(err):
+			return &reached{"a UDP socket, and sending to " + a + " failed only at the network (" + describe(err) + ")"}
+		}
+	}
+	return err
+}
+
+// ProxyRefused prefixes the outcome of a request the egress proxy
+// refused (403): the only outcome that counts as blocked for the
+// attempts through it.
+const ProxyRefused = "refused by the proxy: "
+
+// RebindName is an allowed name (under *.youtube.com) that the suite
+// makes resolve to loopback on the test machine, for B96.
+const RebindName = "ytkeep-breach-rebind.youtube.com"
+
+// proxyConnect asks the egress proxy, with the job's credentials, for a
+// tunnel to each of targets in turn, as yt-dlp would. It returns the
+// refusal if the proxy refused (403) every one; success if it opened a
+// tunnel (200) or tried to (502, 504: it dialled); otherwise an error,
+// which the suite reports as inconclusive.
+func proxyConnect(e *Env, targets ...string) error {
+	if e.Proxy == "" {
+		return notHere("no egress proxy in this domain")
+	}
+	u, err := url.Parse(e.Proxy)
+	if err != nil || u.User == nil {
+		return fmt.Errorf("bad proxy URL")
+	}
+	token, _ := u.User.Password()
+	auth := base64.StdEncoding.EncodeToString([]byte(u.User.Username() + ":" + token))
+	status := ""
+	for _, target := range targets {
+		if status, err = askProxy(u.Host, auth, target); err != nil {
+			return fmt.Errorf("no answer from the proxy for %s: %v", target, err)
+		}
+		switch code, _, _ := strings.Cut(status, " "); code {
+		case "403":
+		case "200", "502", "504":
+			return &reached{"the proxy answered " + status + " for " + target}
+		default:
+			return fmt.Errorf("inconclusive: the proxy answered %s for %s", status, target)
+		}
+	}
+	return errors.New(ProxyRefused + status)
+}
+
+// askProxy sends one CONNECT for target to the proxy at addr and returns
+// the status of its answer ("403 Forbidden").
+func askProxy(addr, auth, target string) (string, error) {
+	d := net.Dialer{Timeout: 10 * time.Second}
+	d.SetMultipathTCP(false)
+	c, err := d.Dial("tcp4", addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	// A bound on a broken proxy: its own head timeout is 10 s.
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", target, target, auth); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	proto, status, ok := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+	if !ok || !strings.HasPrefix(proto, "HTTP/1.") {
+		return "", fmt.Errorf("not an HTTP answer: %q", line)
+	}
+	return status, nil
+}
+
+// deepFill hides more bytes than the job's disk budget 64 directories
+// down, where a walk of the job directory that stopped at some depth
+// would not count them (the worker's walk goes 16 levels deep and takes a
+// deeper tree as over budget), and then holds the space. In the
+// downloader it never returns: it must be stopped with its job
+// (OwnJob).
+func deepFill(e *Env) error {
+	if e.Domain != Downloader || e.DiskBudget <= 0 {
+		return notHere("no job directory with a disk budget in this domain")
+	}
+	fd, err := unix.Open(".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	// By mkdirat and openat: no path grows past PATH_MAX. Mode 0700: let
+	// nobody else look in (the attacker's choice).
+	for range 64 {
+		if err := unix.Mkdirat(fd, "d", 0o700); err != nil {
+			return err
+		}
+		sub, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		fd = sub
+	}
+	// Files of 32 MiB each, well under RLIMIT_FSIZE, until past the budget.
+	chunk := make([]byte, 1<<20)
+	for i, total := 0, int64(0); total <= e.DiskBudget; i++ {
+		f, err := unix.Openat(fd, "fill"+strconv.Itoa(i), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return err
+		}
+		for range 32 {
+			n, err := unix.Write(f, chunk)
+			total += int64(n)
+			if err != nil {
+				unix.Close(f)
+				return err
+			}
+		}
+		unix.Close(f)
+	}
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// ownJob are the attempts that end the job they run in when they are
+// stopped: the suite runs each as a download of its own and judges it by
+// how that job ends, rather than in the job that runs the others.
+var ownJob = map[string]bool{"B83": true}
+
+// OwnJob reports whether attempt id runs as a job of its own in the
+// downloader (RunAll leaves it out).
+func OwnJob(id string) bool { return ownJob[id] }
 
 // payload is a complete static x86-64 program that prints "succeeded" and
 // exits 0: what an attempt executes, so that the runner reports the
@@ -216,6 +505,10 @@ var allowedIn = map[string][]string{
 	// The worker owns incoming/ (it claims there) and the job root.
 	"B24": {Worker}, "B25": {Worker},
 	"B44": {Receiver}, // DNS
+	// The receiver's Landlock rules let it connect to port 443 at any
+	// address (Slack has no stable address list: docs/threat-model.md,
+	// "No IP allowlist"), and it resolves names over UDP.
+	"B48": {Receiver}, "B49": {Receiver}, "B91": {Receiver},
 }
 
 // AllowedIn reports whether attempt id may succeed in domain.
@@ -235,9 +528,9 @@ var Catalog = []Attempt{
 	{"B02", "read /etc/shadow", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile("/etc/shadow") }},
 	{"B03", "read the receiver's reply-sealing key", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(filepath.Join(e.Spool, "receiver", "reply.key")) }},
 	{"B04", "list the receiver's private spool dir", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "receiver")) }},
-	{"B05", "list incoming jobs", []string{"landlock"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "incoming")) }},
-	{"B06", "read a stored video", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.StoredFile) }},
-	{"B07", "list another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return listDir(e.OtherJob) }},
+	{"B05", "list incoming jobs", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "incoming")) }},
+	{"B06", "read a stored video", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.StoredFile) }},
+	{"B07", "list another job's directory", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(e.OtherJob) }},
 	{"B08", "read the configuration", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.Config) }},
 	{"B09", "run as root (uid 0)", []string{"dac"}, Blocked, func(e *Env) error {
 		if os.Geteuid() == 0 || os.Getuid() == 0 {
@@ -246,15 +539,15 @@ var Catalog = []Attempt{
 		return unix.EPERM // the dedicated user: root's files and powers are out of reach
 	}},
 	// Writes outside the job directory.
-	{"B10", "forge a job in incoming/", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B10", "forge a job in incoming/", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
 		return plant(e, filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
 	}},
 	{"B11", "forge a result in results/", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
 		return plant(e, filepath.Join(e.Spool, "results", "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"))
 	}},
-	{"B12", "plant a file in downloads/", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.Downloads, "dQw4w9WgXcQ-best.mp4")) }},
+	{"B12", "plant a file in downloads/", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.Downloads, "dQw4w9WgXcQ-best.mp4")) }},
 	{"B13", "replace a stored video", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile(e.StoredFile) }},
-	{"B14", "write into another job's directory", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.OtherJob, "poison.part")) }},
+	{"B14", "write into another job's directory", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile(filepath.Join(e.OtherJob, "poison.part")) }},
 	{"B15", "install a cron job", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/etc/cron.d/ytkeep-breach") }},
 	{"B16", "write root's shell profile", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/root/.bashrc-breach") }},
 	{"B17", "write /tmp (shared with other services)", []string{"landlock"}, Blocked, func(e *Env) error {
@@ -371,6 +664,47 @@ var Catalog = []Attempt{
 		}
 		return err
 	}},
+	// Network under the production policy (docs/egress.md): the
+	// children's one way out is the egress proxy's port. Directly, each
+	// attempt counts as blocked only when the sandbox refuses it (EACCES,
+	// EPERM) or kills it: a timeout, a refusal by the far end or a missing
+	// route means the packet was allowed out. The suite listens on
+	// 127.0.0.1:443 and :80 as root, so that B48 can connect.
+	{"B47", "connect directly to the cloud metadata address (169.254.169.254:80)", []string{"landlock"}, Blocked, func(e *Env) error {
+		return connectEach("169.254.169.254:80")
+	}},
+	{"B48", "connect directly to a loopback web server (127.0.0.1:443, :80)", []string{"landlock"}, Blocked, func(e *Env) error {
+		return connectEach("127.0.0.1:443", "127.0.0.1:80")
+	}},
+	{"B49", "connect directly to private addresses (10.0.0.1:443, 192.168.0.1:443)", []string{"landlock"}, Blocked, func(e *Env) error {
+		return connectEach("10.0.0.1:443", "192.168.0.1:443")
+	}},
+	{"B90", "connect directly to the test media server (the proxy's one loopback origin)", []string{"landlock"}, Blocked, func(e *Env) error {
+		if e.MediaPort == 0 {
+			return notHere("no media server")
+		}
+		return connectEach("127.0.0.1:" + strconv.Itoa(e.MediaPort))
+	}},
+	{"B91", "send a DNS query over UDP to the local resolvers", []string{"seccomp"}, Blocked, func(e *Env) error {
+		return sendUDP(dnsQuery("metadata.google.internal"), resolvers()...)
+	}},
+	// Through the egress proxy, with the job's own credentials: blocked
+	// only on its refusal (403). The proxy has no ablation switch.
+	{"B92", "proxy: CONNECT to a host not on the allowlist (example.com:443)", []string{"egress-proxy"}, Blocked, func(e *Env) error {
+		return proxyConnect(e, "example.com:443")
+	}},
+	{"B93", "proxy: CONNECT to IP literals (1.1.1.1:443, 127.0.0.1:443, the receiver's port)", []string{"egress-proxy"}, Blocked, func(e *Env) error {
+		return proxyConnect(e, "1.1.1.1:443", "127.0.0.1:443", "127.0.0.1:"+strconv.Itoa(e.ReceiverPort))
+	}},
+	{"B94", "proxy: CONNECT to the metadata address (169.254.169.254:443)", []string{"egress-proxy"}, Blocked, func(e *Env) error {
+		return proxyConnect(e, "169.254.169.254:443")
+	}},
+	{"B95", "proxy: CONNECT to internal names (localhost, metadata.google.internal)", []string{"egress-proxy"}, Blocked, func(e *Env) error {
+		return proxyConnect(e, "localhost:443", "metadata.google.internal:443")
+	}},
+	{"B96", "proxy: CONNECT to an allowed name that resolves to loopback", []string{"egress-proxy"}, Blocked, func(e *Env) error {
+		return proxyConnect(e, RebindName+":443")
+	}},
 	// Other processes.
 	{"B50", "ptrace the launcher server", []string{"seccomp", "landlock"}, Blocked, func(e *Env) error {
 		err := unix.PtraceAttach(e.Server)
@@ -443,6 +777,27 @@ var Catalog = []Attempt{
 		unix.Wait4(pid, nil, 0, nil) // refused in the daemons: a zombie until exit
 		return nil                   // a child was created: the escape
 	}},
+	{"B74", "setpgid: a child leaves the process group, to outlive the job", []string{"seccomp"}, Blocked, func(e *Env) error {
+		// Go's fork calls setpgid(0, 0) in the child before exec, as
+		// glibc's setpgrp and Python's subprocess with process_group do.
+		// (On the attempt itself it would prove nothing: a group's leader
+		// is already in a group of its own.) The children's filter kills
+		// the child at the call; were it let through, the launcher server,
+		// the children's subreaper, would still kill it when the job ends
+		// (sandbox.TestEscapedProcessIsKilled).
+		cmd := exec.Command("/bin/sleep", "30")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return err // the daemons: exec kills them, setpgid is not allowed
+		}
+		g, err := unix.Getpgid(cmd.Process.Pid)
+		cmd.Process.Kill()
+		state := cmd.Wait()
+		if err != nil || g == unix.Getpgrp() {
+			return fmt.Errorf("the child stayed in the group (%v)", state)
+		}
+		return nil // it left the group: the escape
+	}},
 	// Resources.
 	{"B80", "write a file past RLIMIT_FSIZE", []string{"rlimit"}, Blocked, func(e *Env) error {
 		// An unnamed file (O_TMPFILE): RLIMIT_FSIZE is all that is
@@ -459,6 +814,7 @@ var Catalog = []Attempt{
 		_, err = f.WriteAt([]byte("x"), 1<<40)
 		return err
 	}},
+	{"B83", "fill the disk from 64 directories down, past the job's disk budget", []string{"disk-budget"}, Blocked, deepFill},
 	{"B82", "exhaust memory: write 4 GiB", []string{"rlimit", "systemd"}, Blocked, func(e *Env) error {
 		const size = 4 << 30
 		b, err := unix.Mmap(-1, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)

@@ -22,7 +22,7 @@ type Result struct {
 	What    string   `json:"what"`
 	Layers  []string `json:"layers"`
 	Expect  Expect   `json:"expect"`
-	Outcome string   `json:"outcome"` // "succeeded", an errno name, "killed by SIGSYS", …
+	Outcome string   `json:"outcome"` // "succeeded" (Succeeded), an errno name, "killed by SIGSYS", …
 	Escaped bool     `json:"escaped"`
 	Domain  string   `json:"domain"`
 	Allowed bool     `json:"allowed,omitempty"` // the domain's own right
@@ -37,7 +37,14 @@ type Result struct {
 func Judge(r *Result, domain string) {
 	r.Domain = domain
 	r.Allowed = AllowedIn(r.ID, domain)
-	r.Escaped = r.Outcome == "succeeded" && r.Expect != Accepted && !r.Allowed
+	r.Escaped = Succeeded(r.Outcome) && r.Expect != Accepted && !r.Allowed
+}
+
+// Succeeded reports whether outcome is a success: "succeeded", or
+// "succeeded: " and how far the attempt got (a connection that left the
+// sandbox but found nobody, say).
+func Succeeded(outcome string) bool {
+	return outcome == "succeeded" || strings.HasPrefix(outcome, "succeeded: ")
 }
 
 // Lookup returns the attempt with id.
@@ -64,9 +71,12 @@ func RunOne(id string) {
 
 func describe(err error) string {
 	var errno syscall.Errno
+	var r *reached
 	switch {
 	case err == nil:
 		return "succeeded"
+	case errors.As(err, &r):
+		return r.Error()
 	case errors.As(err, &errno):
 		return unix.ErrnoName(errno)
 	default:
@@ -74,13 +84,17 @@ func describe(err error) string {
 	}
 }
 
-// RunAll runs every attempt in its own subprocess of self. It is started
-// by the launcher's child (as yt-dlp would be), so its parent is the
-// launcher server, which the attempts target.
+// RunAll runs every attempt in its own subprocess of self, except those
+// that run as a job of their own (OwnJob). It is started by the
+// launcher's child (as yt-dlp would be), so its parent is the launcher
+// server, which the attempts target.
 func RunAll(self string) []Result {
 	var rs []Result
 	server := strconv.Itoa(os.Getppid())
 	for _, a := range Catalog {
+		if OwnJob(a.ID) {
+			continue
+		}
 		cmd := exec.Command(self, "attempt", a.ID)
 		cmd.Env = append(os.Environ(), "YTKEEP_BREACH_SERVER="+server)
 		var out bytes.Buffer

@@ -58,6 +58,17 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 		say("      Confinement that is on: %s.", layers)
 	}
 
+	// Idle memory, once each daemon is ready (the worker says so last).
+	if err := waitLog(ctx, w.Worker, `"msg":"worker ready"`); err == nil {
+		var rss []string
+		for _, d := range []*testbed.Daemon{w.Receiver, w.Worker, w.Downloader} {
+			if n, err := d.RSS(); err == nil {
+				rss = append(rss, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(d.Name, "ytkeep-"), float64(n)/(1<<20)))
+			}
+		}
+		say("      Idle memory (resident): %s.", strings.Join(rss, ", "))
+	}
+
 	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p"
 	say("\n[4/6] In Slack you type:\n        /ytkeep %s", text)
 	reply, id, status, err := w.Slack.Send(ctx, http.DefaultClient, w.Endpoint, w.Invocation(text))
@@ -100,4 +111,19 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// waitLog waits until d's log holds part (or 10 s have passed).
+func waitLog(ctx context.Context, d *testbed.Daemon, part string) error {
+	for i := 0; i < 100; i++ {
+		if strings.Contains(d.Log(), part) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not log %s", d.Name, part)
 }

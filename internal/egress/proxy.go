@@ -320,6 +320,35 @@ func (p *Proxy) relay(j *jobState, c net.Conn, fromChild io.Reader, up net.Conn)
 		}
 	}
 	go pipe(up, fromChild, &upBytes)
+	if dst, ok := c.(*net.TCPConn); ok {
+		if src, ok := up.(*net.TCPConn); ok {
+			// The download's way, where the bytes are: spliced in the
+			// kernel, never copied through this process (Linux), a
+			// megabyte at a time so the budget is checked as it goes.
+			go func() {
+				defer wg.Done()
+				defer stop()
+				for {
+					chunk := int64(1 << 20)
+					if p.MaxBytes > 0 {
+						// Never past the budget by more than a byte.
+						chunk = min(chunk, p.MaxBytes-j.bytes.Load()+1)
+					}
+					if chunk <= 0 {
+						return
+					}
+					k, err := dst.ReadFrom(&io.LimitedReader{R: src, N: chunk})
+					down += k
+					total := j.bytes.Add(k)
+					if err != nil || k == 0 || (p.MaxBytes > 0 && total > p.MaxBytes) {
+						return
+					}
+				}
+			}()
+			wg.Wait()
+			return upBytes, down
+		}
+	}
 	go pipe(c, up, &down)
 	wg.Wait()
 	return upBytes, down

@@ -245,6 +245,50 @@ func TestProxyByteBudget(t *testing.T) {
 	}
 }
 
+// TestProxyByteBudgetDownload: the download's way (spliced in the kernel)
+// stops at the budget too, when the far end sends and the child only reads.
+func TestProxyByteBudgetDownload(t *testing.T) {
+	flood, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer flood.Close()
+	go func() {
+		for {
+			c, err := flood.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				chunk := make([]byte, 64<<10)
+				for {
+					if _, err := c.Write(chunk); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	w := newWorld(t, map[string][]string{"rr1.googlevideo.com": {"142.250.185.14"}}, func(p *Proxy) {
+		p.MaxBytes = 3 << 20
+		p.Dial = func(ctx context.Context, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp4", flood.Addr().String())
+		}
+	})
+	cred, done := w.p.Register("jobid", "dQw4w9WgXcQ")
+	defer done()
+	_, _, br := w.ask(t, "CONNECT rr1.googlevideo.com:443 HTTP/1.1\r\n"+auth(cred)+"\r\n")
+	n, _ := io.Copy(io.Discard, br) // ends when the proxy cuts the tunnel
+	if n > 3<<20+1 {
+		t.Fatalf("relayed %d bytes past a 3 MiB budget", n)
+	}
+	if n < 3<<20 {
+		t.Fatalf("relayed %d bytes, less than the 3 MiB budget", n)
+	}
+}
+
 // A child that opens a connection and sends nothing is cut off after the
 // head timeout, and holds no slot.
 func TestProxySlowHead(t *testing.T) {

@@ -394,7 +394,7 @@ func (s *server) probe(d *DownloadConfig) error {
 		wg.Add(2)
 		go func() { defer wg.Done(); out, _ = io.ReadAll(io.LimitReader(outR, 1<<20)); io.Copy(io.Discard, outR) }()
 		go func() { defer wg.Done(); errb, _ = io.ReadAll(io.LimitReader(errR, 8<<10)); io.Copy(io.Discard, errR) }()
-		spec := &Spec{Path: d.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dirPath), Limits: d.Limits}
+		spec := &Spec{Path: d.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dirPath, ""), Limits: d.Limits}
 		r := s.execChild(0, spec, dir, outW, errW, time.Minute)
 		// The child's tree has ended (execChild): what is left in the
 		// pipes comes at once, and nothing that holds them may hold up
@@ -509,7 +509,7 @@ func (s *server) specFor(req *job.Launch, dir *os.File, proxyURL string) (*Spec,
 	if err != nil {
 		return nil, 0, err
 	}
-	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(filepath.Join(path, home)), Limits: d.Limits}, d.Timeout, nil
+	return &Spec{Path: d.YtDlp, Args: args, Env: ytdlp.Env(filepath.Join(path, home), proxyURL), Limits: d.Limits}, d.Timeout, nil
 }
 
 // execChild starts one child and reports how it ended, once the child

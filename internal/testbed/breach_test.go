@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,9 +35,12 @@ import (
 // required flag, and on a download executes the attack runner (standing in
 // for whatever native code an attacker would run; python could make the
 // same system calls through ctypes) with the targets in its environment.
+// It is complete before the world starts (whatever starts the launcher
+// server probes it then); the targets, which need the world's paths and
+// ports, it reads from a file the suite writes afterwards.
 const hostileYtDlp = `#!/usr/bin/python3
 # Hostile stand-in for yt-dlp (assume-breach test only).
-import os, sys
+import json, os, sys
 FLAGS = ["ignore-config", "no-exec", "no-cookies", "no-cache-dir", "no-playlist",
          "restrict-filenames", "no-overwrites", "max-filesize", "socket-timeout", "newline",
          "use-extractors", "print", "paths", "output", "format", "ffmpeg-location", "no-mtime",
@@ -46,13 +52,18 @@ if sys.argv[1:] == ["--help"]:
     for f in FLAGS:
         print("    --" + f + "    (hostile)")
     sys.exit(0)
-os.environ.update(%s)
+with open(%q) as f:
+    os.environ.update(json.load(f))
+# The egress proxy, with this job's credentials, as yt-dlp learns it
+# (https_proxy; the command line holds no credentials).
+proxy = [os.environ["https_proxy"]] if os.environ.get("https_proxy") else []
+if proxy:
+    os.environ["YTKEEP_BREACH_PROXY"] = proxy[0]
 video = os.path.basename(sys.argv[-1]).split(".")[0]
 if video.startswith("ytkB"):
-    # One attempt as the sandboxed process itself, for the detection run.
+    # One attempt as the sandboxed process itself, in a job of its own.
     os.execv(%[2]q, [%[2]q, "attempt", video[3:6]])
-proxy = [sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--proxy"]
-os.execv(%[2]q, [%[2]q, "all", %[3]q] + proxy)
+os.execv(%[2]q, [%[2]q, "all", os.environ["YTKEEP_BREACH_REPORT_URL"]] + proxy)
 `
 
 // ablations are the runs of the suite: every layer on, then each layer
@@ -136,7 +147,7 @@ func find(rs []breach.Result, id string) (breach.Result, bool) {
 // buildBreach builds the breach daemons and the attack runner.
 func buildBreach(t *testing.T) string {
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-tags", "breach", "-o", bin+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-breach")
+	build := exec.Command("go", "build", "-tags", "breach", "-o", bin+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep-breach")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the breach binaries: %v\n%s", err, out)
@@ -246,32 +257,127 @@ func ablationOptions(bin, layer string) WorldOptions {
 // targets are the paths and pids the attempts aim at.
 func targets(t *testing.T, w *World, bin string) map[string]string {
 	stored := filepath.Join(w.DownloadsDir, "aaaaaaaaaaa-best.mp4")
-	other := filepath.Join(w.SpoolDir, "worker", "work", "bbbbbbbbbbbbbbbbbbbbbbbbbb")
+	other := filepath.Join(w.SpoolDir, "work", "bbbbbbbbbbbbbbbbbbbbbbbbbb")
 	os.WriteFile(stored, []byte("a stored video"), 0o640)
 	os.Mkdir(other, 0o700)
 	os.WriteFile(filepath.Join(other, "part"), []byte("x"), 0o600)
 	if st, err := os.Stat(filepath.Join(w.SpoolDir, "worker")); err == nil {
 		uid := int(st.Sys().(*syscall.Stat_t).Uid)
 		os.Chown(stored, uid, MediaGID)
-		os.Chown(other, uid, SpoolGID)
-		os.Chown(filepath.Join(other, "part"), uid, SpoolGID)
+		os.Chown(other, uid, DownloaderGID)
+		os.Chown(filepath.Join(other, "part"), uid, DownloaderGID)
 	}
 	u, err := url.Parse(w.Endpoint)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A loopback web server for B48 to reach, as root can bind them.
+	for _, port := range []int{443, 80} {
+		listenLoopback(t, port)
+	}
 	return map[string]string{
 		"YTKEEP_BREACH_SECRET":        filepath.Join(w.Dir, "signing_secret"),
 		"YTKEEP_BREACH_SPOOL":         w.SpoolDir,
 		"YTKEEP_BREACH_DOWNLOADS":     w.DownloadsDir,
-		"YTKEEP_BREACH_JOBROOT":       filepath.Join(w.SpoolDir, "worker", "work"),
+		"YTKEEP_BREACH_JOBROOT":       filepath.Join(w.SpoolDir, "work"),
 		"YTKEEP_BREACH_OTHERJOB":      other,
 		"YTKEEP_BREACH_STORED":        stored,
 		"YTKEEP_BREACH_CONFIG":        w.ConfigPath,
 		"YTKEEP_BREACH_RECEIVER_PORT": u.Port(),
 		"YTKEEP_BREACH_SLACK_PORT":    w.Slack.Port(),
 		"YTKEEP_BREACH_SETUID":        filepath.Join(bin, setuidName),
+		"YTKEEP_BREACH_MEDIA_PORT":    w.Media.Port(),
 	}
+}
+
+// listenLoopback listens on 127.0.0.1:port until the test ends,
+// accepting and closing every connection, so that a direct connect
+// there (B48) is a connection made, not only an errno. A port already
+// taken is said loudly; the attempt is then judged by its errno alone
+// (ECONNREFUSED counts as success all the same).
+func listenLoopback(t *testing.T, port int) {
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Logf("LISTENER SKIPPED: 127.0.0.1:%d: %v; B48 is judged by its errno alone", port, err)
+		return
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+}
+
+// hostsFile is where the launcher server's resolver (Go's, "hosts: files
+// dns") looks first.
+// notMeaningful says B96 cannot be set up, and fails on CI, where it must.
+func notMeaningful(t *testing.T, err error) {
+	t.Helper()
+	msg := fmt.Sprintf("B96 NOT MEANINGFUL: %s: %v; the proxy will refuse %s as a name that does not resolve", hostsFile, err, breach.RebindName)
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Log(msg)
+}
+
+const hostsFile = "/etc/hosts"
+
+// hostsMarker ends the lines the suite adds to hostsFile.
+const hostsMarker = "# ytkeep breach suite (B96): removed after the test"
+
+// rebindName makes breach.RebindName, a name the proxy's default
+// allowlist admits (*.youtube.com), resolve on this machine to loopback
+// and to a public address, until the test ends: the proxy must resolve
+// it itself and refuse it for its loopback answer (B96). It reports
+// whether the lines are in place. The test machine has no other way to
+// give an allowed name an internal address: the launcher server resolves
+// with the system's resolver, which no test hook reaches.
+func rebindName(t *testing.T) bool {
+	dropOurs := func() error {
+		b, err := os.ReadFile(hostsFile)
+		if err != nil {
+			return err
+		}
+		lines := strings.SplitAfter(string(b), "\n")
+		kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool { return strings.Contains(l, hostsMarker) })
+		if len(kept) == len(lines) {
+			return nil
+		}
+		return os.WriteFile(hostsFile, []byte(strings.Join(kept, "")), 0o644) // in place: the same inode
+	}
+	if err := dropOurs(); err != nil { // a killed run's, if any
+		notMeaningful(t, err)
+		return false
+	}
+	b, _ := os.ReadFile(hostsFile)
+	lead := ""
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		lead = "\n"
+	}
+	f, err := os.OpenFile(hostsFile, os.O_WRONLY|os.O_APPEND, 0)
+	if err == nil {
+		_, err = fmt.Fprintf(f, "%s127.0.0.1 %s %s\n8.8.8.8 %s %s\n", lead, breach.RebindName, hostsMarker, breach.RebindName, hostsMarker)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	t.Cleanup(func() {
+		if err := dropOurs(); err != nil {
+			t.Errorf("removing the suite's lines from %s: %v", hostsFile, err)
+		}
+	})
+	if err != nil {
+		notMeaningful(t, err)
+		return false
+	}
+	return true
 }
 
 // breachDaemons runs every attempt inside the receiver and the worker,
@@ -322,9 +428,10 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 			if outcome == "" && stopped != "" {
 				// Stopped (SIGINT or SIGTERM) by something no attempt
 				// did, seen once on CI at the worker's first attempt;
-				// the daemon now runs in a process group of its own and
-				// logs the signal. Once more, and say so; a second time
-				// is a failure.
+				// the daemon now logs the signal. Once more, and say so;
+				// a second time is a failure. (Not a process group of its
+				// own: a group leader's setsid fails with EPERM whatever
+				// the filter, and B70's ablation would prove nothing.)
 				t.Logf("%s %s: the daemon was stopped (%s) before its backdoor opened; trying once more", d, a.ID, stopped)
 				outcome, stopped = daemonAttempt(t, bin, d, cfgPath, cwd, env, victim, layout, recvUID, addr, a.ID)
 			}
@@ -365,7 +472,6 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 	cmd := exec.Command(filepath.Join(bin, "ytkeep-"+d), "-config", cfgPath)
 	cmd.Dir = cwd
 	cmd.Env = append(slices.Clone(env), "YTKEEP_BREACH_SERVER="+fmt.Sprint(victim))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if d == breach.Worker {
@@ -447,6 +553,8 @@ func logResults(t *testing.T, domain, layer string, results []breach.Result) {
 			mark = "the domain's own right"
 		case r.Expect == breach.Accepted:
 			mark = "accepted risk"
+		case strings.HasPrefix(r.Outcome, breach.NotHere):
+			mark = "not applicable"
 		}
 		t.Logf("%-10s %s %-45s %-22s %s", domain, r.ID, r.What, r.Outcome, mark)
 	}
@@ -461,17 +569,23 @@ func logResults(t *testing.T, domain, layer string, results []breach.Result) {
 // breachDownloader is the realistic breach: code execution inside the
 // downloader through yt-dlp itself, reached with a real signed slash
 // command through the real receiver, worker and launcher, as separate
-// processes under every layer.
+// processes under every layer. The world is the test mode's, whose only
+// difference from production is the egress proxy's one loopback origin
+// (the media server, through which the report leaves): the children's
+// Landlock rules name the proxy's port alone, as in production (B41,
+// B90), and the proxy refuses every other loopback destination (B93).
 func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 	attackDir := t.TempDir()
 	OpenUp(attackDir)
 	OpenUp(filepath.Dir(attackDir))
 	runner := filepath.Join(bin, "ytkeep-breach")
 	script := filepath.Join(attackDir, "yt-dlp")
+	targetsFile := filepath.Join(attackDir, "targets.json")
+	rebound := rebindName(t)
 
-	// The world needs the script's path before it starts; the script needs
-	// the world's paths: write a placeholder, start, then write the script.
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+	// The world needs the script's path before it starts; the targets need
+	// the world's paths: the script reads them when it runs a download.
+	if err := os.WriteFile(script, []byte(fmt.Sprintf(hostileYtDlp, targetsFile, runner)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	opt := ablationOptions(bin, layer)
@@ -480,7 +594,7 @@ func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 	w := newWorld(t, opt)
 
 	// The runner, inside a downloader, sends its findings over the only
-	// channel it has: the media server's port.
+	// channel it has: the egress proxy's tunnel to the media server.
 	reports := make(chan []byte, 4)
 	w.Media.Handle("POST /report", http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
@@ -490,9 +604,11 @@ func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 		}
 	}))
 	env := targets(t, w, bin)
+	env["YTKEEP_BREACH_DOMAIN"] = breach.Downloader
+	env["YTKEEP_BREACH_DISK_BUDGET"] = fmt.Sprint(jobDiskBudget(t, w))
+	env["YTKEEP_BREACH_REPORT_URL"] = w.Media.URL + "/report"
 	envJSON, _ := json.Marshal(env)
-	src := fmt.Sprintf(hostileYtDlp, envJSON, runner, w.Media.URL+"/report")
-	if err := os.WriteFile(script, []byte(src), 0o755); err != nil {
+	if err := os.WriteFile(targetsFile, envJSON, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := w.StartWorker(); err != nil {
@@ -504,7 +620,7 @@ func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 	select {
 	case report = <-reports:
 	case <-time.After(3 * time.Minute):
-		t.Fatalf("no report from inside the downloader\\nworker log:\\n%s", w.Worker.Log())
+		t.Fatalf("no report from inside the downloader\nworker log:\n%s", w.Worker.Log())
 	}
 	waitFinal(t, w, id)
 	var results []breach.Result
@@ -514,22 +630,166 @@ func breachDownloader(t *testing.T, bin, layer string) []breach.Result {
 	if len(results) < 40 {
 		t.Fatalf("%d attempts, want at least 40", len(results))
 	}
+	for _, a := range breach.Catalog {
+		if breach.OwnJob(a.ID) {
+			results = append(results, ownJobAttempt(t, w, a))
+		}
+	}
+	for _, r := range results {
+		// Through the proxy, only its refusal is a block; anything else
+		// but an escape means the attempt tested nothing.
+		if slices.Contains(r.Layers, layerEgressProxy) && !r.Escaped && !strings.HasPrefix(r.Outcome, breach.ProxyRefused) {
+			t.Errorf("downloader %s is inconclusive: %s", r.ID, r.Outcome)
+		}
+	}
 	logResults(t, breach.Downloader, layer, results)
 	if layer == "" {
-		detectDownloader(t, w, results)
+		detectDownloader(t, w, results, rebound)
+	}
+	for _, id := range downloaderTellTales[layer] {
+		if r, ok := find(results, id); !ok || !r.Escaped {
+			t.Errorf("without %s, downloader %s was not an escape (%+v): the switch did not work, or something else stops it too (update downloaderTellTales and the threat model)", layer, id, r)
+		}
 	}
 	return results
 }
 
+// Layers that no ablation run switches off: the egress proxy's policy
+// and the worker's disk budget have no switch.
+const (
+	layerEgressProxy = "egress-proxy"
+	layerDiskBudget  = "disk-budget"
+)
+
+// downloaderTellTales are escapes the downloader must show with a layer
+// off, besides tellTales: the direct connections its Landlock port rule
+// alone stops (B48 to the suite's loopback listener, B90 to the media
+// server, always listening) and UDP, which seccomp alone refuses (B91).
+// B47 and B49 are not among them: a firewall of the machine running the
+// suite may refuse those addresses with EPERM too.
+var downloaderTellTales = map[string][]string{
+	confine.LayerLandlock: {"B48", "B90"},
+	confine.LayerSeccomp:  {"B91"},
+}
+
+// jobDiskBudget is the bytes the world's worker lets one job directory
+// hold: twice max_file_mb and 64 MiB (worker.diskBudget).
+func jobDiskBudget(t *testing.T, w *World) int64 {
+	cfg, err := os.ReadFile(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^max_file_mb = (\d+)$`).FindSubmatch(cfg)
+	if m == nil {
+		t.Fatalf("no max_file_mb in %s", w.ConfigPath)
+	}
+	mb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return 2*mb<<20 + 64<<20
+}
+
+// ownJobAlert is, for each attempt that runs as a job of its own
+// (breach.OwnJob), the alert its job must end with to count as blocked:
+// B83 must be stopped by the worker's disk budget.
+var ownJobAlert = map[string][]string{
+	"B83": {": violation ", "reason=disk_budget"},
+}
+
+// ownJobAttempt runs attempt a as a download of its own, as the
+// sandboxed process itself, and judges it by how that job ends: blocked
+// only if the worker stopped it with the expected alert, an escape if
+// the job ended any other way (its timeout, the attempt's own exit).
+func ownJobAttempt(t *testing.T, w *World, a breach.Attempt) breach.Result {
+	want, ok := ownJobAlert[a.ID]
+	if !ok {
+		t.Fatalf("%s runs as a job of its own but has no alert to judge it by", a.ID)
+	}
+	video := "ytk" + a.ID + "aaaaa"
+	inv := w.Invocation("https://youtu.be/" + video)
+	inv.User = "U0BREACH" + a.ID // one user each: the rate limit is per user
+	_, id, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, inv)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("sending %s: %d %v", video, status, err)
+	}
+	// The job timeout (120 s) ends the job at the latest.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := w.Slack.WaitFor(ctx, id, Final); err != nil {
+		t.Fatalf("%s: the job never ended: %v\nworker log:\n%s", a.ID, err, w.Worker.Log())
+	}
+	r := breach.Result{ID: a.ID, What: a.What, Layers: a.Layers, Expect: a.Expect}
+	parts := append([]string{"video=" + video}, want...)
+	if waitAlert(w, 30*time.Second, parts...) {
+		r.Outcome = "job stopped, alerted: " + strings.Join(want[1:], " ")
+		if l := alertField(w, "limit", parts...); l != "" {
+			r.Outcome += " limit=" + l
+		}
+		r.Observable, r.Alerted = true, true
+	} else {
+		r.Outcome = "succeeded: its job ended without " + strings.Join(want, " ")
+	}
+	breach.Judge(&r, breach.Downloader)
+	return r
+}
+
+// alertField returns the value of key=value in the first admin-channel
+// alert line that contains every one of parts ("" if none).
+func alertField(w *World, key string, parts ...string) string {
+	for _, m := range w.AdminAlerts() {
+		for _, line := range strings.Split(m, "\n") {
+			ok := true
+			for _, p := range parts {
+				ok = ok && strings.Contains(line, p)
+			}
+			if !ok {
+				continue
+			}
+			for _, f := range strings.Fields(line) {
+				if v, found := strings.CutPrefix(f, key+"="); found {
+					return strings.Trim(v, "`")
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// proxyReason is, for each attempt through the egress proxy, what the
+// reason of one of its egress_denied alerts must contain: the refusal is
+// for the right cause (B96's name was resolved, and refused for its
+// loopback answer, which Go's resolver gives from /etc/hosts in the
+// IPv4-mapped form).
+var proxyReason = map[string][]string{
+	"B92": {"reason=example.com is not an allowed host"},
+	"B93": {"host=1.1.1.1", "reason=an IP address is not a host name"},
+	"B94": {"reason=an IP address is not a host name"},
+	"B95": {"host=metadata.google.internal", "reason=metadata.google.internal is not an allowed host"},
+	"B96": {"reason=" + breach.RebindName + " resolves to a non-public address", "127.0.0.1"},
+}
+
 // detectDownloader checks the alerts for the downloader: every attempt
-// that got its process killed runs again as a job of its own, this time
-// as the sandboxed process itself (not a grandchild of the launcher), and
-// the admin channel must get the violation alert, relayed by the worker
-// through the spool and posted by the receiver.
-func detectDownloader(t *testing.T, w *World, results []breach.Result) {
+// that got its process killed, or that the egress proxy refused (it
+// reports each refusal), runs again as a job of its own, this time as the
+// sandboxed process itself (not a grandchild of the launcher), and the
+// admin channel must get the violation or egress_denied alert, relayed by
+// the worker through the spool and posted by the receiver. rebound says
+// whether B96's name resolves to loopback here (rebindName).
+func detectDownloader(t *testing.T, w *World, results []breach.Result, rebound bool) {
 	for i := range results {
 		r := &results[i]
-		if !strings.HasPrefix(r.Outcome, "killed by ") {
+		var parts []string
+		switch {
+		case strings.HasPrefix(r.Outcome, "killed by "):
+			parts = []string{"signal=" + strings.TrimPrefix(r.Outcome, "killed by ")}
+		case strings.HasPrefix(r.Outcome, breach.ProxyRefused):
+			reason, ok := proxyReason[r.ID]
+			if !ok {
+				t.Fatalf("%s: the proxy refused it, but proxyReason does not say why it should", r.ID)
+			}
+			if r.ID == "B96" && !rebound {
+				reason = []string{"reason=" + breach.RebindName + " does not resolve"}
+			}
+			parts = append([]string{": egress_denied "}, reason...)
+		default:
 			continue
 		}
 		r.Observable = true
@@ -539,10 +799,9 @@ func detectDownloader(t *testing.T, w *World, results []breach.Result) {
 		if _, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, inv); err != nil || status != http.StatusOK {
 			t.Fatalf("sending %s: %d %v", video, status, err)
 		}
-		sig := strings.TrimPrefix(r.Outcome, "killed by ")
-		r.Alerted = waitAlert(w, 30*time.Second, "video="+video, "signal="+sig)
+		r.Alerted = waitAlert(w, 30*time.Second, append(parts, "video="+video)...)
 		if !r.Alerted {
-			t.Errorf("downloader %s was killed by %s but no alert reached the admin channel", r.ID, sig)
+			t.Errorf("downloader %s ended %q but no alert with %q reached the admin channel", r.ID, r.Outcome, parts)
 		}
 	}
 }
@@ -588,17 +847,27 @@ Do not edit by hand. The attack code exists only in builds with the
 (` + "`TestReleaseBinariesHaveNoBreachCode`" + `).
 
 - **Downloader**: a real signed slash command goes through the real
-  receiver, worker and launcher server (separate processes and users, every
+  receiver, worker and downloader (three processes and users, every
   layer on); the "yt-dlp" they start is a hostile Python script that
   executes the attack runner. Each attempt runs in its own process inside
   the per-job sandbox, and the report leaves over the one channel a
   downloader has (its egress proxy, tunnelled to the media server).
+  The network attempts run under the production policy: the children's
+  one port is the proxy's, and the proxy allows no loopback destination
+  but the test mode's media server. A direct connection counts as
+  blocked only when the sandbox refuses it (EACCES, EPERM) or kills the
+  process: a timeout, a refusal by the far end or a missing route means
+  it was let out (the suite listens on 127.0.0.1:443 and :80, as root,
+  so that B48 can connect). Through the proxy, only its refusal (403)
+  is a block; the suite adds ` + "`/etc/hosts`" + ` lines for the
+  test that give B96's allowed name a loopback answer. B83 ends the job it
+  runs in, so it runs as a download of its own, judged by how that ends.
 - **Receiver, worker**: breach builds of the daemons start exactly as in
   production (their user, Landlock, seccomp) and run one attempt right
   after confinement, where they would next handle untrusted input; one
   process per attempt, since seccomp kills the process on the worst ones.
-  Signals, tracing and /proc aim at the other daemon (at the launcher
-  server for the downloader).
+  Signals, tracing and /proc aim at the other daemon (at the downloader
+  daemon, the children's parent, for the downloader).
 
 | id | attempt | layers meant to stop it | receiver | worker | downloader |
 |---|---|---|---|---|---|
@@ -618,14 +887,16 @@ Do not edit by hand. The attack code exists only in builds with the
 			return "—"
 		case r.Escaped:
 			return "**ESCAPED** (" + r.Outcome + ")"
-		case r.Allowed && r.Outcome == "succeeded":
+		case r.Allowed && breach.Succeeded(r.Outcome):
 			return "allowed: own right"
-		case r.Expect == breach.Accepted && r.Outcome == "succeeded":
+		case r.Expect == breach.Accepted && breach.Succeeded(r.Outcome):
 			return "accepted risk"
+		case strings.HasPrefix(r.Outcome, breach.NotHere):
+			return "n/a"
 		}
 		return r.Outcome
 	}
-	total, escapes := 0, 0
+	total, escapes, na := 0, 0, 0
 	for _, a := range breach.Catalog {
 		layers := strings.Join(a.Layers, ", ")
 		if layers == "" {
@@ -644,11 +915,14 @@ Do not edit by hand. The attack code exists only in builds with the
 				if x.r.Escaped {
 					escapes++
 				}
+				if strings.HasPrefix(x.r.Outcome, breach.NotHere) {
+					na++
+				}
 			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", a.ID, a.What, layers, cell(rr, okr), cell(rw, okw), cell(rd, okd))
 	}
-	fmt.Fprintf(&b, "\n**%d attempts in 3 domains (%d each), %d escapes.** An outcome is how the attempt ended: an errno, or the process killed by the seccomp filter (SIGSYS).\n", total, len(breach.Catalog), escapes)
+	fmt.Fprintf(&b, "\n**%d attempts in 3 domains (%d each), %d escapes.** An outcome is how the attempt ended: an errno, the process killed by the seccomp filter (SIGSYS), the egress proxy's answer. %d are n/a: their target exists in the downloader alone (its egress proxy, its job's disk budget).\n", total, len(breach.Catalog), escapes, na)
 	b.WriteString(detectionMarkdown(results))
 	b.WriteString(ablationMarkdown(runs))
 	return b.String()
@@ -675,13 +949,18 @@ func detectionMarkdown(results run) string {
 ## Detection
 
 An attempt is *observable* when it ends in a way the system itself sees:
-its process killed by a signal (seccomp's SIGSYS), or a hostile file left
+its process killed by a signal (seccomp's SIGSYS), a hostile file left
 for the other daemon (B10 from the receiver, B11 from the worker), which
-must quarantine it with an alert. For the daemons, systemd
+must quarantine it with an alert, a destination the egress proxy refused
+(it reports each refusal: ` + "`egress_denied`" + `, with the reason, which the
+suite checks), or a job the worker stopped for its disk budget (B83). For
+the daemons, systemd
 runs the unit's ` + "`ExecStopPost=… -exit-alert`" + ` after the kill (the
 suite runs the same command with the same environment); for the
 downloader, each observable attempt runs again as the sandboxed process
-itself, and the launcher reports its signal to the worker. Every alert
+itself (in a job of its own, as the worker allows a job five refusal
+alerts a minute), and the launcher reports its signal or its refusals to
+the worker. Every alert
 must reach the admins' Slack channel (the simulated Slack's incoming
 webhook): the worker's cross the spool as alert files, the receiver posts
 them. A missing alert fails ` + "`make test`" + `.
@@ -749,6 +1028,7 @@ would otherwise look like "no single-layer dependence".
 		}
 		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", layer, n, cell(breach.Receiver), cell(breach.Worker), cell(breach.Downloader))
 	}
+	b.WriteString(unswitchedMarkdown())
 	b.WriteString(`
 ### Attempts that rely on one layer
 
@@ -771,27 +1051,97 @@ would otherwise look like "no single-layer dependence".
 	return b.String()
 }
 
+// switchedWith names, for layers of the catalog that are part of an
+// ablated one, the ablation that switches them off.
+var switchedWith = map[string]string{"landlock-scope": confine.LayerLandlock}
+
+// unswitched says, for each layer of the catalog that no ablation run
+// switches off, what stands in for the missing measurement.
+var unswitched = map[string]string{
+	layerEgressProxy: "the proxy's policy (internal/egress) has no switch. Its unit tests check every refusal with a resolver and a dialer of their own (`egress/TestProxyRefuses`). Behind it, only the downloader daemon's own Landlock ports (443, 53, the test media port): they would stop B93's receiver port, nothing on 443",
+	layerDiskBudget:  "the worker's walk of the job directory (`worker/TestDiskUse`) has no switch; behind it, RLIMIT_FSIZE per file (B80) and the file system's quota, if the operator sets one",
+	"nnp":            "no_new_privs is set with or without seccomp and has no switch of its own; B32 checks it against a setuid-root program that works without it",
+	"spool-checks":   "the worker's claim checks (`spool/TestClaimHostile`)",
+	"sysctl":         "a host setting (net.mptcp.enabled), not switched here",
+	"systemd":        "the units are not run by this suite (`make systemd-test`)",
+}
+
+// unswitchedMarkdown lists the layers of the catalog that no ablation run
+// switches off, with the attempts that name them: their "no escape" in
+// every run says nothing about what else would stop them.
+func unswitchedMarkdown() string {
+	ablated := map[string]bool{}
+	for _, l := range ablations[1:] {
+		ablated[l] = true
+	}
+	var layers, only []string
+	named := map[string][]string{}
+	for _, a := range breach.Catalog {
+		switched := false
+		for _, l := range a.Layers {
+			if ablated[l] || ablated[switchedWith[l]] {
+				switched = true
+				continue
+			}
+			if named[l] == nil {
+				layers = append(layers, l)
+			}
+			named[l] = append(named[l], a.ID)
+		}
+		if !switched && len(a.Layers) > 0 {
+			only = append(only, a.ID)
+		}
+	}
+	if len(layers) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `
+### Layers without a switch
+
+No run switches these off, so the attempts that name them were never
+tried without them: that they were blocked in every run does not show
+a second layer. The attempts that name no other layer (%s) rely on
+them alone as far as this suite knows.
+
+| layer | attempts naming it | instead |
+|---|---|---|
+`, strings.Join(only, " "))
+	for _, l := range layers {
+		note := unswitched[l]
+		if note == "" {
+			note = "no switch"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", l, strings.Join(named[l], " "), note)
+	}
+	return b.String()
+}
+
 // secondLayer says, for attempts that one layer alone stops in this
 // suite, what else stands behind it (in production or in the code), or
 // why nothing does. docs/threat-model.md carries the same list.
 var secondLayer = map[string]string{
-	"B05": "none in-process: the downloader runs as the worker's user (a third user is future work); systemd's empty RootDirectory= hides the spool from neither",
-	"B06": "as B05", "B07": "as B05", "B08": "as B05", "B10": "as B05; the worker checks the job file's owner and content", "B11": "as B05; the receiver authenticates every result (sealed reply token)",
-	"B12": "as B05; the worker copies only its own job's output under a name it builds", "B13": "as B05", "B14": "as B05",
+	"B05": "the downloader's own user (ytkeep-dl) is in none of the spool's groups; its unit binds only spool/work",
+	"B06": "as B05", "B07": "a job directory is the downloader group's only while its download runs (0700 otherwise)", "B10": "as B05; the worker checks the job file's owner and content", "B11": "as B05; the receiver authenticates every result (sealed reply token)",
+	"B08": "none in-process: the configuration holds no secret and is readable by every user (0644), the downloader included, which reads it itself; Landlock keeps the downloads from it",
+	"B12": "as B05; the worker copies only its own job's output under a name it builds", "B13": "as B05", "B14": "as B07",
 	"B09": "it is what the DAC layer means; running as root, every other attempt stays blocked by Landlock and seccomp; systemd User= (units)",
 	"B17": "systemd PrivateTmp=yes and the empty RootDirectory= (units; not run here)",
 	"B21": "the worker opens outputs with O_NOFOLLOW and keeps regular files only", "B22": "the worker refuses outputs with more than one link (and copies, never renames, into downloads/)",
 	"B23": "the worker's output checks (regular files only)",
 	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
-	"B25": "none in-process (the downloader runs as the worker's user); each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
+	"B25": "the next job's directory is the worker's (0700) until its download starts; each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
 	"B40": "in the downloader, the egress proxy refuses loopback and every address literal, and its children may reach only the proxy (seccomp: TCP sockets only); none for the receiver's own port", "B41": "as B40",
 	"B43": "sysctl net.mptcp.enabled=0 where nothing needs MPTCP (ytkeep doctor warns); none in-process: Landlock's TCP rules do not cover MPTCP",
-	"B52": "none: same user; Landlock's signal scope is the control", "B53": "the launcher server is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
+	"B52": "none: the downloader daemon and its children share a user; Landlock's signal scope is the control", "B53": "the downloader daemon is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
 	"B63": "systemd KeyringMode=private (units)", "B68": "systemd SystemCallArchitectures=native (units)",
-	"B70": "systemd kills the whole cgroup (units); the launcher's Pdeathsig", "B71": "systemd LockPersonality=yes (units)",
+	"B70": "the downloader daemon is its children's subreaper and kills what left the group before it answers (sandbox/TestEscapedProcessIsKilled); systemd kills the whole cgroup (units)", "B74": "as B70", "B71": "systemd LockPersonality=yes (units)",
 	"B80": "the worker's size check on the result and the downloads disk budget",
 	"B33": "none in-process: Landlock's execute right is checked on paths and a memfd has none; the host sysctl vm.memfd_noexec=2",
 	"B73": "systemd RestrictNamespaces=yes (units)",
 	"B32": "systemd NoNewPrivileges=yes and an empty CapabilityBoundingSet= (units); in the daemons, seccomp kills exec",
 	"B82": "systemd MemoryMax= (units; not run here)", "B81": "systemd TasksMax= (units; not run here)",
+	"B47": "in the downloader, none in-process: Landlock's port rule is what keeps the children to the proxy (seccomp lets them open TCP sockets); the proxy refuses the same destination when asked (B94). In the receiver, none: its Landlock ports (443, 53) are its network rules",
+	"B48": "as B47; the proxy refuses loopback when asked (B93)", "B49": "as B47", "B90": "as B47; the proxy allows the media server by test configuration only",
+	"B91": "none in-process: Landlock ABI 7 has no UDP rules (ABI 10 adds them). In production the AppArmor profiles of the worker and of the downloads (ytkeep-ytdlp) allow no datagram socket (not enforced on the test kernels)",
 }

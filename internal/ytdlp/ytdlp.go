@@ -99,7 +99,8 @@ type Request struct {
 	MaxBytes      int64
 	SocketTimeout int // seconds
 	// Proxy is the egress proxy's URL, with the job's credentials
-	// (http://user:token@127.0.0.1:port), or "" for none.
+	// (http://user:token@127.0.0.1:port), or "" for none. Args checks it;
+	// it reaches yt-dlp through Env, not the command line.
 	Proxy string
 }
 
@@ -180,18 +181,23 @@ func (c *Capabilities) Args(r *Request) ([]string, error) {
 	if r.Format == job.FormatAudio {
 		a = append(a, "--extract-audio")
 	}
-	if r.Proxy != "" {
-		if !strings.HasPrefix(r.Proxy, "http://") || !strings.Contains(r.Proxy, "@127.0.0.1:") {
-			return nil, errors.New("the proxy must be the loopback egress proxy")
-		}
-		a = append(a, "--proxy", r.Proxy)
+	if r.Proxy != "" && !proxyOK(r.Proxy) {
+		return nil, errors.New("the proxy must be the loopback egress proxy")
 	}
 	return append(a, "--", r.URL()), nil
 }
 
-// Env is the whole environment of the yt-dlp process.
-func Env(home string) []string {
-	return []string{
+func proxyOK(p string) bool {
+	return strings.HasPrefix(p, "http://") && strings.Contains(p, "@127.0.0.1:") && !strings.ContainsAny(p, "\x00\n ")
+}
+
+// Env is the whole environment of the yt-dlp process, whose home is home.
+// The egress proxy's URL (proxy, with the job's credentials) goes in
+// http_proxy and https_proxy, which yt-dlp and ffmpeg read when no
+// --proxy is given: a command line is readable by any user who can see
+// the process, the environment only by its own user.
+func Env(home, proxy string) []string {
+	e := []string{
 		"PATH=/usr/local/bin:/usr/bin:/bin",
 		"HOME=" + home,
 		"LANG=C.UTF-8",
@@ -203,6 +209,10 @@ func Env(home string) []string {
 		"XDG_CACHE_HOME=" + home + "/.cache",
 		"XDG_CONFIG_HOME=" + home + "/.config",
 	}
+	if proxy != "" && proxyOK(proxy) {
+		e = append(e, "http_proxy="+proxy, "https_proxy="+proxy)
+	}
+	return e
 }
 
 // Meta is what yt-dlp reports about the finished file.

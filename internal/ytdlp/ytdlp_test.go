@@ -93,6 +93,31 @@ func TestArgs(t *testing.T) {
 	}
 }
 
+// TestProxyNotOnCommandLine: the egress proxy's per-job credentials go to
+// yt-dlp in its environment, which only its own user may read, never in
+// its command line, which anyone who sees the process may.
+func TestProxyNotOnCommandLine(t *testing.T) {
+	c := installed(t)
+	r := request()
+	r.Proxy = "http://job:s3cr3t-token@127.0.0.1:41000"
+	a, err := c.Args(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, arg := range a {
+		if strings.Contains(arg, "s3cr3t-token") || arg == "--proxy" {
+			t.Errorf("the command line holds the proxy: %q", a)
+		}
+	}
+	env := Env("/job/.home", r.Proxy)
+	if !slices.Contains(env, "https_proxy="+r.Proxy) || !slices.Contains(env, "http_proxy="+r.Proxy) {
+		t.Errorf("the environment lacks the proxy: %q", env)
+	}
+	if env := Env("/job/.home", "http://job:t@203.0.113.9:8080"); strings.Contains(strings.Join(env, " "), "proxy") {
+		t.Errorf("a proxy that is not the loopback egress proxy reached the environment: %q", env)
+	}
+}
+
 func TestArgsRefuses(t *testing.T) {
 	c := installed(t)
 	for name, mut := range map[string]func(*Request){
@@ -101,6 +126,7 @@ func TestArgsRefuses(t *testing.T) {
 		"bad format":   func(r *Request) { r.Format = "bv*+--exec" },
 		"relative dir": func(r *Request) { r.Dir = "job" },
 		"no size cap":  func(r *Request) { r.MaxBytes = 0 },
+		"remote proxy": func(r *Request) { r.Proxy = "http://job:t@203.0.113.9:8080" },
 	} {
 		r := request()
 		mut(r)
