@@ -40,7 +40,7 @@ done
 if [[ -x ../bin/ytkeep-receiver ]]; then
 	DESTDIR="$tmp/dest" ../scripts/install.sh
 	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep \
-		etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service \
+		etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service etc/systemd/system/ytkeep-downloader.socket \
 		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/ytkeep/ytkeep.toml; do
 		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
 	done
@@ -86,4 +86,10 @@ fi
 # The worker has no network; the downloader has the worker's socket.
 grep -qx "PrivateNetwork=yes" systemd/ytkeep-worker.service || { echo "FAIL: ytkeep-worker.service must have PrivateNetwork=yes" >&2; exit 1; }
 grep -qx "User=ytkeep-dl" systemd/ytkeep-downloader.service || { echo "FAIL: ytkeep-downloader.service must run as ytkeep-dl" >&2; exit 1; }
+# The downloads' RLIMIT_NPROC (default 512) and the daemon's (+256) must
+# bind before the unit's TasksMax=, or a fork bomb starves the daemon.
+tasks=$(sed -n 's/^TasksMax=//p' systemd/ytkeep-downloader.service)
+(( tasks > 512 + 256 )) || { echo "FAIL: ytkeep-downloader.service TasksMax=$tasks is not above the default RLIMIT_NPROC 512 + 256" >&2; exit 1; }
+grep -qx "OOMPolicy=continue" systemd/ytkeep-downloader.service || { echo "FAIL: ytkeep-downloader.service must keep running when a download is killed for memory (OOMPolicy=continue)" >&2; exit 1; }
+echo "ok: the downloader unit's TasksMax=$tasks is above the downloads' and its own RLIMIT_NPROC; OOMPolicy=continue"
 echo "ok: sysusers.d and tmpfiles.d build the tree with the documented owners and modes"

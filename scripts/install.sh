@@ -9,7 +9,7 @@ install -d "$D/usr/local/bin" "$D/etc/systemd/system" "$D/etc/sysusers.d" "$D/et
 	"$D/etc/apparmor.d" "$D/etc/ytkeep" "$D/usr/share/doc/ytkeep"
 install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep-downloader bin/ytkeep "$D/usr/local/bin/"
 install -m 0644 deploy/systemd/ytkeep-receiver.service deploy/systemd/ytkeep-worker.service deploy/systemd/ytkeep-downloader.service \
-	"$D/etc/systemd/system/"
+	deploy/systemd/ytkeep-downloader.socket "$D/etc/systemd/system/"
 install -m 0644 deploy/sysusers.d/ytkeep.conf "$D/etc/sysusers.d/ytkeep.conf"
 install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
 install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader deploy/apparmor/ytkeep-ytdlp \
@@ -38,5 +38,5 @@ Installed. Next:
   2. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
   3. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
   4. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
-  5. systemctl enable --now ytkeep-receiver ytkeep-worker ytkeep-downloader
+  5. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-receiver
 MSG

@@ -13,6 +13,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,8 +66,12 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	// 2. Listen, before the filter refuses it.
-	ln, err := listen(cfg.Downloader.Socket)
+	// 2. The socket systemd made (ytkeep-downloader.socket), or one of
+	// our own (tests, the demo), before the filter refuses listen.
+	ln, err := inherited(cfg.Downloader.Socket)
+	if err == nil && ln == nil {
+		ln, err = listen(cfg.Downloader.Socket)
+	}
 	if err != nil {
 		return err
 	}
@@ -94,10 +100,10 @@ func setupFrom(cfg *config.Config, useLandlock bool) (*sandbox.Setup, error) {
 		Landlock:    useLandlock,
 		Seccomp:     true,
 		MaxChildren: cfg.Worker.Concurrency,
-		// The socket's directory is ours alone to write (systemd's
-		// RuntimeDirectory=): yt-dlp is probed there, out of the worker's
-		// reach.
-		ProbeDir: filepath.Dir(cfg.Downloader.Socket),
+		// A directory ours alone to write: yt-dlp is probed there, out of
+		// the worker's reach (systemd's RuntimeDirectory=; else, in tests
+		// and the demo, the directory of the socket we make ourselves).
+		ProbeDir: probeDir(cfg.Downloader.Socket),
 		Download: &sandbox.DownloadConfig{
 			YtDlp: cfg.Worker.YtDlp, FFmpeg: cfg.Worker.FFmpeg, MaxBytes: maxBytes,
 			SocketTimeout: cfg.Worker.SocketTimeoutSeconds, TestBaseURL: cfg.Testing.MediaBaseURL,
@@ -136,4 +142,42 @@ func listen(path string) (*net.UnixListener, error) {
 	}
 	ln.SetUnlinkOnClose(true)
 	return ln, nil
+}
+
+// probeDir is $RUNTIME_DIRECTORY when systemd made one, else the
+// socket's directory.
+func probeDir(socket string) string {
+	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" && filepath.IsAbs(d) && !strings.Contains(d, ":") {
+		return d
+	}
+	return filepath.Dir(socket)
+}
+
+// inherited returns the listening socket systemd passed (LISTEN_FDS=1 for
+// this process, on fd 3), checked to be the configured path; nil if
+// systemd passed none.
+func inherited(path string) (*net.UnixListener, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) || os.Getenv("LISTEN_FDS") == "" {
+		return nil, nil
+	}
+	if os.Getenv("LISTEN_FDS") != "1" {
+		return nil, fmt.Errorf("systemd passed %s sockets; want one (ytkeep-downloader.socket)", os.Getenv("LISTEN_FDS"))
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	unix.CloseOnExec(3)
+	f := os.NewFile(3, "listener")
+	defer f.Close() // FileListener holds a duplicate
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, fmt.Errorf("the socket systemd passed: %w", err)
+	}
+	ul, ok := l.(*net.UnixListener)
+	if !ok || ul.Addr().Network() != "unixpacket" || ul.Addr().String() != path {
+		l.Close()
+		return nil, fmt.Errorf("the socket systemd passed is %s %s; want unixpacket %s (downloader.socket)", l.Addr().Network(), l.Addr(), path)
+	}
+	ul.SetUnlinkOnClose(false) // systemd's, kept across our restarts
+	return ul, nil
 }

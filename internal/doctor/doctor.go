@@ -199,24 +199,28 @@ func checkTree(l spool.Layout, downloads, socket string) []Result {
 	return append(rs, checkDownloaderSocket(socket, recv.Uid, work.Uid, in.Gid)...)
 }
 
-// checkDownloaderSocket: the downloader runs as a third user, with a
-// group of its own, and only that group may connect to its socket.
+// checkDownloaderSocket: only the downloader's group (the worker) may
+// connect to its socket, and only root may change that: systemd makes it
+// (ytkeep-downloader.socket), since the downloads run as the downloader's
+// user and could change the mode of a socket that user owned.
 func checkDownloaderSocket(path string, recvUID, workUID, spoolGID uint32) []Result {
 	var st unix.Stat_t
 	if err := unix.Lstat(path, &st); err != nil {
-		return []Result{{Warn, fmt.Sprintf("downloader socket %s: %v (fine while ytkeep-downloader is stopped)", path, err)}}
+		return []Result{{Warn, fmt.Sprintf("downloader socket %s: %v (fine while ytkeep-downloader.socket is stopped)", path, err)}}
 	}
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFSOCK:
 		return []Result{{Fail, fmt.Sprintf("%s is not a socket", path)}}
-	case st.Uid == 0 || st.Uid == recvUID || st.Uid == workUID:
-		return []Result{{Fail, fmt.Sprintf("downloader socket %s belongs to uid %d: the downloader must run as a user of its own (ytkeep-dl), not root, the receiver's or the worker's", path, st.Uid)}}
+	case st.Uid == recvUID || st.Uid == workUID:
+		return []Result{{Fail, fmt.Sprintf("downloader socket %s belongs to uid %d, the receiver's or the worker's", path, st.Uid)}}
 	case st.Gid == spoolGID || st.Gid == 0:
 		return []Result{{Fail, fmt.Sprintf("downloader socket %s has group %d: want the downloader's own group (ytkeep-dl)", path, st.Gid)}}
 	case st.Mode&0o007 != 0:
 		return []Result{{Fail, fmt.Sprintf("downloader socket %s has mode %04o: others may connect", path, st.Mode&0o7777)}}
+	case st.Uid != 0:
+		return []Result{{Warn, fmt.Sprintf("downloader socket %s belongs to uid %d: the downloads, which run as the downloader's user, could change its mode; let systemd make it (ytkeep-downloader.socket)", path, st.Uid)}}
 	}
-	return []Result{{OK, fmt.Sprintf("the downloader runs as uid %d with a group of its own; its socket %s is for that group alone", st.Uid, path)}}
+	return []Result{{OK, fmt.Sprintf("the downloader's socket %s is root's, for its group %d alone", path, st.Gid)}}
 }
 
 func checkSecret(cfg *config.Config) []Result {

@@ -264,9 +264,12 @@ func newLauncher(sock *os.File, cmd *exec.Cmd) (*Launcher, error) {
 		}
 		return nil, err
 	}
-	// The server confines itself, probes yt-dlp and says hello.
+	// The server confines itself, probes yt-dlp and says hello, within a
+	// minute: a peer that never does must not hold the worker's start.
+	unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 60})
 	buf := make([]byte, maxMsg)
 	n, _, _, _, err := unix.Recvmsg(l.fd, buf, nil, 0)
+	unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{})
 	if err != nil {
 		return fail(fmt.Errorf("the launcher server did not start: %w", err))
 	}

@@ -67,3 +67,49 @@ func TestChmodNoFollow(t *testing.T) {
 		t.Errorf("target is %v, want 0640", st.Mode())
 	}
 }
+
+// TestTidyDeepTree: a chain of directories far deeper than the
+// descriptors tidy may hold (a download can build one within the disk
+// walk's bounds and join it in one go) is removed all the same.
+func TestTidyDeepTree(t *testing.T) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = 256
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &lim)
+	d := t.TempDir()
+	os.WriteFile(filepath.Join(d, "video.mp4"), []byte("v"), 0o600)
+	// 2000 levels, made relative to each level (paths would pass PATH_MAX).
+	fd, err := unix.Open(d, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		if err := unix.Mkdirat(fd, "d", 0o700); err != nil {
+			t.Fatal(err)
+		}
+		next, err := unix.Openat(fd, "d", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		unix.Close(fd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd = next
+	}
+	unix.Close(fd)
+	f, err := os.Open(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := tidy(f); err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(d); len(ents) != 1 || ents[0].Name() != "video.mp4" {
+		t.Fatalf("left %d entries, want only video.mp4", len(ents))
+	}
+}

@@ -9,21 +9,25 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 )
 
-// units are the systemd units ytkeep ships: every file in deploy/systemd.
-var units = func() []string {
-	paths, _ := filepath.Glob("../../deploy/systemd/*.service")
+// units are the services ytkeep ships, sockets its socket units: every
+// file in deploy/systemd.
+var units, sockets = shipped("service"), shipped("socket")
+
+func shipped(kind string) []string {
+	paths, _ := filepath.Glob("../../deploy/systemd/*." + kind)
 	var us []string
 	for _, p := range paths {
 		us = append(us, filepath.Base(p))
 	}
 	return us
-}()
+}
 
 // TestSystemd installs ytkeep into a Debian 12 system booted with its own
 // systemd, exactly as the README tells an administrator to, configures it
@@ -103,7 +107,7 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("ytkeep doctor failed: %v", err)
 	}
 	// 5. Enable and start.
-	c.must("systemctl enable --now " + strings.Join(units, " "))
+	c.must("systemctl enable --now " + strings.Join(append(slices.Clone(sockets), units...), " "))
 	for _, u := range units {
 		waitActive(t, c, u, "")
 	}
@@ -138,9 +142,18 @@ func TestSystemd(t *testing.T) {
 		}
 	}
 
-	// The running downloader is a user of its own, its socket its group's.
-	if out, _ := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml"); !strings.Contains(out, "[OK  ] the downloader runs as uid") {
-		t.Errorf("doctor does not find the downloader separated:\n%s", out)
+	// The running downloader is a user of its own; its socket is root's,
+	// for its group alone.
+	if out, _ := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml"); !strings.Contains(out, "[OK  ] the downloader's socket /run/ytkeep-downloader/launcher.sock is root's") {
+		t.Errorf("doctor does not find the downloader's socket root's:\n%s", out)
+	}
+	uids := map[string]bool{}
+	for _, u := range units {
+		uid := strings.TrimSpace(c.must("stat -c %u /proc/" + c.unitProperty(u, "MainPID")))
+		if uid == "0" || uids[uid] {
+			t.Errorf("%s runs as uid %s: root, or another unit's user", u, uid)
+		}
+		uids[uid] = true
 	}
 
 	// Kill each daemon: Restart= brings it back, and the ExecStopPost=

@@ -49,7 +49,14 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		w.log.Error("couldn't create job directory", "job", j.ID, "err", err)
 		return fail(job.ClassInternal)
 	}
-	defer os.RemoveAll(dirPath)
+	defer func() {
+		// The downloader tidied it: only files at its top are left, which
+		// the worker, its owner, may remove. Anything else is a leftover
+		// that only the downloader's user (or root) could remove.
+		if err := os.RemoveAll(dirPath); err != nil {
+			audit.Alert(w.log, audit.Violation, "job", j.ID, "video", j.Video, "reason", "job_dir_left", "err", errors.Unwrap(err))
+		}
+	}()
 	dir, err := os.Open(dirPath)
 	if err != nil {
 		return fail(job.ClassInternal)
