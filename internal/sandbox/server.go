@@ -65,7 +65,12 @@ type server struct {
 	caps    *ytdlp.Capabilities
 	version string // yt-dlp's, when the setup has a download configuration
 	proxy   *egress.Proxy
-	proxyAt string // the proxy's 127.0.0.1:port
+	// The proxy listens on one loopback port per child slot, and each
+	// download may reach only its own: a download that holds or floods
+	// its port's pending request heads starves no other job.
+	proxyAts []string
+	ports    chan int          // free indexes into proxyAts
+	jobPorts map[uint64]uint16 // request id -> its proxy port (under mu)
 
 	slots    chan struct{} // one per child that may run
 	mu       sync.Mutex
@@ -131,7 +136,7 @@ func (s *server) prepare() (err error) {
 	if s.proxy != nil {
 		// Landlock layers stack: the children's one port must be open in
 		// the server's own layer too.
-		rules.ConnectTCP = append(slices.Clone(rules.ConnectTCP), s.proxyPort())
+		rules.ConnectTCP = append(slices.Clone(rules.ConnectTCP), s.proxyPorts()...)
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return err
@@ -168,7 +173,7 @@ func serve() error {
 	if err := checkFD(4, unix.S_IFIFO); err != nil {
 		return fmt.Errorf("started without its setup on fd 4: %w", err)
 	}
-	s := &server{sock: 3, children: map[uint64]chan struct{}{}}
+	s := &server{sock: 3, children: map[uint64]chan struct{}{}, jobPorts: map[uint64]uint16{}}
 	unix.CloseOnExec(3)
 	if err := s.start(); err != nil {
 		// Tell the worker why, so that its error (and the admins' exit
@@ -186,12 +191,12 @@ func serve() error {
 // time, until ctx ends. Between two connections every child of the first
 // is killed and every answer to it sent or dropped.
 func ServeDaemon(ctx context.Context, ln *net.UnixListener, setup *Setup, log *slog.Logger) error {
-	s := &server{sock: -1, setup: *setup, children: map[uint64]chan struct{}{}}
+	s := &server{sock: -1, setup: *setup, children: map[uint64]chan struct{}{}, jobPorts: map[uint64]uint16{}}
 	unix.Umask(0o027)
 	if err := s.prepare(); err != nil {
 		return err
 	}
-	log.Info("downloader ready", "ytdlp", s.version, "proxy", s.proxyAt, "landlock", setup.Landlock)
+	log.Info("downloader ready", "ytdlp", s.version, "proxy", strings.Join(s.proxyAts, " "), "landlock", setup.Landlock)
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
@@ -435,9 +440,25 @@ func (s *server) run(req *job.Launch, fds []int) {
 	defer stderr.Close()
 	proxyURL := ""
 	if s.proxy != nil && req.Raw == nil {
+		var i int
+		select {
+		case i = <-s.ports:
+		default:
+			s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d downloads running", len(s.proxyAts))})
+			return
+		}
+		defer func() { s.ports <- i }()
 		cred, forget := s.proxy.Register(req.JobDir, req.Video)
 		defer forget()
-		proxyURL = "http://" + cred.User + ":" + cred.Token + "@" + s.proxyAt
+		proxyURL = "http://" + cred.User + ":" + cred.Token + "@" + s.proxyAts[i]
+		s.mu.Lock()
+		s.jobPorts[req.ID] = portOf(s.proxyAts[i])
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.jobPorts, req.ID)
+			s.mu.Unlock()
+		}()
 	}
 	spec, timeout, err := s.specFor(req, dir, proxyURL)
 	if err != nil {
@@ -534,7 +555,15 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	tcpOnly := false
 	if s.proxy != nil {
 		// Its only way out: TCP to the egress proxy's port.
-		rules.ConnectTCP, rules.BindTCP, tcpOnly = []uint16{s.proxyPort()}, nil, true
+		// Its only way out: TCP to its own port of the egress proxy
+		// (none for a probe or a raw test program).
+		s.mu.Lock()
+		port := s.jobPorts[id]
+		s.mu.Unlock()
+		rules.ConnectTCP, rules.BindTCP, tcpOnly = nil, nil, true
+		if port != 0 && id != 0 {
+			rules.ConnectTCP = []uint16{port}
+		}
 	}
 	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly, KeepGroup: s.setup.Seccomp})
 	specR, specW, err := os.Pipe()
@@ -898,28 +927,41 @@ func (s *server) startProxy(d *DownloadConfig) error {
 	if err := pol.Check(); err != nil {
 		return err
 	}
-	lc := net.ListenConfig{}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("egress proxy: %w", err)
-	}
-	s.proxyAt = ln.Addr().String()
 	s.proxy = &egress.Proxy{Policy: pol, MaxConns: 16, MaxBytes: 2*d.MaxBytes + 64<<20,
 		Report: func(e egress.Event) { s.send(&response{Egress: &e}) }}
-	go func() {
-		// The downloads have no other way out: a proxy that stops is the
-		// end of the server (the worker then fails, and is restarted).
-		err := s.proxy.Serve(ln)
-		fmt.Fprintf(os.Stderr, "ytkeep launcher server: the egress proxy stopped: %v\n", err)
-		os.Exit(1)
-	}()
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	s.ports = make(chan int, s.setup.MaxChildren)
+	for i := 0; i < s.setup.MaxChildren; i++ {
+		ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("egress proxy: %w", err)
+		}
+		s.proxyAts = append(s.proxyAts, ln.Addr().String())
+		s.ports <- i
+		go func() {
+			// The downloads have no other way out: a proxy that stops is
+			// the end of the server (the worker then fails, and is
+			// restarted).
+			err := s.proxy.Serve(ln)
+			fmt.Fprintf(os.Stderr, "ytkeep launcher server: the egress proxy stopped: %v\n", err)
+			os.Exit(1)
+		}()
+	}
 	return nil
 }
 
-// proxyPort is the egress proxy's port.
-func (s *server) proxyPort() uint16 {
-	_, port, _ := net.SplitHostPort(s.proxyAt)
+// proxyPorts are the egress proxy's ports.
+func (s *server) proxyPorts() []uint16 {
+	var ps []uint16
+	for _, a := range s.proxyAts {
+		ps = append(ps, portOf(a))
+	}
+	return ps
+}
+
+func portOf(addr string) uint16 {
+	_, port, _ := net.SplitHostPort(addr)
 	p, _ := strconv.Atoi(port)
 	return uint16(p)
 }
