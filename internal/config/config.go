@@ -143,7 +143,7 @@ type Worker struct {
 type Downloader struct {
 	// Socket is the path of the daemon's Unix socket, where the worker
 	// connects (before it confines itself). Default
-	// /run/ytkeep-downloader/launcher.sock (systemd's RuntimeDirectory=).
+	// /run/ytkeep-downloader/launcher.sock, made by ytkeep-downloader.socket.
 	Socket string `toml:"socket"`
 	RunAs  RunAs  `toml:"run_as"`
 }
