@@ -211,6 +211,23 @@ func TestDownloadAndStore(t *testing.T) {
 	}
 }
 
+// TestJobDirLent: the downloader's group may write a job directory while
+// its download runs (0770; the worker takes it back, 0700, before it
+// reads the output, which no test observes).
+func TestJobDirLent(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	j := newJob("lendmodeAAA", job.FormatBest)
+	h.submit(j)
+	if r := h.result(j.ID); r.Status != job.StatusDone {
+		t.Fatalf("result %+v", r)
+	}
+	b, err := os.ReadFile(filepath.Join(h.dl, "lendmodeAAA-best.mp4"))
+	if err != nil || strings.TrimSpace(string(b)) != "770" {
+		t.Fatalf("the download saw its directory with mode %q (%v), want 770", b, err)
+	}
+}
+
 // TestHostileDownloaderOutput runs a misbehaving downloader twice: with
 // every layer, where Landlock refuses to let it create links and FIFOs at
 // all, and without Landlock, where the launcher's tidy removes them once
