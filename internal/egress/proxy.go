@@ -45,6 +45,10 @@ type Proxy struct {
 	Dial    func(ctx context.Context, addr string) (net.Conn, error)
 	// HeadTimeout bounds reading a request head (default 10 s).
 	HeadTimeout time.Duration
+	// Peer, if set, vets each connection's other end as it is accepted,
+	// before it holds anything: the downloader passes a check that it
+	// is its own user (LoopbackPeerUID). A refused one is closed.
+	Peer func(net.Conn) error
 
 	mu   sync.Mutex
 	jobs map[string]*jobState // by token
@@ -102,6 +106,13 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		if p.Peer != nil {
+			if err := p.Peer(c); err != nil {
+				c.Close()
+				p.report(Event{Refused: "not a download: " + err.Error()})
+				continue
+			}
+		}
 		select {
 		case heads <- struct{}{}:
 		default:

@@ -928,7 +928,16 @@ func (s *server) startProxy(d *DownloadConfig) error {
 		return err
 	}
 	s.proxy = &egress.Proxy{Policy: pol, MaxConns: 16, MaxBytes: 2*d.MaxBytes + 64<<20,
-		Report: func(e egress.Event) { s.send(&response{Egress: &e}) }}
+		Report: func(e egress.Event) { s.send(&response{Egress: &e}) },
+		// Its ports are on the host's loopback: only our own user (the
+		// downloads) may hold a connection.
+		Peer: func(c net.Conn) error {
+			uid, err := egress.LoopbackPeerUID(c)
+			if err == nil && uid != os.Getuid() {
+				err = fmt.Errorf("a connection from uid %d", uid)
+			}
+			return err
+		}}
 	lc := net.ListenConfig{}
 	lc.SetMultipathTCP(false)
 	s.ports = make(chan int, s.setup.MaxChildren)
