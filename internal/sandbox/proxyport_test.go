@@ -3,8 +3,12 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -37,4 +41,58 @@ func TestProxyPortPerDownload(t *testing.T) {
 	if got := strings.TrimSpace(out.String()); !strings.HasPrefix(got, "HTTP/1.1 407 ") {
 		t.Errorf("the second download's request got %q, want the proxy's 407 (no credentials); the flood: %q", got, floodOut.String())
 	}
+}
+
+// TestProxyAdmitsOnlyItsUser: a download's proxy port is on the host's
+// loopback, where another local user could connect and hold it; the
+// server's proxy closes such a connection unanswered and answers its own
+// user (egress.LoopbackPeerUID, review finding R4).
+func TestProxyAdmitsOnlyItsUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run this as root")
+		}
+		t.Skip("SKIPPED: a connection from another user needs root")
+	}
+	l, root, err := downloader(t, "testdata/proxy-yt-dlp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "pppppppppppppppppppppppppp"
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.Download(context.Background(), id, "peerAAAAAAA", "best", jobDir(t, root, id), nil, nil)
+	}()
+	var port string
+	for i := 0; i < 100 && port == ""; i++ {
+		b, _ := os.ReadFile(filepath.Join(root, id, "port"))
+		port = strings.TrimSpace(string(b))
+		time.Sleep(100 * time.Millisecond)
+	}
+	if port == "" {
+		t.Fatal("the download never said its proxy port")
+	}
+	ask := func(uid uint32) string {
+		cmd := exec.Command("/usr/bin/python3", "-c", `import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+c.sendall(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
+try:
+    print(c.recv(100).decode().split("\r\n")[0] or "closed")
+except OSError as e:
+    print("closed:", e)`, port)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("as uid %d: %v\n%s", uid, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := ask(65534); !strings.HasPrefix(got, "closed") {
+		t.Errorf("another user got %q from the download's proxy port, want the connection closed unanswered", got)
+	}
+	if got := ask(uint32(os.Getuid())); !strings.HasPrefix(got, "HTTP/1.1 407 ") {
+		t.Errorf("the server's own user got %q, want the proxy's 407 (no credentials)", got)
+	}
+	<-done
 }
