@@ -266,9 +266,26 @@ func newLauncher(sock *os.File, cmd *exec.Cmd) (*Launcher, error) {
 	}
 	// The server confines itself, probes yt-dlp and says hello, within a
 	// minute: a peer that never does must not hold the worker's start.
-	unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Sec: 60})
+	// With a receive timeout set, a signal (the Go runtime's preemption)
+	// interrupts the call instead of restarting it (signal(7)): go on
+	// until the deadline.
 	buf := make([]byte, maxMsg)
-	n, _, _, _, err := unix.Recvmsg(l.fd, buf, nil, 0)
+	var n int
+	var err error
+	deadline := time.Now().Add(time.Minute)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			err = unix.EAGAIN
+			break
+		}
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+		n, _, _, _, err = unix.Recvmsg(l.fd, buf, nil, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
 	unix.SetsockoptTimeval(l.fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{})
 	if err != nil {
 		return fail(fmt.Errorf("the launcher server did not start: %w", err))
