@@ -3,7 +3,6 @@ package confine
 import (
 	"testing"
 
-	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,22 +13,8 @@ import (
 // the kernel doing the same to a child.
 func TestKeepGroupFilter(t *testing.T) {
 	raw, err := keepGroupProgram()
-	if err != nil {
-		t.Fatal(err)
-	}
-	insts, ok := bpf.Disassemble(raw)
-	if !ok {
-		t.Fatal("the filter does not disassemble")
-	}
-	vm, err := bpf.NewVM(insts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tt := range []struct {
-		name string
-		c    call
-		want uint32
-	}{
+	vm := vmOf(t, raw, err)
+	runCases(t, vm, []filterCase{
 		{"setpgid self", sys(unix.SYS_SETPGID, 0, 0), kill},
 		{"setpgid child", sys(unix.SYS_SETPGID, 1234, 1234), kill},
 		{"setpgid junk", sys(unix.SYS_SETPGID, junk, junk), kill},
@@ -42,15 +27,5 @@ func TestKeepGroupFilter(t *testing.T) {
 		{"read setpgid", sys(unix.SYS_READ, unix.SYS_SETPGID), allow},
 		{"i386 setpgid", call{nr: 57, arch: 0x40000003}, kill},
 		{"x32 setpgid", sys(x32Bit | unix.SYS_SETPGID), kill},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := vm.Run(tt.c.data())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if uint32(got) != tt.want {
-				t.Errorf("got %#x, want %#x", got, tt.want)
-			}
-		})
-	}
+	})
 }

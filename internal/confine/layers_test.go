@@ -438,6 +438,14 @@ func runCase(c string) {
 		_, _, e := unix.Syscall(unix.SYS_CLONE3, 0, 0, 0)
 		report(errnoOrNil(e))
 	case "downloader-seccomp-process-vm":
+		// A download child: the daemon's filter and the child jail's.
+		must(Seccomp(Downloader))
+		pgid, _ := unix.Getpgid(os.Getppid())
+		must(ChildJail(JailParams{ServerPID: os.Getppid(), ServerPGID: pgid}))
+		_, _, e := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(victim()), 0, 0, 0, 0, 0)
+		report(errnoOrNil(e))
+	case "downloader-seccomp-process-vm-server":
+		// The launcher server reads its children's connect addresses.
 		must(Seccomp(Downloader))
 		_, _, e := unix.Syscall6(unix.SYS_PROCESS_VM_READV, uintptr(victim()), 0, 0, 0, 0, 0)
 		report(errnoOrNil(e))
@@ -729,6 +737,7 @@ var seccompCases = []struct{ c, want string }{
 	{"downloader-seccomp-setsid", "SIGSYS"},
 	{"downloader-seccomp-clone3", "ENOSYS"},
 	{"downloader-seccomp-process-vm", "SIGSYS"},
+	{"downloader-seccomp-process-vm-server", "ok"},
 	{"downloader-seccomp-mount", "SIGSYS"},
 	// C6: executing from a memfd escapes Landlock (see the landlock
 	// cases); memfd_create kills, with or without MFD_NOEXEC_SEAL.

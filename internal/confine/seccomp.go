@@ -123,8 +123,11 @@ var sysvIPC = []string{
 var deadly = join(execCalls, dangerous)
 
 // downloaderDenied kill the downloader on sight: nothing yt-dlp, python
-// or ffmpeg does needs them.
-var downloaderDenied = dangerous
+// or ffmpeg does needs them. process_vm_readv is the exception: the
+// launcher server reads with it the address each of its children asks
+// to connect to (the connect broker, sandbox/broker.go); the children's
+// own filter (ChildJail) kills it.
+var downloaderDenied = slices.DeleteFunc(slices.Clone(dangerous), func(n string) bool { return n == "process_vm_readv" })
 
 // clone3 fails with ENOSYS, so that glibc falls back to clone, whose flags
 // the filter can see (clone3 passes them in memory). With EPERM, glibc's

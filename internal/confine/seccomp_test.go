@@ -54,6 +54,47 @@ const (
 
 func refuse(e unix.Errno) uint32 { return uint32(errno(e)) }
 
+// filterCase is one made-up call and the filter's expected answer.
+type filterCase struct {
+	name string
+	c    call
+	want uint32
+}
+
+// runCases runs each case in vm, a subtest each.
+func runCases(t *testing.T, vm *bpf.VM, cases []filterCase) {
+	t.Helper()
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := vm.Run(tt.c.data())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if uint32(got) != tt.want {
+				t.Errorf("got %#x, want %#x", got, tt.want)
+			}
+		})
+	}
+}
+
+// vmOf returns x/net/bpf's interpreter loaded with the assembled filter
+// raw (err is its assembler's error).
+func vmOf(t *testing.T, raw []bpf.RawInstruction, err error) *bpf.VM {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	insts, ok := bpf.Disassemble(raw)
+	if !ok {
+		t.Fatal("the filter does not disassemble")
+	}
+	vm, err := bpf.NewVM(insts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vm
+}
+
 // TestSeccompFilter runs each domain's assembled filter in x/net/bpf's
 // interpreter on made-up system calls: the prefix's and the guards'
 // branches, with junk in the upper half of int arguments, and the calls

@@ -224,13 +224,14 @@ func downloader(t *testing.T, ytdlp string) (*Launcher, string, error) {
 	root := t.TempDir()
 	self, _ := os.Executable()
 	fake, _ := filepath.Abs(ytdlp)
-	l, err := StartLauncher(self, &Setup{
+	setup := &Setup{
 		Rules:    *confine.DownloaderRules(confine.DownloaderParams{JobRoot: root, ExtraExec: []string{filepath.Dir(fake)}}),
 		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
 		Download: &DownloadConfig{YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", MaxBytes: 1 << 20, SocketTimeout: 5,
 			Timeout: 10 * time.Second, Limits: limits},
-	})
+	}
+	l, err := StartLauncher(self, setup)
 	if err == nil {
 		t.Cleanup(func() { l.Close() })
 	}

@@ -55,6 +55,13 @@ type childSpec struct {
 	// and all it starts stay in the process group the server kills. Set
 	// with the downloader's seccomp filter (Setup.Seccomp).
 	KeepGroup bool
+	// Jail stacks the child jail's filter (confine.ChildJail): no links,
+	// nodes or execute bits, no signal to the server. Set with the
+	// downloader's seccomp filter.
+	Jail bool
+	// Broker hands the child's socket and connect calls to the server
+	// (broker.go): the child sends its notification descriptor on fd 5.
+	Broker bool
 }
 
 type server struct {
@@ -400,7 +407,7 @@ func (s *server) probe(d *DownloadConfig) error {
 		go func() { defer wg.Done(); out, _ = io.ReadAll(io.LimitReader(outR, 1<<20)); io.Copy(io.Discard, outR) }()
 		go func() { defer wg.Done(); errb, _ = io.ReadAll(io.LimitReader(errR, 8<<10)); io.Copy(io.Discard, errR) }()
 		spec := &Spec{Path: d.YtDlp, Args: []string{flag}, Env: ytdlp.Env(dirPath, ""), Limits: d.Limits}
-		r := s.execChild(0, spec, dir, outW, errW, time.Minute)
+		r := s.execChild(0, nil, spec, dir, outW, errW, time.Minute)
 		// The child's tree has ended (execChild): what is left in the
 		// pipes comes at once, and nothing that holds them may hold up
 		// the start.
@@ -471,7 +478,7 @@ func (s *server) run(req *job.Launch, fds []int) {
 		s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d children running", s.setup.MaxChildren)})
 		return
 	}
-	r := s.execChild(req.ID, spec, dir, stdout, stderr, timeout)
+	r := s.execChild(req.ID, req, spec, dir, stdout, stderr, timeout)
 	if req.Raw == nil {
 		if err := tidy(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "ytkeep launcher server: job %s: %v\n", req.JobDir, err)
@@ -540,7 +547,7 @@ func (s *server) specFor(req *job.Launch, dir *os.File, proxyURL string) (*Spec,
 // only then answers. So the job's timeout holds whatever the child does,
 // and no process of the job outlives its answer to hold the output pipes
 // or the network.
-func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, timeout time.Duration) *response {
+func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, stderr *os.File, timeout time.Duration) *response {
 	fail := func(format string, args ...any) *response {
 		return &response{ID: id, Error: fmt.Sprintf(format, args...)}
 	}
@@ -565,7 +572,11 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 			rules.ConnectTCP = []uint16{port}
 		}
 	}
-	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly, KeepGroup: s.setup.Seccomp})
+	// The broker (broker.go) keeps the child to its proxy port, behind
+	// Landlock's rule, wherever the child has a proxy to reach.
+	useBroker := tcpOnly
+	data, _ := json.Marshal(&childSpec{Spec: *spec, Rules: rules, Landlock: s.setup.Landlock, TCPOnly: tcpOnly,
+		KeepGroup: s.setup.Seccomp, Jail: s.setup.Seccomp, Broker: useBroker})
 	specR, specW, err := os.Pipe()
 	if err != nil {
 		return fail("%v", err)
@@ -575,6 +586,18 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	cmd.Env = append([]string{}, confine.AblationEnv()...) // empty (not nil: nil inherits) in release builds
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.ExtraFiles = []*os.File{specR, dir}
+	var brokerEnd *os.File // the server's end of the child's fd 5
+	if useBroker {
+		pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return fail("%v", err)
+		}
+		brokerEnd = os.NewFile(uintptr(pair[0]), "broker")
+		defer brokerEnd.Close()
+		childEnd := os.NewFile(uintptr(pair[1]), "broker-child")
+		defer childEnd.Close()
+		cmd.ExtraFiles = append(cmd.ExtraFiles, childEnd)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	// Pdeathsig fires when the thread that forked exits: stay on it.
 	runtime.LockOSThread()
@@ -594,6 +617,13 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	specW.Close()
 	stdout.Close() // the child has them; EOF reaches the worker when it ends
 	stderr.Close()
+	var b *broker
+	if brokerEnd != nil {
+		cmd.ExtraFiles[2].Close() // the child has it: EOF if it dies before it sends
+		if b = s.brokerFor(id, req, brokerEnd); b != nil {
+			defer unix.Close(b.fd)
+		}
+	}
 
 	// Wait for the child's exit without reaping it (WNOWAIT): until
 	// cmd.Wait below, its pid, and so its group's id, cannot be given to a
@@ -613,14 +643,15 @@ func (s *server) execChild(id uint64, spec *Spec, dir, stdout, stderr *os.File, 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	timedOut := false
-	// Signals go out from this goroutine's locked thread only (see kill).
-	select {
-	case <-exited:
-	case <-timer.C:
+	// Signals go out from this goroutine's locked thread only (see kill),
+	// which also answers the broker: it reads the memory of the processes
+	// it forked, in a Landlock domain below its own.
+	switch b.wait(exited, timer.C, killReq) {
+	case endTimeout:
 		timedOut = true
 		unix.Kill(-pgid, unix.SIGKILL)
 		<-exited
-	case <-killReq:
+	case endKill:
 		unix.Kill(-pgid, unix.SIGKILL)
 		<-exited
 	}
@@ -856,6 +887,36 @@ func child() error {
 	if cs.KeepGroup {
 		if err := confine.KeepGroup(); err != nil {
 			return err
+		}
+	}
+	if cs.Jail {
+		// The server is this process's parent: it forked it.
+		ppid := os.Getppid()
+		pgid, err := unix.Getpgid(ppid)
+		if err != nil {
+			return fmt.Errorf("couldn't read the server's process group: %w", err)
+		}
+		if err := confine.ChildJail(confine.JailParams{ServerPID: ppid, ServerPGID: pgid}); err != nil {
+			return err
+		}
+	}
+	if cs.Broker {
+		// Last: from here on this process's socket and connect calls wait
+		// for the server's answer.
+		if err := checkFD(5, unix.S_IFSOCK); err != nil {
+			return fmt.Errorf("launched without a broker socket on fd 5: %w", err)
+		}
+		fd, err := confine.BrokerFilter()
+		if err != nil {
+			return err
+		}
+		err = sendBrokerFD(5, fd)
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		unix.Close(5)
+		if err != nil {
+			return fmt.Errorf("couldn't send the broker its descriptor: %w", err)
 		}
 	}
 	// Descriptors inherited without close-on-exec from whoever started the

@@ -229,10 +229,10 @@ func TestJobDirLent(t *testing.T) {
 }
 
 // TestHostileDownloaderOutput runs a misbehaving downloader twice: with
-// every layer, where Landlock refuses to let it create links and FIFOs at
-// all, and without Landlock, where the launcher's tidy removes them once
-// the child is gone (the worker's own open check is TestStoreRefuses).
-// Either way nothing is stored.
+// every layer, where Landlock and the child jail's seccomp filter refuse
+// to let it create links and FIFOs at all, and without Landlock, where the
+// jail alone refuses them (the launcher's tidy is TestTidy, the worker's
+// own open check TestStoreRefuses). Either way nothing is stored.
 func TestHostileDownloaderOutput(t *testing.T) {
 	for _, landlock := range []bool{true, false} {
 		t.Run(fmt.Sprintf("landlock=%v", landlock), func(t *testing.T) {
@@ -275,7 +275,7 @@ func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
 		class job.Class
 	}{
 		{"symlinkAAAA", refused},
-		{"hardlinkAAA", job.ClassInternal},
+		{"hardlinkAAA", job.ClassBadOutput}, // no link is made: no output
 		{"fifoAAAAAAA", refused},
 		{"badextAAAAA", job.ClassBadOutput},
 		{"twofilesAAA", job.ClassBadOutput},
