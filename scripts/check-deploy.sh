@@ -30,6 +30,18 @@ for d in receiver worker; do
 		{ echo "FAIL: ytkeep-$d.service has no exit alert (ExecStopPost=)" >&2; exit 1; }
 done
 echo "ok: both units alert the admins when the daemon is killed or fails (ExecStopPost=)"
+# The downloader gets its configuration from systemd on standard input:
+# its user cannot read the file (0640, root:ytkeep-spool), and the file is
+# not in its root; its log still goes to the journal.
+dl=systemd/ytkeep-downloader.service
+for line in "ExecStart=/usr/local/bin/ytkeep-downloader -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
+	"StandardOutput=journal" "StandardError=journal"; do
+	grep -qx "$line" "$dl" || { echo "FAIL: $dl must have the line $line" >&2; exit 1; }
+done
+if grep -E '^(BindPaths|BindReadOnlyPaths)=' "$dl" | grep -q 'ytkeep\.toml'; then
+	echo "FAIL: $dl binds the configuration into its root: its downloads could read it" >&2; exit 1
+fi
+echo "ok: the downloader's configuration comes on standard input (StandardInput=file:, output to the journal), not bound into its root"
 
 for profile in apparmor/*; do
 	apparmor_parser -Q -K "$profile" 2>"$tmp/err" || { cat "$tmp/err" >&2; echo "FAIL: $profile" >&2; exit 1; }
@@ -47,6 +59,9 @@ if [[ -x ../bin/ytkeep-receiver ]]; then
 	for f in signing_secret alert_webhook; do
 		[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/$f")" == 400 ]] || { echo "FAIL: the installed $f file is not 0400" >&2; exit 1; }
 	done
+	# Not for others: the downloader's user is in neither root's group nor
+	# the spool's (which install.sh gives it outside DESTDIR).
+	[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/ytkeep.toml")" == 640 ]] || { echo "FAIL: the installed ytkeep.toml is not 0640" >&2; exit 1; }
 	echo "ok: make install lays out binaries, units, users, tree, profiles and config"
 fi
 

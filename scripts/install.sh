@@ -15,7 +15,12 @@ install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
 install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader deploy/apparmor/ytkeep-ytdlp \
 	"$D/etc/apparmor.d/"
 install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
-[[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0644 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
+# The configuration holds no secret, but the downloader's user (and so
+# every download) must not read it: root's, for the spool group (the
+# receiver's and the worker's), 0640. systemd passes it to the
+# downloader on standard input. The group is set below, once sysusers.d
+# has made it.
+[[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0640 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
 # The admins' alert webhook: empty means alerts go to the log only.
 if [[ ! -e "$D/etc/ytkeep/alert_webhook" ]]; then
 	install -m 0400 /dev/null "$D/etc/ytkeep/alert_webhook"
@@ -26,6 +31,9 @@ fi
 [[ -n "$D" ]] && exit 0
 
 systemd-sysusers /etc/sysusers.d/ytkeep.conf
+# New or kept from an earlier install (which made it 0644).
+chown root:ytkeep-spool /etc/ytkeep/ytkeep.toml
+chmod 0640 /etc/ytkeep/ytkeep.toml
 systemd-tmpfiles --create /etc/tmpfiles.d/ytkeep.conf
 if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
 	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-ytdlp \
@@ -36,7 +44,7 @@ cat <<MSG
 Installed. Next:
   1. Paste the Slack app's signing secret into /etc/ytkeep/signing_secret (root-owned, mode 0400).
   2. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
-  3. Edit /etc/ytkeep/ytkeep.toml: allowed_teams, allowed_channels, allowed_users.
+  3. Edit /etc/ytkeep/ytkeep.toml (root:ytkeep-spool, mode 0640): allowed_teams, allowed_channels, allowed_users.
   4. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
   5. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-receiver
 MSG

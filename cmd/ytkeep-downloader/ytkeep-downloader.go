@@ -5,6 +5,10 @@
 // daemons' files, and serves the worker over a Unix socket. The same
 // binary is the child launcher when started with -sandbox-child (by
 // itself, never by hand).
+//
+// With -config - it reads its configuration from standard input, which
+// its unit opens as root (StandardInput=file:): the file is not the
+// downloader user's to read, so a download cannot read it either.
 package main
 
 import (
@@ -45,7 +49,7 @@ func main() {
 func run(configPath string) error {
 	ctx, stop, stoppedBy := daemon.SignalContext()
 	defer stop()
-	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckDownloader)
+	cfg, err := loadConfig(configPath)
 	if err != nil {
 		return err
 	}
@@ -81,6 +85,17 @@ func run(configPath string) error {
 	err = sandbox.ServeDaemon(ctx, ln, setup, log)
 	log.Info("downloader stopped", "signal", stoppedBy())
 	return err
+}
+
+// loadConfig reads the configuration from standard input for -config -
+// (and leaves /dev/null there), else from the file at path (the tests and
+// the demo as one user).
+func loadConfig(path string) (*config.Config, error) {
+	if path == daemon.StdinConfig {
+		return daemon.ReadStdinConfig((*config.Config).CheckDownloader)
+	}
+	cfg, _, err := config.LoadFor(path, (*config.Config).CheckDownloader)
+	return cfg, err
 }
 
 // setupFrom is the downloader domain and the downloads' settings, all

@@ -1,4 +1,5 @@
-// Package config loads ytkeep's one TOML configuration file.
+// Package config loads ytkeep's one TOML configuration file, from its
+// path or (the downloader's, which may not open it) from a descriptor.
 //
 // Decoding is strict: an unknown key is an error. Each daemon calls the
 // check for its own part (CheckReceiver, CheckWorker) once at start; every
@@ -8,6 +9,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -174,12 +176,9 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("couldn't read config: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	data, err := read(f, path)
 	if err != nil {
-		return nil, fmt.Errorf("couldn't read config %s: %w", path, err)
-	}
-	if len(data) > maxConfigSize {
-		return nil, fmt.Errorf("config %s is larger than 1 MiB", path)
+		return nil, err
 	}
 	return Parse(string(data))
 }
@@ -199,6 +198,43 @@ func LoadFor(path string, check func(*Config) error) (*Config, string, error) {
 		return nil, "", fmt.Errorf("invalid configuration %s:\n%w", abs, err)
 	}
 	return c, abs, nil
+}
+
+// ReadFor reads a configuration from r to its end, at most 1 MiB, and
+// decodes and checks it as LoadFor does a file; name says where it came
+// from (e.g. "standard input"), in errors. An input with nothing but
+// white space is refused, unlike an empty file: a daemon given its
+// configuration on a descriptor that holds none (systemd's default
+// StandardInput=null) was not given one.
+func ReadFor(r io.Reader, name string, check func(*Config) error) (*Config, error) {
+	data, err := read(r, "from "+name)
+	if err != nil {
+		return nil, err
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, fmt.Errorf("config from %s is empty", name)
+	}
+	c, err := Parse(string(data))
+	if err != nil {
+		return nil, err
+	}
+	if err := check(c); err != nil {
+		return nil, fmt.Errorf("invalid configuration from %s:\n%w", name, err)
+	}
+	return c, nil
+}
+
+// read reads r to its end, refusing more than maxConfigSize bytes; what
+// names the input in errors ("config WHAT is larger than 1 MiB").
+func read(r io.Reader, what string) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("couldn't read config %s: %w", what, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("config %s is larger than 1 MiB", what)
+	}
+	return data, nil
 }
 
 // Parse decodes a configuration from TOML text and fills in defaults.

@@ -1,11 +1,14 @@
 package config
 
 import (
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/ytkeep/ytkeep/internal/egress"
 )
@@ -95,6 +98,53 @@ func TestRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadFor: a configuration read from a descriptor (the downloader's
+// standard input) is bounded, decoded strictly and checked like a file,
+// and an empty one is refused.
+func TestReadFor(t *testing.T) {
+	tests := []struct {
+		name string
+		r    io.Reader
+		want string // "" = accepted
+	}{
+		{"valid", strings.NewReader(valid), ""},
+		{"valid at the limit", strings.NewReader(valid + strings.Repeat("#", maxConfigSize-len(valid))), ""},
+		{"empty", strings.NewReader(""), "config from standard input is empty"},
+		{"white space", strings.NewReader(" \n\t\n"), "config from standard input is empty"},
+		{"too large", strings.NewReader(valid + strings.Repeat("#", maxConfigSize-len(valid)+1)), "config from standard input is larger than 1 MiB"},
+		{"endless", endless{}, "config from standard input is larger than 1 MiB"},
+		{"read error", iotest.ErrReader(errors.New("boom")), "couldn't read config from standard input: boom"},
+		{"unknown key", strings.NewReader(valid + "\n[log]\nlevle = \"debug\"\n"), "unknown keys: log.levle"},
+		{"fails the check", strings.NewReader(strings.Replace(valid, "concurrency = 3", "concurrency = 99", 1)),
+			"invalid configuration from standard input:\nworker.concurrency 99 is not between 1 and 16"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ReadFor(tt.r, "standard input", (*Config).CheckDownloader)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatal(err)
+			case tt.want == "" && c.Worker.Concurrency != 3:
+				t.Fatalf("concurrency %d, want 3 (from the input)", c.Worker.Concurrency)
+			case tt.want != "" && err == nil:
+				t.Fatal("accepted")
+			case tt.want != "" && !strings.Contains(err.Error(), tt.want):
+				t.Fatalf("error %q, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// endless is an input that never ends.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '#'
+	}
+	return len(p), nil
 }
 
 func TestDownloadsInsideSpool(t *testing.T) {

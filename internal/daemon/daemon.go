@@ -1,6 +1,7 @@
-// Package daemon is the start-up both daemons share: the command line
-// (-config, -exit-alert), and entering their confinement with every
-// weakening announced. The daemons' own wiring stays in their mains.
+// Package daemon is the start-up the daemons share: the command line
+// (-config, -exit-alert), a configuration passed on standard input, and
+// entering their confinement with every weakening announced. The
+// daemons' own wiring stays in their mains.
 package daemon
 
 import (
@@ -13,7 +14,10 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
@@ -44,6 +48,39 @@ func Main(name string, run, exitAlert func(configPath string) error) {
 		os.Exit(1)
 	}
 	os.Exit(0)
+}
+
+// StdinConfig is the -config value that means: read the configuration
+// from standard input (ReadStdinConfig).
+const StdinConfig = "-"
+
+// ReadStdinConfig reads the configuration from standard input to its
+// end (at most 1 MiB; an empty one is refused) and checks it with check,
+// as config.ReadFor does. Then, whether or not it was valid, it replaces
+// standard input with /dev/null: no process started later inherits the
+// file, and no process of this user finds it open in /proc/PID/fd. It is how
+// a daemon whose user may not read its configuration file gets it:
+// systemd opens the file as root and passes it (StandardInput=file:).
+func ReadStdinConfig(check func(*config.Config) error) (*config.Config, error) {
+	cfg, err := config.ReadFor(os.Stdin, "standard input", check)
+	if nerr := stdinToNull(); nerr != nil {
+		return nil, nerr
+	}
+	return cfg, err
+}
+
+// stdinToNull points descriptor 0 at /dev/null (dup3 replaces the file
+// in one step: descriptor 0 is never free for another open to take).
+func stdinToNull() error {
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("couldn't replace standard input: %w", err)
+	}
+	defer null.Close()
+	if err := unix.Dup3(int(null.Fd()), 0, 0); err != nil {
+		return fmt.Errorf("couldn't replace standard input: %w", err)
+	}
+	return nil
 }
 
 // Confine confines the calling daemon to domain d (Landlock rules, then

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -91,6 +92,11 @@ func Run(opt Options) []Result {
 	} else {
 		add(OK, "MPTCP is off or absent (net.mptcp.enabled)")
 	}
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_fastopen"); err == nil && tfoClientOn(b) {
+		add(Warn, "TCP Fast Open is on for clients (net.ipv4.tcp_fastopen has bit 1): a send with MSG_FASTOPEN connects without Landlock's connect check, so only ytkeep's seccomp filters (and the downloads' connect broker) stop it; set net.ipv4.tcp_fastopen=0 (or 2, servers only) if nothing on this host needs it, for another layer")
+	} else {
+		add(OK, "TCP Fast Open is off for clients (net.ipv4.tcp_fastopen)")
+	}
 	if b, err := os.ReadFile("/sys/module/apparmor/parameters/enabled"); err == nil && strings.TrimSpace(string(b)) == "Y" {
 		add(OK, "AppArmor is enabled (load deploy/apparmor/* with apparmor_parser -r)")
 	} else {
@@ -112,7 +118,14 @@ func Run(opt Options) []Result {
 		add(Warn, "no JavaScript runtime (deno) found: current YouTube downloads need one with yt-dlp %s or newer", ytdlp.CurrentVersion)
 	}
 
-	rs = append(rs, checkTree(spool.Layout{Root: cfg.Spool.Dir}, cfg.Worker.DownloadsDir, cfg.Downloader.Socket)...)
+	l := spool.Layout{Root: cfg.Spool.Dir}
+	rs = append(rs, checkTree(l, cfg.Worker.DownloadsDir, cfg.Downloader.Socket)...)
+	spoolGID := -1 // unknown without the tree, which checkTree reports
+	var in unix.Stat_t
+	if unix.Stat(l.Incoming(), &in) == nil {
+		spoolGID = int(in.Gid)
+	}
+	rs = append(rs, checkConfigFile(opt.ConfigPath, spoolGID)...)
 	rs = append(rs, checkSecret(cfg)...)
 	rs = append(rs, checkAlertWebhook(cfg)...)
 	rs = append(rs, checkUnits(systemRoots)...)
@@ -223,6 +236,36 @@ func checkDownloaderSocket(path string, recvUID, workUID, spoolGID uint32) []Res
 	return []Result{{OK, fmt.Sprintf("the downloader's socket %s is root's, for its group %d alone", path, st.Gid)}}
 }
 
+// checkConfigFile: the configuration holds no secret, but it is for the
+// receiver and the worker alone, who read it with the spool group (spoolGID,
+// incoming/'s; -1 when unknown). The downloader gets it from systemd on
+// standard input; its downloads, which run as its user, in no group but
+// its own, must not be able to read it.
+func checkConfigFile(path string, spoolGID int) []Result {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return []Result{{Fail, fmt.Sprintf("configuration %s: %v", path, err)}}
+	}
+	mode := st.Mode & 0o7777
+	var rs []Result
+	if mode&0o007 != 0 {
+		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s is readable by every user (mode %04o), the downloads included; chmod 0640 and chgrp ytkeep-spool (scripts/install.sh does)", path, mode)})
+	}
+	if mode&0o070 != 0o040 {
+		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s: its group (the spool's) must read it and nothing more (mode %04o); chmod 0640", path, mode)})
+	}
+	if spoolGID >= 0 && st.Gid != uint32(spoolGID) {
+		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s belongs to group %d; want the spool group %d of incoming/ (ytkeep-spool), with which the receiver and the worker read it", path, st.Gid, spoolGID)})
+	}
+	if st.Uid != 0 {
+		rs = append(rs, Result{Warn, fmt.Sprintf("configuration %s belongs to uid %d, who may change it and its mode; chown root", path, st.Uid)})
+	}
+	if len(rs) == 0 {
+		rs = append(rs, Result{OK, fmt.Sprintf("configuration %s is root's, for the spool group %d alone (mode %04o): the downloads cannot read it", path, st.Gid, mode)})
+	}
+	return rs
+}
+
 func checkSecret(cfg *config.Config) []Result {
 	path := cfg.SigningSecretPath()
 	if path == "" {
@@ -274,4 +317,13 @@ func Print(w io.Writer, rs []Result) bool {
 		}
 	}
 	return ok
+}
+
+// tfoClientOn reports whether the value of net.ipv4.tcp_fastopen lets
+// clients open connections with MSG_FASTOPEN (bit 1; Linux's default is
+// 1). A value that does not parse counts as on: the warning is the safe
+// side.
+func tfoClientOn(b []byte) bool {
+	v, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return err != nil || v&1 != 0
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -48,7 +49,11 @@ allowed_users = ["U1"]
 [worker]
 downloads_dir = %q
 `, l.Root, secret, downloads)
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	// As scripts/install.sh leaves it: root's, for the spool group, 0640.
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(cfgPath, 0, 61010); err != nil {
 		t.Fatal(err)
 	}
 	return cfgPath, l, downloads, secret
@@ -63,7 +68,8 @@ func TestFreshInstallPasses(t *testing.T) {
 	if !Print(&b, rs) {
 		t.Fatalf("doctor fails on a fresh installation:\n%s", b.String())
 	}
-	for _, want := range []string{"[OK  ] Landlock ABI", "[OK  ] seccomp", "has every flag ytkeep requires", "documented owners and modes", "is private", "[WARN] no JavaScript runtime"} {
+	for _, want := range []string{"[OK  ] Landlock ABI", "[OK  ] seccomp", "has every flag ytkeep requires", "documented owners and modes", "is private", "[WARN] no JavaScript runtime",
+		"is root's, for the spool group 61010 alone (mode 0640)"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, b.String())
 		}
@@ -88,6 +94,11 @@ func TestBrokenInstallFails(t *testing.T) {
 			"downloads has mode 0755"},
 		{"missing quarantine", func(l spool.Layout, _, _ string) error { return os.Remove(l.Worker("quarantine")) },
 			"quarantine: no such file or directory (run systemd-tmpfiles --create)"},
+		// The configuration as install.sh made it before (0644).
+		{"config readable by all", func(l spool.Layout, _, _ string) error { return os.Chmod(configOf(l), 0o644) },
+			"is readable by every user (mode 0644), the downloads included"},
+		{"config of root's group", func(l spool.Layout, _, _ string) error { return os.Chown(configOf(l), 0, 0) },
+			"belongs to group 0; want the spool group 61010 of incoming/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +123,64 @@ func TestBrokenInstallFails(t *testing.T) {
 			t.Fatalf("report:\n%s", b.String())
 		}
 	})
+}
+
+// configOf is where install puts the configuration, next to the spool.
+func configOf(l spool.Layout) string { return filepath.Join(filepath.Dir(l.Root), "ytkeep.toml") }
+
+// TestConfigFileCheck: the configuration must be root's, readable by the
+// spool group and by no one else (the downloads run as a user in neither
+// group).
+func TestConfigFileCheck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI must run the doctor tests as root")
+		}
+		t.Skip("SKIPPED: needs root to give the file its owner and group")
+	}
+	const spoolGID = 61010
+	tests := []struct {
+		name     string
+		mode     os.FileMode
+		uid, gid int
+		spoolGID int // -1: no spool tree to learn it from
+		want     []Level
+		wantText string
+	}{
+		{"as installed", 0o640, 0, spoolGID, spoolGID, []Level{OK}, "is root's, for the spool group 61010 alone (mode 0640)"},
+		{"read-only", 0o440, 0, spoolGID, spoolGID, []Level{OK}, "(mode 0440)"},
+		{"readable by all", 0o644, 0, spoolGID, spoolGID, []Level{Fail}, "is readable by every user (mode 0644)"},
+		{"writable by the group", 0o660, 0, spoolGID, spoolGID, []Level{Fail}, "its group (the spool's) must read it and nothing more"},
+		{"not for the group", 0o600, 0, spoolGID, spoolGID, []Level{Fail}, "its group (the spool's) must read it and nothing more (mode 0600)"},
+		{"root's group", 0o640, 0, 0, spoolGID, []Level{Fail}, "belongs to group 0; want the spool group 61010"},
+		{"no tree to compare with", 0o640, 0, 0, -1, []Level{OK}, "for the spool group 0 alone"},
+		{"no tree, readable by all", 0o644, 0, 0, -1, []Level{Fail}, "is readable by every user"},
+		{"the receiver's", 0o640, 61001, spoolGID, spoolGID, []Level{Warn}, "belongs to uid 61001, who may change it and its mode"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "ytkeep.toml")
+			if err := os.WriteFile(p, []byte("[worker]\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(p, tt.uid, tt.gid); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(p, tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			rs := checkConfigFile(p, tt.spoolGID)
+			var levels []Level
+			text := ""
+			for _, r := range rs {
+				levels = append(levels, r.Level)
+				text += r.What + "\n"
+			}
+			if !slices.Equal(levels, tt.want) || !strings.Contains(text, tt.wantText) {
+				t.Errorf("%+v, want %v and %q", rs, tt.want, tt.wantText)
+			}
+		})
+	}
 }
 
 // TestAlertWebhookCheck: missing or empty warns; readable by others or
@@ -140,4 +209,14 @@ func TestAlertWebhookCheck(t *testing.T) {
 	check("https://hooks.slack.com/services/T1/B1/x\n", 0o644, Fail, "chmod 0400")
 	check("https://evil.example/hook\n", 0o400, Fail, "not an https://hooks.slack.com/ URL")
 	check("https://hooks.slack.com/services/T1/B1/x\n", 0o400, OK, "alerts reach the admins' channel")
+}
+
+// TestTFOClientOn: the client bit of net.ipv4.tcp_fastopen, and junk
+// counted as on.
+func TestTFOClientOn(t *testing.T) {
+	for in, want := range map[string]bool{"1\n": true, "3": true, "0\n": false, "2": false, "0x1": true, "": true, "1027": true, "1026": false} {
+		if got := tfoClientOn([]byte(in)); got != want {
+			t.Errorf("tfoClientOn(%q) = %v, want %v", in, got, want)
+		}
+	}
 }

@@ -3,15 +3,20 @@ package testbed
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
@@ -333,6 +338,75 @@ func TestRefusals(t *testing.T) {
 	if countAlerts(w, "reason=bad_format") != 0 {
 		t.Error("a plain refusal reached the admin channel")
 	}
+}
+
+// TestDownloaderConfigOnStdin: as root the world installs the
+// configuration as scripts/install.sh does (root's, for the spool group,
+// 0640) and passes it to the downloader on standard input, as its unit
+// does. The receiver's and the worker's users can read the file; the
+// downloader's user (that of every download) cannot, and the downloader
+// keeps no descriptor on it.
+func TestDownloaderConfigOnStdin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: one user; the configuration is 0644 and read by path")
+	}
+	w := newWorld(t, WorldOptions{})
+	var st unix.Stat_t
+	if err := unix.Stat(w.ConfigPath, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o640 || st.Uid != 0 || st.Gid != SpoolGID {
+		t.Errorf("configuration: mode %04o, uid %d, gid %d; want 0640 root's, group %d", st.Mode&0o7777, st.Uid, st.Gid, SpoolGID)
+	}
+	for _, u := range []struct {
+		name     string
+		uid, gid uint32
+		groups   []uint32
+		canRead  bool
+	}{
+		{"receiver", ReceiverUID, SpoolGID, nil, true},
+		{"worker", WorkerUID, SpoolGID, []uint32{DownloaderGID}, true},
+		{"downloader", DownloaderUID, DownloaderGID, nil, false},
+	} {
+		cat := exec.Command("cat", w.ConfigPath)
+		cat.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
+		out, err := cat.CombinedOutput()
+		if read := err == nil && strings.Contains(string(out), "[downloader]"); read != u.canRead {
+			t.Errorf("the %s's user reads the configuration: %v, want %v (%v: %s)", u.name, read, u.canRead, err, out)
+		}
+	}
+
+	pid := strconv.Itoa(w.Downloader.Cmd.Process.Pid)
+	if args := w.Downloader.Cmd.Args; !slices.Equal(args[1:], []string{"-config", "-"}) {
+		t.Errorf("the downloader was started with %q, want -config -", args[1:])
+	}
+	// Once it serves (the worker, started after it, has connected).
+	if err := waitFor(10*time.Second, func() bool { return strings.Contains(w.Worker.Log(), `"msg":"worker ready"`) }); err != nil {
+		t.Fatalf("the worker never got ready:\n%s", w.Worker.Log())
+	}
+	fds, err := os.ReadDir("/proc/" + pid + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fd := range fds {
+		target, _ := os.Readlink("/proc/" + pid + "/fd/" + fd.Name())
+		if target == w.ConfigPath {
+			t.Errorf("the downloader holds the configuration open on descriptor %s", fd.Name())
+		}
+		if fd.Name() == "0" && target != os.DevNull {
+			t.Errorf("the downloader's standard input is %s, want %s", target, os.DevNull)
+		}
+	}
+}
+
+// waitFor polls ok every 50 ms until it holds or timeout has passed.
+func waitFor(timeout time.Duration, ok func() bool) error {
+	for deadline := time.Now().Add(timeout); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			return errors.New("timed out")
+		}
+	}
+	return nil
 }
 
 func TestOpenUpKeepsOtherBits(t *testing.T) {

@@ -82,6 +82,16 @@ func TestSystemd(t *testing.T) {
 	// install script, as root.
 	t.Logf("dependencies:\n%s", c.must("cd /src && ./scripts/ensure-deps.sh && yt-dlp --version"))
 	t.Logf("install:\n%s", c.must("cd /src && ./scripts/install.sh"))
+	// The configuration is the spool group's, not the downloader's; an
+	// earlier install's (0644, root's group) is put right by the next.
+	const cfgMode = "stat -c '%a %U %G' /etc/ytkeep/ytkeep.toml"
+	if got := c.must(cfgMode); got != "640 root ytkeep-spool" {
+		t.Errorf("installed configuration: %s, want 640 root ytkeep-spool", got)
+	}
+	c.must("chmod 0644 /etc/ytkeep/ytkeep.toml && chgrp root /etc/ytkeep/ytkeep.toml && cd /src && ./scripts/install.sh")
+	if got := c.must(cfgMode); got != "640 root ytkeep-spool" {
+		t.Errorf("configuration after installing over a 0644 one: %s, want 640 root ytkeep-spool", got)
+	}
 	// 1. The signing secret; 3. the alert webhook (the simulated admins'
 	// channel); 2. the allowlists in the configuration, and for this test
 	// the loopback stand-ins for Slack and YouTube.
@@ -106,6 +116,9 @@ func TestSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ytkeep doctor failed: %v", err)
 	}
+	if !strings.Contains(doctor, "[OK  ] configuration /etc/ytkeep/ytkeep.toml is root's, for the spool group") {
+		t.Errorf("doctor does not find the configuration the spool group's alone")
+	}
 	// 5. Enable and start.
 	c.must("systemctl enable --now " + strings.Join(append(slices.Clone(sockets), units...), " "))
 	for _, u := range units {
@@ -128,6 +141,8 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("no stored file for the video:\n%s", stored)
 	}
 	t.Logf("stored:\n%s", stored)
+
+	checkDownloaderView(t, c)
 
 	// Exposure scores, as systemd 252 computes them for the running units.
 	for _, u := range units {
@@ -192,6 +207,81 @@ func TestSystemd(t *testing.T) {
 
 	checkJournal(t, c)
 	reportEnforcement(t, c)
+}
+
+// checkDownloaderView looks at the running downloader unit from the
+// container's root: through /proc/PID/root, paths resolve in the unit's
+// mount namespace and root directory, as for the unit's processes. The
+// unit has a /tmp of its own, without what the system's /tmp holds
+// (PrivateTmp=; B17 writes /tmp), and not the configuration file
+// (RootDirectory= without it; B08 reads it): systemd passes it on standard
+// input, which the daemon has replaced with /dev/null, and no process of
+// the unit holds it open. Its output goes to the journal. Each check
+// fails without the directive it names (tried by editing the unit).
+func checkDownloaderView(t *testing.T, c *container) {
+	t.Helper()
+	errs := 0
+	errorf := func(format string, args ...any) { t.Helper(); errs++; t.Errorf(format, args...) }
+	const unit = "ytkeep-downloader.service"
+	pid := c.unitProperty(unit, "MainPID")
+	root := "/proc/" + pid + "/root"
+	marker := "/tmp/ytkeep-systemd-test-marker"
+	c.must("echo marker >" + marker + " && test -e " + marker)
+	// Positive controls: root leads into the unit's view.
+	c.must("test -d " + root + "/var/spool/ytkeep/work && test -x " + root + "/usr/bin/yt-dlp")
+
+	if out, _ := c.run("awk '$5 == \"/tmp\"' /proc/" + pid + "/mountinfo"); strings.TrimSpace(out) == "" {
+		errorf("/tmp is not a mount of its own in %s's mount namespace (PrivateTmp=)", unit)
+	}
+	if _, err := c.run("test ! -e " + root + marker); err != nil {
+		errorf("%s sees the system's %s", unit, marker)
+	}
+	// The units share their RootDirectory=, where systemd leaves the
+	// mount points of the receiver's and the worker's binds: an empty
+	// file may stand at the configuration's path, never the file itself.
+	const cfg = "/etc/ytkeep/ytkeep.toml"
+	cfgID := c.must("stat -c '%d:%i' " + cfg)
+	if seen, _ := c.run("test ! -e " + root + cfg + " || stat -c '%d:%i %s' " + root + cfg); strings.TrimSpace(seen) != "" {
+		if f := strings.Fields(seen); len(f) != 2 || f[0] == cfgID || f[1] != "0" {
+			errorf("%s sees %s (device:inode size %s; the configuration's is %s)", unit, cfg, strings.TrimSpace(seen), cfgID)
+		} else {
+			t.Logf("%s: an empty mount point of another unit's at %s (not the configuration's inode %s)", unit, cfg, cfgID)
+		}
+	}
+	if out, _ := c.run("awk '$5 ~ \"^/etc/ytkeep\"' /proc/" + pid + "/mountinfo"); strings.TrimSpace(out) != "" {
+		errorf("%s mounts the configuration:\n%s", unit, out)
+	}
+
+	// Every process of the unit: its descriptors.
+	fds := c.must(`for p in /proc/[0-9]*; do
+	grep -qs '/` + unit + `$' $p/cgroup || continue
+	for f in $p/fd/*; do echo "$p $(basename $f) $(readlink $f)"; done
+done`)
+	procs := map[string]bool{}
+	for _, l := range lines(fds) {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			errorf("unexpected line %q", l)
+			continue
+		}
+		procs[f[0]] = true
+		if strings.Contains(f[2], "ytkeep.toml") {
+			errorf("%s (%s) holds the configuration open on descriptor %s", f[0], unit, f[1])
+		}
+		if f[0] != "/proc/"+pid {
+			continue
+		}
+		want := map[string]string{"0": "/dev/null", "1": "socket:", "2": "socket:"}[f[1]]
+		if want != "" && !strings.HasPrefix(f[2], want) {
+			errorf("%s's descriptor %s is %s, want %s (the journal's stream for 1 and 2)", unit, f[1], f[2], want)
+		}
+	}
+	if !procs["/proc/"+pid] {
+		errorf("no descriptors found for %s's main process %s:\n%s", unit, pid, fds)
+	}
+	if errs == 0 {
+		t.Logf("%s: its own /tmp, no configuration in its root; %d processes, none holding the configuration; standard input /dev/null, output the journal", unit, len(procs))
+	}
 }
 
 func writeInto(t *testing.T, path, data string) {

@@ -258,11 +258,33 @@ type Daemon struct {
 
 // Start runs bin -config config with its log in logPath.
 func Start(name, bin, configPath, logPath string, env []string) (*Daemon, error) {
+	return start(name, bin, configPath, false, logPath, env)
+}
+
+// StartConfigStdin runs bin -config - with the file configPath opened
+// here, by the caller, as its standard input: what the downloader's unit
+// does (StandardInput=file:), for a daemon whose user may not open the
+// file itself.
+func StartConfigStdin(name, bin, configPath, logPath string, env []string) (*Daemon, error) {
+	return start(name, bin, configPath, true, logPath, env)
+}
+
+func start(name, bin, configPath string, stdin bool, logPath string, env []string) (*Daemon, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, "-config", configPath)
+	if stdin {
+		f, err := os.Open(configPath)
+		if err != nil {
+			logf.Close()
+			return nil, err
+		}
+		defer f.Close() // the daemon has its own copy once started
+		cmd = exec.Command(bin, "-config", "-")
+		cmd.Stdin = f
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.Env = env

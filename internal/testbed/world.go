@@ -58,6 +58,7 @@ type WorldOptions struct {
 type World struct {
 	workBin, dlBin                                          string
 	env                                                     []string
+	dlConfigStdin                                           bool // start the downloader with -config -
 	Dir, SpoolDir, DownloadsDir, ConfigPath, Endpoint, Clip string
 	// SocketDir holds the downloader's socket (a short path of its own:
 	// a socket's address holds at most 107 bytes).
@@ -210,8 +211,26 @@ loopback_response_port = %s
 
 %s`, w.SpoolDir, addr, secretPath, Team, Channel, users, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
 		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), runAs)
-	if err := os.WriteFile(w.ConfigPath, []byte(cfg), 0o644); err != nil {
+	// As root, as scripts/install.sh leaves it: root's, for the spool
+	// group (the receiver's and the worker's primary group), 0640. The
+	// downloader, in neither group, gets it on standard input, as from
+	// its unit (StandardInput=file:), and its downloads cannot read it.
+	// As one user, 0644 and by path.
+	mode := os.FileMode(0o644)
+	if asRoot {
+		mode = 0o640
+	}
+	if err := os.WriteFile(w.ConfigPath, []byte(cfg), mode); err != nil {
 		return nil, err
+	}
+	if asRoot {
+		if err := os.Chown(w.ConfigPath, 0, SpoolGID); err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(w.ConfigPath, mode); err != nil { // whatever the umask
+			return nil, err
+		}
+		w.dlConfigStdin = true
 	}
 	env := append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, opt.ExtraEnv...)
 	if w.Receiver, err = Start("ytkeep-receiver", recvBin, w.ConfigPath, filepath.Join(opt.Dir, "receiver.log"), env); err != nil {
@@ -233,7 +252,11 @@ loopback_response_port = %s
 // (NewWorld does, unless NoWorker is set).
 func (w *World) StartWorker() (err error) {
 	if w.Downloader == nil {
-		w.Downloader, err = Start("ytkeep-downloader", w.dlBin, w.ConfigPath, filepath.Join(w.Dir, "downloader.log"), w.env)
+		start := Start
+		if w.dlConfigStdin {
+			start = StartConfigStdin
+		}
+		w.Downloader, err = start("ytkeep-downloader", w.dlBin, w.ConfigPath, filepath.Join(w.Dir, "downloader.log"), w.env)
 		if err != nil {
 			return err
 		}
