@@ -531,7 +531,7 @@ var Catalog = []Attempt{
 	{"B05", "list incoming jobs", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(filepath.Join(e.Spool, "incoming")) }},
 	{"B06", "read a stored video", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.StoredFile) }},
 	{"B07", "list another job's directory", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return listDir(e.OtherJob) }},
-	{"B08", "read the configuration", []string{"landlock"}, Blocked, func(e *Env) error { return readFile(e.Config) }},
+	{"B08", "read the configuration", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.Config) }},
 	{"B09", "run as root (uid 0)", []string{"dac"}, Blocked, func(e *Env) error {
 		if os.Geteuid() == 0 || os.Getuid() == 0 {
 			return nil
@@ -559,9 +559,9 @@ var Catalog = []Attempt{
 	}},
 	{"B20", "poison python's sitecustomize", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/usr/lib/python3/dist-packages/sitecustomize.py") }},
 	// Links and special files in the job directory.
-	{"B21", "symlink to the secret in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Symlink(e.Secret, "dQw4w9WgXcQ.mp4") }},
+	{"B21", "symlink to the secret in the job dir", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error { return os.Symlink(e.Secret, "dQw4w9WgXcQ.mp4") }},
 	{"B22", "hard link a stored video into the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Link(e.StoredFile, "stolen.mp4") }},
-	{"B23", "FIFO in the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return unix.Mkfifo("dQw4w9WgXcQ.webm", 0o600) }},
+	{"B23", "FIFO in the job dir", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error { return unix.Mkfifo("dQw4w9WgXcQ.webm", 0o600) }},
 	{"B24", "swap a queued job for a symlink to the secret (claim race)", []string{"landlock", "spool-checks"}, Blocked, func(e *Env) error {
 		// The claim renames and then refuses anything but a regular,
 		// singly linked file opened with O_NOFOLLOW; Landlock refuses the
@@ -579,7 +579,7 @@ var Catalog = []Attempt{
 		return writeFile(filepath.Join(e.JobRoot, ".config", "yt-dlp.conf"))
 	}},
 	// Execution.
-	{"B30", "run a program dropped in the job dir", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B30", "run a program dropped in the job dir", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error {
 		if err := os.WriteFile("payload", []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 			return err // could not even drop it
 		}
@@ -618,8 +618,8 @@ var Catalog = []Attempt{
 		return execveat(fd)
 	}},
 	// Network.
-	{"B40", "connect to the receiver's port", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
-	{"B41", "connect to the Slack endpoint (exfiltrate)", []string{"landlock"}, Blocked, func(e *Env) error { return tcpConnect(e.SlackPort) }},
+	{"B40", "connect to the receiver's port", []string{"landlock", "broker"}, Blocked, func(e *Env) error { return tcpConnect(e.ReceiverPort) }},
+	{"B41", "connect to the Slack endpoint (exfiltrate)", []string{"landlock", "broker"}, Blocked, func(e *Env) error { return tcpConnect(e.SlackPort) }},
 	{"B42", "listen on a TCP port", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error {
 		// Plain TCP: Go's net.Listen would use MPTCP, which seccomp kills.
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
@@ -632,7 +632,7 @@ var Catalog = []Attempt{
 		}
 		return unix.Listen(fd, 1)
 	}},
-	{"B43", "connect over MPTCP (escapes Landlock's TCP rules)", []string{"seccomp", "sysctl"}, Blocked, func(e *Env) error {
+	{"B43", "connect over MPTCP (escapes Landlock's TCP rules)", []string{"seccomp", "broker", "sysctl"}, Blocked, func(e *Env) error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, unix.IPPROTO_MPTCP)
 		if err != nil {
 			return err
@@ -670,23 +670,38 @@ var Catalog = []Attempt{
 	// EPERM) or kills it: a timeout, a refusal by the far end or a missing
 	// route means the packet was allowed out. The suite listens on
 	// 127.0.0.1:443 and :80 as root, so that B48 can connect.
-	{"B47", "connect directly to the cloud metadata address (169.254.169.254:80)", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B47", "connect directly to the cloud metadata address (169.254.169.254:80)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		return connectEach("169.254.169.254:80")
 	}},
-	{"B48", "connect directly to a loopback web server (127.0.0.1:443, :80)", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B48", "connect directly to a loopback web server (127.0.0.1:443, :80)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		return connectEach("127.0.0.1:443", "127.0.0.1:80")
 	}},
-	{"B49", "connect directly to private addresses (10.0.0.1:443, 192.168.0.1:443)", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B49", "connect directly to private addresses (10.0.0.1:443, 192.168.0.1:443)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		return connectEach("10.0.0.1:443", "192.168.0.1:443")
 	}},
-	{"B90", "connect directly to the test media server (the proxy's one loopback origin)", []string{"landlock"}, Blocked, func(e *Env) error {
+	{"B90", "connect directly to the test media server (the proxy's one loopback origin)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		if e.MediaPort == 0 {
 			return notHere("no media server")
 		}
 		return connectEach("127.0.0.1:" + strconv.Itoa(e.MediaPort))
 	}},
-	{"B91", "send a DNS query over UDP to the local resolvers", []string{"seccomp"}, Blocked, func(e *Env) error {
+	{"B91", "send a DNS query over UDP to the local resolvers", []string{"seccomp", "broker"}, Blocked, func(e *Env) error {
 		return sendUDP(dnsQuery("metadata.google.internal"), resolvers()...)
+	}},
+	{"B97", "connect with TCP Fast Open (a send that connects, no connect call) to the receiver's port", []string{"seccomp", "broker", "sysctl"}, Blocked, func(e *Env) error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		err = unix.Sendto(fd, []byte("x"), unix.MSG_FASTOPEN, &unix.SockaddrInet4{Port: e.ReceiverPort, Addr: [4]byte{127, 0, 0, 1}})
+		switch {
+		case err == nil:
+			return &reached{"sent to the receiver's port with TCP Fast Open"}
+		case !sandboxRefused(err):
+			return &reached{"TCP Fast Open to the receiver's port was not refused in the sandbox (" + describe(err) + ")"}
+		}
+		return err
 	}},
 	// Through the egress proxy, with the job's own credentials: blocked
 	// only on its refusal (403). The proxy has no ablation switch.
@@ -726,7 +741,7 @@ var Catalog = []Attempt{
 		}
 		return err
 	}},
-	{"B52", "signal the launcher server", []string{"landlock-scope"}, Blocked, func(e *Env) error { return unix.Kill(e.Server, 0) }},
+	{"B52", "signal the launcher server", []string{"landlock-scope", "seccomp"}, Blocked, func(e *Env) error { return unix.Kill(e.Server, 0) }},
 	{"B53", "read the launcher server's environment", []string{"landlock"}, Blocked, func(e *Env) error { return readFile("/proc/" + strconv.Itoa(e.Server) + "/environ") }},
 	{"B54", "write /proc/self/mem", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile("/proc/self/mem") }},
 	// Kernel attack surface.

@@ -68,7 +68,7 @@ os.execv(%[2]q, [%[2]q, "all", os.environ["YTKEEP_BREACH_REPORT_URL"]] + proxy)
 
 // ablations are the runs of the suite: every layer on, then each layer
 // switched off in turn (layer ablation).
-var ablations = []string{"", confine.LayerDAC, confine.LayerLandlock, confine.LayerSeccomp, confine.LayerRlimit}
+var ablations = []string{"", confine.LayerDAC, confine.LayerLandlock, confine.LayerSeccomp, confine.LayerRlimit, confine.LayerBroker}
 
 // tellTales are escapes each ablation run must show, in the domains
 // listed: proof that the switch really turned its layer off (otherwise an
@@ -126,6 +126,13 @@ func TestBreach(t *testing.T) {
 			if r, ok := find(runs[layer][d], tt.id); !ok || !r.Escaped {
 				t.Errorf("without %s, %s in the %s domain was not an escape (%+v): the ablation switch did not work", layer, tt.id, d, r)
 			}
+		}
+	}
+	for _, a := range brokerAnswers {
+		with, _ := find(runs[""][breach.Downloader], a.id)
+		without, _ := find(runs[confine.LayerBroker][breach.Downloader], a.id)
+		if with.Escaped || !strings.Contains(with.Outcome, a.with) || without.Escaped || !strings.Contains(without.Outcome, a.without) {
+			t.Errorf("downloader %s: %q with every layer (want %s, the broker's), %q without the broker (want %s, Landlock's): the broker's switch did not work", a.id, with.Outcome, a.with, without.Outcome, a.without)
 		}
 	}
 	if p := os.Getenv("YTKEEP_BREACH_REPORT"); p != "" && !t.Failed() {
@@ -662,14 +669,20 @@ const (
 )
 
 // downloaderTellTales are escapes the downloader must show with a layer
-// off, besides tellTales: the direct connections its Landlock port rule
-// alone stops (B48 to the suite's loopback listener, B90 to the media
-// server, always listening) and UDP, which seccomp alone refuses (B91).
-// B47 and B49 are not among them: a firewall of the machine running the
-// suite may refuse those addresses with EPERM too.
-var downloaderTellTales = map[string][]string{
-	confine.LayerLandlock: {"B48", "B90"},
-	confine.LayerSeccomp:  {"B91"},
+// off, besides tellTales. None today: its direct connections (B48, B90)
+// and UDP (B91), which one layer alone used to stop, have two now (the
+// connect broker behind Landlock and seccomp). The broker's switch shows
+// in who answers instead (brokerAnswers).
+var downloaderTellTales = map[string][]string{}
+
+// brokerAnswers are, for direct connections of the downloader, how the
+// refusal must read with every layer (the broker's EPERM: it sees the
+// call before Landlock does) and without the broker (Landlock's EACCES):
+// proof that the broker's switch works, as no attempt escapes with the
+// broker alone off.
+var brokerAnswers = []struct{ id, with, without string }{
+	{"B48", "EPERM", "EACCES"},
+	{"B90", "EPERM", "EACCES"},
 }
 
 // jobDiskBudget is the bytes the world's worker lets one job directory
@@ -1062,7 +1075,7 @@ var unswitched = map[string]string{
 	layerDiskBudget:  "the worker's walk of the job directory (`worker/TestDiskUse`) has no switch; behind it, RLIMIT_FSIZE per file (B80) and the file system's quota, if the operator sets one",
 	"nnp":            "no_new_privs is set with or without seccomp and has no switch of its own; B32 checks it against a setuid-root program that works without it",
 	"spool-checks":   "the worker's claim checks (`spool/TestClaimHostile`)",
-	"sysctl":         "a host setting (net.mptcp.enabled), not switched here",
+	"sysctl":         "host settings (net.mptcp.enabled, net.ipv4.tcp_fastopen), not switched here; ytkeep doctor warns while they are on",
 	"systemd":        "the units are not run by this suite (`make systemd-test`)",
 }
 
@@ -1123,17 +1136,17 @@ them alone as far as this suite knows.
 var secondLayer = map[string]string{
 	"B05": "the downloader's own user (ytkeep-dl) is in none of the spool's groups; its unit binds only spool/work",
 	"B06": "as B05", "B07": "a job directory is the downloader group's only while its download runs (0700 otherwise)", "B10": "as B05; the worker checks the job file's owner and content", "B11": "as B05; the receiver authenticates every result (sealed reply token)",
-	"B08": "none in-process: the configuration holds no secret and is readable by every user (0644), the downloader included, which reads it itself; Landlock keeps the downloads from it",
+	"B08": "DAC: the configuration is root's and the spool group's (0640); the downloader gets it from systemd on standard input and keeps /dev/null there; its unit's root does not hold it (testbed/TestDownloaderConfigOnStdin, TestSystemd)",
 	"B12": "as B05; the worker copies only its own job's output under a name it builds", "B13": "as B05", "B14": "as B07",
 	"B09": "it is what the DAC layer means; running as root, every other attempt stays blocked by Landlock and seccomp; systemd User= (units)",
-	"B17": "systemd PrivateTmp=yes and the empty RootDirectory= (units; not run here)",
-	"B21": "the worker opens outputs with O_NOFOLLOW and keeps regular files only", "B22": "the worker refuses outputs with more than one link (and copies, never renames, into downloads/)",
-	"B23": "the worker's output checks (regular files only)",
+	"B17": "systemd PrivateTmp=yes and the empty RootDirectory= (units: TestSystemd checks that the downloader's /tmp is its own)",
+	"B21": "the child jail's seccomp filter refuses symlink and link calls (confine/TestChildJail); the worker opens outputs with O_NOFOLLOW and keeps regular files only", "B22": "the worker refuses outputs with more than one link (and copies, never renames, into downloads/)",
+	"B23": "the child jail refuses mknod (confine/TestChildJail); the worker's output checks (regular files only)",
 	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
-	"B25": "the next job's directory is the worker's (0700) until its download starts; each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "none in-process: Landlock's execute right is the control",
-	"B40": "in the downloader, the egress proxy refuses loopback and every address literal, and its children may reach only the proxy (seccomp: TCP sockets only); none for the receiver's own port", "B41": "as B40",
+	"B25": "the next job's directory is the worker's (0700) until its download starts; each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "the child jail refuses every execute bit on what a download writes (chmod, and opens that create), so the kernel's DAC check refuses to run it (confine/TestChildJail)",
+	"B40": "in the downloader, the connect broker: the server refuses every connect but the child's own proxy port (sandbox/TestBrokerRefusesDirectConnections); in the receiver, none for its own port", "B41": "as B40",
 	"B43": "sysctl net.mptcp.enabled=0 where nothing needs MPTCP (ytkeep doctor warns); none in-process: Landlock's TCP rules do not cover MPTCP",
-	"B52": "none: the downloader daemon and its children share a user; Landlock's signal scope is the control", "B53": "the downloader daemon is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
+	"B52": "the child jail refuses kill, tgkill, sigqueue and pidfd_open naming the server, its group or every process (confine/TestChildJail)", "B53": "the downloader daemon is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
 	"B63": "systemd KeyringMode=private (units)", "B68": "systemd SystemCallArchitectures=native (units)",
 	"B70": "the downloader daemon is its children's subreaper and kills what left the group before it answers (sandbox/TestEscapedProcessIsKilled); systemd kills the whole cgroup (units)", "B74": "as B70", "B71": "systemd LockPersonality=yes (units)",
 	"B80": "the worker's size check on the result and the downloads disk budget",
@@ -1141,7 +1154,8 @@ var secondLayer = map[string]string{
 	"B73": "systemd RestrictNamespaces=yes (units)",
 	"B32": "systemd NoNewPrivileges=yes and an empty CapabilityBoundingSet= (units); in the daemons, seccomp kills exec",
 	"B82": "systemd MemoryMax= (units; not run here)", "B81": "systemd TasksMax= (units; not run here)",
-	"B47": "in the downloader, none in-process: Landlock's port rule is what keeps the children to the proxy (seccomp lets them open TCP sockets); the proxy refuses the same destination when asked (B94). In the receiver, none: its Landlock ports (443, 53) are its network rules",
+	"B47": "in the downloader, the connect broker (as B40); the proxy refuses the same destination when asked (B94). In the receiver, none: its Landlock ports (443, 53) are its network rules",
 	"B48": "as B47; the proxy refuses loopback when asked (B93)", "B49": "as B47", "B90": "as B47; the proxy allows the media server by test configuration only",
-	"B91": "none in-process: Landlock ABI 7 has no UDP rules (ABI 10 adds them). In production the AppArmor profiles of the worker and of the downloads (ytkeep-ytdlp) allow no datagram socket (not enforced on the test kernels)",
+	"B91": "in the downloader, the connect broker refuses every socket but TCP. In the worker, none in-process: Landlock ABI 7 has no UDP rules; the unit's PrivateNetwork=yes (units), and its AppArmor profile allows no datagram socket (not enforced on the test kernels)",
+	"B97": "none in-process in the daemons: a send with MSG_FASTOPEN connects without passing Landlock's connect check (landlock-lsm/linux issue 41); the host sysctl net.ipv4.tcp_fastopen without its client bit (1) refuses such a send; in the worker, the unit's PrivateNetwork=yes. In the downloader, the connect broker refuses it",
 }
