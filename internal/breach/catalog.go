@@ -741,7 +741,37 @@ var Catalog = []Attempt{
 		}
 		return err
 	}},
-	{"B52", "signal the launcher server", []string{"landlock-scope", "seccomp"}, Blocked, func(e *Env) error { return unix.Kill(e.Server, 0) }},
+	{"B98", "change the launcher server's resource limits (prlimit; the same values, harmless)", []string{"seccomp", "dac"}, Blocked, func(e *Env) error {
+		// Cutting RLIMIT_CPU or RLIMIT_NOFILE would end or starve it;
+		// reading then writing back what it has shows the same reach.
+		var l unix.Rlimit
+		if err := unix.Prlimit(e.Server, unix.RLIMIT_NOFILE, nil, &l); err != nil {
+			return err
+		}
+		return unix.Prlimit(e.Server, unix.RLIMIT_NOFILE, &l, nil)
+	}},
+	{"B52", "signal the launcher server (its pid, and each of its thread ids)", []string{"landlock-scope", "seccomp", "broker"}, Blocked, func(e *Env) error {
+		first := unix.Kill(e.Server, 0)
+		if first == nil || !sandboxRefused(first) {
+			return first
+		}
+		// Any thread id of the server's signals it too. Where its task
+		// list cannot be read (Landlock), only the pid is tried: a guess
+		// could hit another process of the same user.
+		ents, _ := os.ReadDir("/proc/" + strconv.Itoa(e.Server) + "/task")
+		for _, ent := range ents {
+			tid, err := strconv.Atoi(ent.Name())
+			if err != nil || tid == e.Server {
+				continue
+			}
+			if err := unix.Kill(tid, 0); err == nil {
+				return &reached{"signalled the server through its thread " + ent.Name()}
+			} else if !sandboxRefused(err) && !errors.Is(err, unix.ESRCH) {
+				return err
+			}
+		}
+		return first
+	}},
 	{"B53", "read the launcher server's environment", []string{"landlock"}, Blocked, func(e *Env) error { return readFile("/proc/" + strconv.Itoa(e.Server) + "/environ") }},
 	{"B54", "write /proc/self/mem", []string{"landlock"}, Blocked, func(e *Env) error { return writeFile("/proc/self/mem") }},
 	// Kernel attack surface.

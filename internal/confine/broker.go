@@ -16,8 +16,9 @@ import (
 const LayerBroker = "broker"
 
 // BrokerFilter stacks a filter that hands every socket and connect call
-// (and every send with MSG_FASTOPEN, a connect by another name)
-// of this process (every thread, and whatever it executes and starts) to
+// (and every send with MSG_FASTOPEN, a connect by another name, and
+// every kill and rt_sigqueueinfo, whose pid may be a thread of the
+// supervisor's) of this process (every thread, and whatever it executes and starts) to
 // a supervisor, as seccomp user notifications, and returns the
 // notification descriptor the supervisor reads them from. Until a
 // supervisor answers, those calls wait; if the descriptor is closed,
@@ -52,7 +53,8 @@ func BrokerFilter() (int, error) {
 	return int(fd), nil
 }
 
-// brokerProgram notifies socket and connect. It has an architecture
+// brokerProgram notifies socket, connect, Fast Open sends, kill and
+// rt_sigqueueinfo. It has an architecture
 // guard of its own (not the domains' prefix, which the seccomp layer's
 // switch takes away): a call of another architecture or ABI (i386's
 // socketcall through int 0x80, x32) would not be seen as socket or
@@ -68,18 +70,21 @@ func brokerProgram() ([]bpf.RawInstruction, error) {
 		/* 3 */ bpf.LoadAbsolute{Off: offNr, Size: 4},
 		/* 4 */ bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: x32Bit, SkipFalse: 1},
 		/* 5 */ kill, // the x32 ABI
-		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipTrue: 10}, // → 17
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CONNECT, SkipTrue: 9}, // → 17
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SOCKET, SkipTrue: 12}, // → 19
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_CONNECT, SkipTrue: 11}, // → 19
+		// A signal by pid, which may be a thread id of the server's.
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_KILL, SkipTrue: 10}, // → 19
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_RT_SIGQUEUEINFO, SkipTrue: 9}, // → 19
 		// A send with MSG_FASTOPEN connects without connect.
-		/* 8 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMSG, SkipTrue: 3}, // → 12
-		/* 9 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDTO, SkipTrue: 4}, // → 14
-		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMMSG, SkipTrue: 3}, // → 14
-		/* 11 */ allow,
-		/* 12 */ bpf.LoadAbsolute{Off: offArg2, Size: 4},
-		/* 13 */ bpf.Jump{Skip: 1}, // → 15
-		/* 14 */ bpf.LoadAbsolute{Off: 16 + 3*8, Size: 4},
-		/* 15 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: msgFastOpen, SkipTrue: 1}, // → 17
-		/* 16 */ allow,
-		/* 17 */ notify,
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMSG, SkipTrue: 3}, // → 14
+		/* 11 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDTO, SkipTrue: 4}, // → 16
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SYS_SENDMMSG, SkipTrue: 3}, // → 16
+		/* 13 */ allow,
+		/* 14 */ bpf.LoadAbsolute{Off: offArg2, Size: 4},
+		/* 15 */ bpf.Jump{Skip: 1}, // → 17
+		/* 16 */ bpf.LoadAbsolute{Off: 16 + 3*8, Size: 4},
+		/* 17 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: msgFastOpen, SkipTrue: 1}, // → 19
+		/* 18 */ allow,
+		/* 19 */ notify,
 	})
 }

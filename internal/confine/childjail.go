@@ -40,9 +40,18 @@ import (
 //     tkill and pidfd_send_signal always (glibc signals with tgkill, and
 //     nothing a download runs signals through a pidfd, which a process
 //     can also get by opening /proc/PID); a descriptor's owner (who gets
-//     its SIGIO) set to the server or its group with F_SETOWN, and
-//     F_SETOWN_EX, FIOSETOWN and SIOCSPGRP always (their pid is in
-//     memory).
+//     its SIGIO) set to anyone with F_SETOWN, F_SETOWN_EX, FIOSETOWN or
+//     SIOCSPGRP, and F_SETSIG. A thread id of the server's signals it as
+//     its pid does, and the filter cannot know them all: kill and
+//     rt_sigqueueinfo naming one are the connect broker's to refuse
+//     (sandbox/broker.go), behind Landlock's signal scope.
+//   - another process's resource limits, priority and scheduling
+//     (prlimit64, setpriority, sched_set*, ioprio_set with a pid or a
+//     user): the kernel allows them between processes of one user, and
+//     RLIMIT_CPU or RLIMIT_NOFILE cut on the server would end or starve
+//     it. Each is allowed for the caller itself only.
+//   - bind: nothing a download runs binds, and a bound unix socket would
+//     leave a socket node in the job directory.
 //   - process_vm_readv kills, as the downloader's filter kills it in the
 //     daemons: that filter allows it for the launcher server, which reads
 //     the address of each connect its children make (the connect broker,
@@ -77,6 +86,9 @@ const execBits = 0o111
 
 // oTmpfile is the bit of O_TMPFILE that is not O_DIRECTORY.
 const oTmpfile = unix.O_TMPFILE &^ unix.O_DIRECTORY
+
+// ioprioWhoProcess is IOPRIO_WHO_PROCESS (linux/ioprio.h).
+const ioprioWhoProcess = 1
 
 // fioSetown is FIOSETOWN (asm-generic/sockios.h), which x/sys/unix does
 // not define.
@@ -131,19 +143,51 @@ func jailRules(p JailParams) []jailRule {
 		rules = append(rules, jailRule{nr: nr, conds: []argCond{eq(0, server)}, action: perm})
 	}
 	always(perm, unix.SYS_TKILL, unix.SYS_PIDFD_SEND_SIGNAL)
-	// SIGIO and SIGURG aimed at the server: the owner of a descriptor,
-	// set by value (F_SETOWN) or through memory the filter cannot read
-	// (F_SETOWN_EX, ioctl FIOSETOWN and SIOCSPGRP: always refused).
-	for _, owner := range []uint32{server, uint32(int32(-p.ServerPGID))} {
-		rules = append(rules, jailRule{nr: unix.SYS_FCNTL, conds: []argCond{eq(1, unix.F_SETOWN), eq(2, owner)}, action: perm})
-	}
+	// SIGIO and SIGURG (or any signal, with F_SETSIG) sent to a
+	// descriptor's owner: no owner but none (0) may be set, since a
+	// thread id of the server's would do (F_SETOWN), nor one through
+	// memory the filter cannot read (F_SETOWN_EX, ioctl FIOSETOWN and
+	// SIOCSPGRP), nor the signal. Nothing a download runs uses SIGIO.
 	rules = append(rules,
+		jailRule{nr: unix.SYS_FCNTL, conds: []argCond{eq(1, unix.F_SETOWN), eq(2, 0)}, action: uint32(seccomp.ActionAllow)},
+		jailRule{nr: unix.SYS_FCNTL, conds: []argCond{eq(1, unix.F_SETOWN)}, action: perm},
+		jailRule{nr: unix.SYS_FCNTL, conds: []argCond{eq(1, unix.F_SETSIG)}, action: perm},
 		jailRule{nr: unix.SYS_FCNTL, conds: []argCond{eq(1, unix.F_SETOWN_EX)}, action: perm},
 		jailRule{nr: unix.SYS_IOCTL, conds: []argCond{eq(1, fioSetown)}, action: perm},
 		jailRule{nr: unix.SYS_IOCTL, conds: []argCond{eq(1, unix.SIOCSPGRP)}, action: perm},
 	)
+	rules = append(rules, ownProcessRules()...)
+	// Nothing a download runs binds an address: a socket node in the job
+	// directory (bind of a unix socket) is refused too, as FIFOs are.
+	always(perm, unix.SYS_BIND)
 	always(uint32(seccomp.ActionKillProcess), unix.SYS_PROCESS_VM_READV)
 	return rules
+}
+
+// ownProcessRules refuse changing another process's limits, priority or
+// scheduling, which the kernel allows between processes of one user:
+// each call is allowed for the caller itself (0) only. A limit cut on a
+// daemon or the launcher server (RLIMIT_CPU, RLIMIT_NOFILE) would end or
+// starve it; PRIO_USER and IOPRIO_WHO_USER reach every process of the
+// user. (Reading another's limits, prlimit64 without new ones, is
+// refused too: nothing needs it.)
+func ownProcessRules() []jailRule {
+	perm := uint32(errno(unix.EPERM))
+	allowed := uint32(seccomp.ActionAllow)
+	var rules []jailRule
+	for _, nr := range []uint32{unix.SYS_PRLIMIT64, unix.SYS_SCHED_SETAFFINITY, unix.SYS_SCHED_SETSCHEDULER, unix.SYS_SCHED_SETPARAM, unix.SYS_SCHED_SETATTR} {
+		rules = append(rules, jailRule{nr: nr, conds: []argCond{eq(0, 0)}, action: allowed}, jailRule{nr: nr, action: perm})
+	}
+	return append(rules,
+		jailRule{nr: unix.SYS_SETPRIORITY, conds: []argCond{eq(0, unix.PRIO_PROCESS), eq(1, 0)}, action: allowed},
+		jailRule{nr: unix.SYS_SETPRIORITY, action: perm},
+		jailRule{nr: unix.SYS_IOPRIO_SET, conds: []argCond{eq(0, ioprioWhoProcess), eq(1, 0)}, action: allowed},
+		jailRule{nr: unix.SYS_IOPRIO_SET, action: perm},
+	)
+}
+
+func ownProcessProgram() ([]bpf.RawInstruction, error) {
+	return bpf.Assemble(slices.Concat(prefix(), compileRules(ownProcessRules())))
 }
 
 // compileRules assembles rules, each a block that reloads the call's

@@ -59,7 +59,21 @@ func TestChildJailFilter(t *testing.T) {
 		{"pidfd_send_signal", sys(unix.SYS_PIDFD_SEND_SIGNAL, 3, 9, 0, 0), perm},
 		{"F_SETOWN server", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, server), perm},
 		{"F_SETOWN server's group", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, neg(-group)), perm},
-		{"F_SETOWN self", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, 77), allow},
+		{"F_SETOWN a thread", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, server+2), perm},
+		{"F_SETOWN none", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN, junk), allow},
+		{"F_SETSIG", sys(unix.SYS_FCNTL, 3, unix.F_SETSIG, 9), perm},
+		{"prlimit64 self", sys(unix.SYS_PRLIMIT64, 0, unix.RLIMIT_NOFILE, 0, 1), allow},
+		{"prlimit64 server", sys(unix.SYS_PRLIMIT64, server, unix.RLIMIT_CPU, 1, 0), perm},
+		{"prlimit64 another", sys(unix.SYS_PRLIMIT64, 99, unix.RLIMIT_CPU, 1, 0), perm},
+		{"setpriority self", sys(unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, 0, 10), allow},
+		{"setpriority server", sys(unix.SYS_SETPRIORITY, unix.PRIO_PROCESS, server, 19), perm},
+		{"setpriority user", sys(unix.SYS_SETPRIORITY, unix.PRIO_USER, 0, 19), perm},
+		{"ioprio_set self", sys(unix.SYS_IOPRIO_SET, ioprioWhoProcess, 0, 0), allow},
+		{"ioprio_set user", sys(unix.SYS_IOPRIO_SET, 3, 0, 0), perm},
+		{"sched_setaffinity self", sys(unix.SYS_SCHED_SETAFFINITY, 0, 8, 0), allow},
+		{"sched_setaffinity server", sys(unix.SYS_SCHED_SETAFFINITY, server, 8, 0), perm},
+		{"sched_setattr another", sys(unix.SYS_SCHED_SETATTR, 99, 0, 0), perm},
+		{"bind", sys(unix.SYS_BIND, 3, 0, 110), perm},
 		{"F_SETOWN_EX", sys(unix.SYS_FCNTL, 3, unix.F_SETOWN_EX, 0), perm},
 		{"F_SETFL", sys(unix.SYS_FCNTL, 3, unix.F_SETFL, server), allow},
 		{"FIOSETOWN", sys(unix.SYS_IOCTL, 3, fioSetown, 0), perm},
@@ -133,6 +147,13 @@ func jailChild(t *testing.T, filter bool) {
 		}},
 		{"run what it wrote", func() error { return exec.Command(prog).Run() }},
 		{"signal the parent", func() error { return unix.Kill(os.Getppid(), 0) }},
+		{"cut the parent's limits", func() error {
+			var l unix.Rlimit
+			if err := unix.Prlimit(os.Getppid(), unix.RLIMIT_NOFILE, nil, &l); err != nil {
+				return err
+			}
+			return unix.Prlimit(os.Getppid(), unix.RLIMIT_NOFILE, &l, nil) // the same values: changes nothing
+		}},
 		{"SIGIO to the parent", func() error {
 			var p [2]int
 			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
@@ -168,6 +189,12 @@ func jailChild(t *testing.T, filter bool) {
 	if err := unix.Kill(os.Getpid(), 0); err != nil {
 		t.Errorf("signal itself: %v", err)
 	}
+	var l unix.Rlimit
+	if err := unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &l); err != nil {
+		t.Errorf("read its own limit: %v", err)
+	} else if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		t.Errorf("set its own limit: %v", err)
+	}
 	mode := "control"
 	if filter {
 		mode = "filter"
@@ -189,6 +216,9 @@ func TestBrokerFilter(t *testing.T) {
 		{"sendmsg", sys(unix.SYS_SENDMSG, 3, 0, unix.MSG_NOSIGNAL), allow},
 		{"sendmsg fastopen", sys(unix.SYS_SENDMSG, 3, 0, unix.MSG_FASTOPEN), unix.SECCOMP_RET_USER_NOTIF},
 		{"write", sys(unix.SYS_WRITE, 3, 0, unix.MSG_FASTOPEN), allow},
+		{"kill", sys(unix.SYS_KILL, 1234, 9), unix.SECCOMP_RET_USER_NOTIF},
+		{"rt_sigqueueinfo", sys(unix.SYS_RT_SIGQUEUEINFO, 1234, 10, 0), unix.SECCOMP_RET_USER_NOTIF},
+		{"tgkill (the jail's)", sys(unix.SYS_TGKILL, 1234, 1235, 9), allow},
 		{"read", sys(unix.SYS_READ), allow},
 		{"i386 socketcall", call{nr: 102, arch: 0x40000003}, kill},
 		{"x32 connect", sys(x32Bit | unix.SYS_CONNECT), kill},

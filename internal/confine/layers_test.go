@@ -254,6 +254,18 @@ func runCase(c string) {
 	case "receiver-seccomp-ptrace":
 		must(Seccomp(Receiver))
 		report(unix.PtraceAttach(victim()))
+	case "receiver-seccomp-prlimit-other":
+		must(Seccomp(Receiver))
+		var l unix.Rlimit
+		report(unix.Prlimit(victim(), unix.RLIMIT_NOFILE, nil, &l))
+	case "downloader-seccomp-prlimit-other":
+		must(Seccomp(Downloader))
+		var l unix.Rlimit
+		report(unix.Prlimit(victim(), unix.RLIMIT_NOFILE, nil, &l))
+	case "downloader-seccomp-prlimit-own":
+		must(Seccomp(Downloader))
+		var l unix.Rlimit
+		report(unix.Prlimit(0, unix.RLIMIT_NOFILE, nil, &l))
 	case "receiver-seccomp-mptcp":
 		must(Seccomp(Receiver))
 		_, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 262)
@@ -715,6 +727,9 @@ var seccompCases = []struct{ c, want string }{
 	{"receiver-seccomp-execve", "SIGSYS"},
 	{"receiver-seccomp-ptrace", "SIGSYS"},
 	{"receiver-seccomp-mptcp", "SIGSYS"},
+	{"receiver-seccomp-prlimit-other", "EPERM"},
+	{"downloader-seccomp-prlimit-other", "EPERM"},
+	{"downloader-seccomp-prlimit-own", "ok"},
 	{"worker-seccomp-socket", "EACCES"},
 	{"worker-seccomp-execve", "SIGSYS"},
 	{"downloader-seccomp-getpid", "ok"},

@@ -398,6 +398,16 @@ func Seccomp(d Domain) error {
 	if err != nil {
 		return err
 	}
+	// Each domain changes its own limits only (ownProcessRules): its
+	// user's other processes are out of reach. First: the daemons'
+	// allowlists refuse the prctl that loading sets no_new_privs with.
+	own, err := ownProcessProgram()
+	if err != nil {
+		return err
+	}
+	if err := load(string(d)+" own process", own); err != nil {
+		return err
+	}
 	return load(string(d), raw)
 }
 

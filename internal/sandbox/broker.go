@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 	"unsafe"
@@ -26,6 +27,14 @@ import (
 //
 //   - a send with MSG_FASTOPEN (TCP Fast Open, a connect without
 //     connect) is refused with EPERM.
+//   - kill and rt_sigqueueinfo naming a thread of the server's are
+//     refused (EPERM): the child jail refuses the server's pid, but any
+//     of its thread ids signals it as well, and only the server knows
+//     them. Other pids go on as asked (a pid is a value).
+//
+// With the seccomp layer on, the children's own filters answer first for
+// what they refuse (TCPOnly's EACCES for a socket that is not TCP or a
+// Fast Open send): the broker's refusals show when that layer is off.
 //   - socket: an IPv4 or IPv6 stream socket of TCP goes on as asked (its
 //     arguments are values, which the child cannot change once made); any
 //     other socket is refused with EPERM.
@@ -194,6 +203,15 @@ func (b *broker) answer(req *seccompNotif) *seccompNotifResp {
 			return refuse(e)
 		}
 		return resp
+	case unix.SYS_KILL, unix.SYS_RT_SIGQUEUEINFO:
+		// A pid is a value: the call goes on with the pid read here. A
+		// thread of the server's is refused (its pid, the jail's to
+		// refuse, is one of them too).
+		if pid := int32(req.Args[0]); pid > 0 && serverThread(int(pid)) {
+			return refuse(unix.EPERM)
+		}
+		resp.Flags = unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE
+		return resp
 	case unix.SYS_SENDTO, unix.SYS_SENDMSG, unix.SYS_SENDMMSG:
 		// Only with MSG_FASTOPEN (the filter): a connect around connect.
 		if b.refused != nil {
@@ -202,6 +220,13 @@ func (b *broker) answer(req *seccompNotif) *seccompNotifResp {
 		return refuse(unix.EPERM)
 	}
 	return refuse(unix.ENOSYS)
+}
+
+// serverThread reports whether tid is a thread of this process (the
+// server's: its /proc/self/task lists them).
+func serverThread(tid int) bool {
+	_, err := os.Stat("/proc/self/task/" + strconv.Itoa(tid))
+	return err == nil
 }
 
 // tcpSocket reports whether socket(domain, typ, proto) makes a TCP
@@ -242,7 +267,9 @@ func readSockaddr(tid int, ptr uintptr, size uint32) (netip.AddrPort, bool) {
 // connectInPlace connects a socket of the server's to the proxy port and
 // puts it in the caller's descriptor fd, in place of what was there.
 func (b *broker) connectInPlace(id uint64, fd int32) unix.Errno {
-	c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(b.port)), 10*time.Second)
+	// A loopback port answers at once; the wait holds the answers to
+	// the download's other calls, and its timeout and kill requests.
+	c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", fmt.Sprint(b.port)), 2*time.Second)
 	if err != nil {
 		return unix.ECONNREFUSED
 	}

@@ -66,6 +66,10 @@ func TestBrokerAnswers(t *testing.T) {
 		{"connect loopback, other port", connectReq(sa([4]byte{127, 0, 0, 1}, 4001)), -int32(unix.EPERM), 0},
 		{"connect short address", seccompNotif{Nr: unix.SYS_CONNECT, PID: uint32(os.Getpid()), Args: [6]uint64{3, 0, 2}}, -int32(unix.EPERM), 0},
 		{"fast open", seccompNotif{Nr: unix.SYS_SENDTO, Args: [6]uint64{3, 0, 1, unix.MSG_FASTOPEN}}, -int32(unix.EPERM), 0},
+		{"kill a server thread", seccompNotif{Nr: unix.SYS_KILL, Args: [6]uint64{uint64(unix.Gettid()), 9}}, -int32(unix.EPERM), 0},
+		{"kill the server", seccompNotif{Nr: unix.SYS_RT_SIGQUEUEINFO, Args: [6]uint64{uint64(os.Getpid()), 10}}, -int32(unix.EPERM), 0},
+		{"kill another", seccompNotif{Nr: unix.SYS_KILL, Args: [6]uint64{uint64(os.Getppid()), 0}}, 0, unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE},
+		{"kill own group", seccompNotif{Nr: unix.SYS_KILL, Args: [6]uint64{0, 9}}, 0, unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE},
 		{"another call", seccompNotif{Nr: unix.SYS_BIND}, -int32(unix.ENOSYS), 0},
 	} {
 		r := b.answer(&tt.req)

@@ -620,9 +620,7 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	var b *broker
 	if brokerEnd != nil {
 		cmd.ExtraFiles[2].Close() // the child has it: EOF if it dies before it sends
-		if b = s.brokerFor(id, req, brokerEnd); b != nil {
-			defer unix.Close(b.fd)
-		}
+		b = s.brokerFor(id, req, brokerEnd)
 	}
 
 	// Wait for the child's exit without reaping it (WNOWAIT): until
@@ -662,6 +660,17 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ytkeep launcher server: request %d: %v\n", id, err)
+	}
+	if b != nil {
+		if err == nil {
+			unix.Close(b.fd)
+		} else {
+			// A process of the job may still live: with its broker's
+			// descriptor closed, it could install a listener of its own
+			// (the kernel allows one per filter chain) and answer its
+			// own connects. Keep the descriptor; its calls wait.
+			fmt.Fprintf(os.Stderr, "ytkeep launcher server: request %d: keeping its connect broker's descriptor\n", id)
+		}
 	}
 	cmd.Wait() // reaps it (if the goroutine above has not)
 	s.reap.forget(pid)
