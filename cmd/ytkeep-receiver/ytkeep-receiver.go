@@ -98,9 +98,11 @@ func run(configPath string) error {
 	svc, err := receiver.New(receiver.Options{
 		SpoolDir:           cfg.Spool.Dir,
 		Command:            cfg.Receiver.Command,
+		AppID:              cfg.Receiver.AppID,
 		AllowedTeams:       cfg.Receiver.AllowedTeams,
 		AllowedChannels:    cfg.Receiver.AllowedChannels,
 		AllowedUsers:       cfg.Receiver.AllowedUsers,
+		AllowedEnterprises: cfg.Receiver.AllowedEnterprises,
 		ResponseURLAllowed: cfg.ResponseURLAllowed,
 		Logger:             log,
 	}, receiver.NewNotifier())

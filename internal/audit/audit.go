@@ -26,6 +26,7 @@ const (
 	Violation    = "violation"     // the downloader broke a sandbox rule
 	Weakened     = "weakened"      // a security default is relaxed by config
 	Crashed      = "crashed"       // a daemon ended abnormally (systemd's ExecStopPost reports it)
+	SSLCheck     = "ssl_check"     // Slack checked the receiver's certificate (answered, unverified)
 	Egress       = "egress"        // the downloader's proxy made a connection (host, address, bytes)
 	EgressDenied = "egress_denied" // the downloader's proxy refused a destination
 )

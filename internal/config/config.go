@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -83,14 +84,32 @@ type Receiver struct {
 	SigningSecretFile string `toml:"signing_secret_file"`
 	// Command is the slash command name. Default /ytkeep.
 	Command string `toml:"command"`
+	// AppID is the Slack app's ID (A…, shown under Basic Information →
+	// App Credentials). A command whose api_app_id is another, or none,
+	// is refused. Empty: commands for any app are accepted as long as
+	// this signing secret signed them (announced at every start).
+	AppID string `toml:"app_id"`
 	// AllowedTeams, AllowedChannels and AllowedUsers are allowlists of Slack
 	// IDs. Nothing is allowed unless listed. Channels and users accept "*"
-	// for any (announced as a warning at every start); teams do not.
+	// for any (announced as a warning at every start); teams do not. A
+	// team is the workspace a command was typed in, also on an Enterprise
+	// Grid organization.
 	AllowedTeams    []string `toml:"allowed_teams"`
 	AllowedChannels []string `toml:"allowed_channels"`
 	AllowedUsers    []string `toml:"allowed_users"`
+	// AllowedEnterprises lists Enterprise Grid organization IDs (E…).
+	// When set, a command from another organization, or from a workspace
+	// in none, is refused. Empty: no check (the team allowlist still
+	// applies).
+	AllowedEnterprises []string `toml:"allowed_enterprises"`
+	// ResponseURLHosts are the hosts the receiver posts replies
+	// (response_url) and alerts (alert_webhook_file) to, over https on
+	// port 443 only. Default ["hooks.slack.com"]; GovSlack's is
+	// "hooks.slack-gov.com". Any other host is announced at every start.
+	ResponseURLHosts []string `toml:"response_url_hosts"`
 	// AlertWebhookFile holds the incoming-webhook URL of the admins' Slack
-	// channel (https://hooks.slack.com/services/…, a secret: mode 0400).
+	// channel (https://hooks.slack.com/services/…, on one of
+	// ResponseURLHosts; a secret: mode 0400).
 	// Security alerts of both daemons are posted there, batched. If empty,
 	// the systemd credential "alert_webhook" is used; if that is absent or
 	// empty, alerts go to the log only (announced at every start).
@@ -274,6 +293,9 @@ func (c *Config) defaults() {
 	def(&c.Receiver.Listen, "127.0.0.1:3000")
 	def(&c.Receiver.Path, "/slack/commands")
 	def(&c.Receiver.Command, "/ytkeep")
+	if c.Receiver.ResponseURLHosts == nil {
+		c.Receiver.ResponseURLHosts = slices.Clone(DefaultResponseURLHosts)
+	}
 	def(&c.Worker.YtDlp, "/usr/bin/yt-dlp")
 	def(&c.Worker.FFmpeg, "/usr/bin/ffmpeg")
 	def(&c.Worker.DownloadsDir, "/var/lib/ytkeep/downloads")
@@ -367,7 +389,57 @@ func (c *Config) CheckReceiver() error {
 	if r.SigningSecretFile != "" && !filepath.IsAbs(r.SigningSecretFile) {
 		add("receiver.signing_secret_file must be an absolute path")
 	}
+	if r.AppID != "" && (!slackreq.ValidSlackID(r.AppID) || r.AppID[0] != 'A') {
+		add("receiver.app_id %q is not a Slack app ID (A…)", r.AppID)
+	}
+	for _, e := range r.AllowedEnterprises {
+		if !slackreq.ValidSlackID(e) || e[0] != 'E' {
+			add("receiver.allowed_enterprises: %q is not an Enterprise Grid organization ID (E…)", e)
+		}
+	}
+	if len(r.ResponseURLHosts) == 0 {
+		add("receiver.response_url_hosts is empty: list Slack's hook host (hooks.slack.com, or hooks.slack-gov.com on GovSlack)")
+	}
+	for _, h := range r.ResponseURLHosts {
+		if !validHostName(h) {
+			add("receiver.response_url_hosts: %q is not a host name (lower case, no scheme, port or path)", h)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// DefaultResponseURLHosts is receiver.response_url_hosts by default.
+var DefaultResponseURLHosts = []string{"hooks.slack.com"}
+
+// slackHookHosts are Slack's hook hosts, in its commercial cloud and in
+// GovSlack (which runs on slack-gov.com, https://api.slack-gov.com/gov-slack/about).
+// Other response_url_hosts are announced.
+var slackHookHosts = map[string]bool{"hooks.slack.com": true, "hooks.slack-gov.com": true}
+
+// validHostName accepts a lower-case DNS name of at least two labels,
+// each of letters, digits and inner hyphens, whose last label is not
+// numeric (so that no IP address passes).
+func validHostName(h string) bool {
+	if len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	if len(labels) < 2 {
+		return false
+	}
+	for _, l := range labels {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
+				return false
+			}
+		}
+	}
+	_, err := strconv.Atoi(labels[len(labels)-1])
+	return err != nil
 }
 
 // CheckWorker reports every problem with the worker's settings.
@@ -447,6 +519,14 @@ func (c *Config) Warnings() []string {
 			w = append(w, "receiver.allowed_users is \"*\": every user of the allowed teams may use ytkeep")
 		}
 	}
+	if c.Receiver.AppID == "" {
+		w = append(w, "receiver.app_id is not set: requests of any Slack app signed with this signing secret are accepted")
+	}
+	for _, h := range c.Receiver.ResponseURLHosts {
+		if !slackHookHosts[h] {
+			w = append(w, fmt.Sprintf("receiver.response_url_hosts includes %q, which is not one of Slack's hook hosts: replies and alerts may be posted there", h))
+		}
+	}
 	return w
 }
 
@@ -471,7 +551,11 @@ func (c *Config) AlertWebhook() (string, error) {
 		return "", fmt.Errorf("receiver.alert_webhook_file: %w", err)
 	}
 	if !c.ResponseURLAllowed(u) {
-		return "", errors.New("receiver.alert_webhook_file: not an https://hooks.slack.com/ URL")
+		var urls []string
+		for _, h := range c.responseURLHosts() {
+			urls = append(urls, "https://"+h+"/")
+		}
+		return "", fmt.Errorf("receiver.alert_webhook_file: not an %s URL", strings.Join(urls, " or "))
 	}
 	return u, nil
 }
@@ -535,18 +619,28 @@ func readSecretFile(path string) (string, error) {
 }
 
 // ResponseURLAllowed reports whether the receiver may post to raw, a
-// response_url from a verified request: https://hooks.slack.com/ only, or
-// a loopback http URL when the test option allows it.
+// response_url from a verified request or the alert webhook: https on one
+// of receiver.response_url_hosts exactly (no port, no user info), or a
+// loopback http URL when the test option allows it.
 func (c *Config) ResponseURLAllowed(raw string) bool {
 	u, err := url.Parse(raw)
 	if err != nil || u.User != nil || u.Opaque != "" {
 		return false
 	}
-	if u.Scheme == "https" && u.Host == "hooks.slack.com" && strings.HasPrefix(u.Path, "/") {
+	if u.Scheme == "https" && slices.Contains(c.responseURLHosts(), u.Host) && strings.HasPrefix(u.Path, "/") {
 		return true
 	}
 	return c.Testing.LoopbackResponsePort != 0 && u.Scheme == "http" && checkLoopbackURL(raw) == nil &&
 		u.Port() == strconv.Itoa(c.Testing.LoopbackResponsePort)
+}
+
+// responseURLHosts is receiver.response_url_hosts, or the default for a
+// Config that Parse did not complete.
+func (c *Config) responseURLHosts() []string {
+	if c.Receiver.ResponseURLHosts == nil {
+		return DefaultResponseURLHosts
+	}
+	return c.Receiver.ResponseURLHosts
 }
 
 // MediaPort returns the port of testing.media_base_url, or 0.

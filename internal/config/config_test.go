@@ -17,6 +17,7 @@ const valid = `
 [spool]
 dir = "/var/spool/ytkeep"
 [receiver]
+app_id = "A0YTKEEP01"
 allowed_teams = ["T1DC2JH3J"]
 allowed_channels = ["C1"]
 allowed_users = ["*"]
@@ -83,6 +84,17 @@ func TestRefused(t *testing.T) {
 		{"egress anywhere", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 		{"egress to a TLD", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*.com"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 		{"egress to nothing", strings.Replace(valid, "concurrency = 3", `egress_hosts = []`, 1), "worker.egress_hosts", (*Config).CheckWorker},
+		{"team as app id", strings.Replace(valid, `"A0YTKEEP01"`, `"T1DC2JH3J"`, 1), `receiver.app_id "T1DC2JH3J" is not a Slack app ID`, (*Config).CheckReceiver},
+		{"lower-case app id", strings.Replace(valid, `"A0YTKEEP01"`, `"a0ytkeep01"`, 1), "is not a Slack app ID", (*Config).CheckReceiver},
+		{"team as enterprise", strings.Replace(valid, "[receiver]", "[receiver]\nallowed_enterprises = [\"E0GRIDORG\", \"T1DC2JH3J\"]", 1), `receiver.allowed_enterprises: "T1DC2JH3J" is not an Enterprise Grid organization ID`, (*Config).CheckReceiver},
+		{"wildcard enterprise", strings.Replace(valid, "[receiver]", "[receiver]\nallowed_enterprises = [\"*\"]", 1), "receiver.allowed_enterprises", (*Config).CheckReceiver},
+		{"no hook host", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = []", 1), "receiver.response_url_hosts is empty", (*Config).CheckReceiver},
+		{"hook host with scheme", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"https://hooks.slack.com\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"hook host with port", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack.com:443\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"hook host upper case", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"HOOKS.SLACK.COM\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"hook host an address", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"169.254.169.254\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"hook host a wildcard", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"*.slack.com\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"hook host trailing dot", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack.com.\"]", 1), "is not a host name", (*Config).CheckReceiver},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -179,6 +191,72 @@ func TestSigningSecret(t *testing.T) {
 	os.WriteFile(p, nil, 0o600)
 	if _, _, err := c.SigningSecret(); err == nil {
 		t.Fatal("empty secret accepted")
+	}
+}
+
+// TestReceiverWarnings: each weakening of the receiver's Slack checks is
+// announced at start; Slack's own hook hosts are not weakenings.
+func TestReceiverWarnings(t *testing.T) {
+	tests := []struct {
+		name, text, want string // want "" = no warning
+	}{
+		{"app id set", valid, ""},
+		{"no app id", strings.Replace(valid, `app_id = "A0YTKEEP01"`, ``, 1), "receiver.app_id is not set: requests of any Slack app signed with this signing secret are accepted"},
+		{"GovSlack", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack-gov.com\"]", 1), ""},
+		{"both clouds", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack.com\", \"hooks.slack-gov.com\"]", 1), ""},
+		{"another host", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.example.org\"]", 1),
+			`receiver.response_url_hosts includes "hooks.example.org", which is not one of Slack's hook hosts`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := c.CheckReceiver(); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range c.Warnings() {
+				if strings.HasPrefix(w, "receiver.app_id") || strings.HasPrefix(w, "receiver.response_url_hosts") {
+					got = append(got, w)
+				}
+			}
+			switch {
+			case tt.want == "" && len(got) != 0:
+				t.Fatalf("warnings %q", got)
+			case tt.want != "" && (len(got) != 1 || !strings.HasPrefix(got[0], tt.want)):
+				t.Fatalf("warnings %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestGovSlackHosts: response_url_hosts replaces hooks.slack.com, for
+// replies and for the alert webhook alike.
+func TestGovSlackHosts(t *testing.T) {
+	gov, _ := Parse(strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack-gov.com\"]", 1))
+	def, _ := Parse(valid)
+	for u, want := range map[string][2]bool{ // default, GovSlack
+		"https://hooks.slack.com/commands/T1/1/x":      {true, false},
+		"https://hooks.slack-gov.com/commands/T1/1/x":  {false, true},
+		"https://hooks.slack-gov.com.evil/commands/x":  {false, false},
+		"http://hooks.slack-gov.com/commands/T1/1/x":   {false, false},
+		"https://hooks.slack-gov.com:8443/commands/x":  {false, false},
+		"https://x@hooks.slack-gov.com/commands/T1/1/": {false, false},
+	} {
+		if got := [2]bool{def.ResponseURLAllowed(u), gov.ResponseURLAllowed(u)}; got != want {
+			t.Errorf("ResponseURLAllowed(%q) = %v (default, GovSlack), want %v", u, got, want)
+		}
+	}
+	hook := filepath.Join(t.TempDir(), "alert_webhook")
+	os.WriteFile(hook, []byte("https://hooks.slack-gov.com/services/T1/B1/secret\n"), 0o600)
+	gov.Receiver.AlertWebhookFile, def.Receiver.AlertWebhookFile = hook, hook
+	if u, err := gov.AlertWebhook(); err != nil || u != "https://hooks.slack-gov.com/services/T1/B1/secret" {
+		t.Errorf("GovSlack webhook: %q, %v", u, err)
+	}
+	if _, err := def.AlertWebhook(); err == nil || !strings.Contains(err.Error(), "not an https://hooks.slack.com/ URL") {
+		t.Errorf("GovSlack webhook with the default hosts: %v", err)
 	}
 }
 

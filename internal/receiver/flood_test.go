@@ -109,6 +109,67 @@ func (w *floodWorld) send(remote, key string) int {
 	return rec.Code
 }
 
+// post sends body, signed with key (unsigned if ""), and returns the
+// answer.
+func (w *floodWorld) post(body, key string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "/slack/commands", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.RemoteAddr = "192.0.2.7:4242"
+	if key != "" {
+		slackreq.SignRequest(r.Header, key, time.Now(), []byte(body))
+	}
+	rec := httptest.NewRecorder()
+	w.http.ServeHTTP(rec, r)
+	return rec
+}
+
+// TestSSLCheck: Slack's certificate check gets an empty 200 and an audit
+// event, signed or not, and raises no alert; with command fields it is a
+// request like any other (verified; never queued).
+func TestSSLCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newFloodWorld(t)
+		const check = "ssl_check=1&token=xyzz0WbapA4vBCDEFasx0q6G"
+		for _, key := range []string{"", floodSecret, "ffffffffffffffffffffffffffffffff"} {
+			rec := w.post(check, key)
+			if rec.Code != http.StatusOK || rec.Body.Len() != 0 {
+				t.Fatalf("certificate check (key %q): %d %q", key, rec.Code, rec.Body.String())
+			}
+		}
+		if n := strings.Count(w.log.String(), `"event":"ssl_check"`); n != 3 {
+			t.Fatalf("%d ssl_check events, want 3:\n%s", n, w.log.String())
+		}
+		if strings.Contains(w.log.String(), `"alert":true`) || strings.Contains(w.log.String(), `"event":"refused"`) {
+			t.Fatalf("a certificate check was refused or alerted:\n%s", w.log.String())
+		}
+		command := check + "&team_id=T1&channel_id=C1&user_id=U1&command=%2Fytkeep&text=https%3A%2F%2Fyoutu.be%2FdQw4w9WgXcQ&response_url=https%3A%2F%2Fhooks.slack.com%2Fx"
+		if rec := w.post(command, ""); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("unsigned command with ssl_check: %d", rec.Code)
+		}
+		if rec := w.post(command, floodSecret); rec.Code != http.StatusBadRequest {
+			t.Fatalf("signed command with ssl_check: %d", rec.Code)
+		}
+		for _, r := range []string{"missing_signature", "bad_form"} {
+			if !strings.Contains(w.log.String(), `"reason":"`+r+`"`) {
+				t.Errorf("no refusal %s:\n%s", r, w.log.String())
+			}
+		}
+		if ents, _ := os.ReadDir(w.layout.Incoming()); len(ents) != 0 {
+			t.Fatalf("%d jobs queued", len(ents))
+		}
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		if err := w.poster.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range w.hook.lines() {
+			if strings.Contains(l, "ssl_check") {
+				t.Errorf("the admins were told of a certificate check: %q", l)
+			}
+		}
+	})
+}
+
 // relay hands the receiver an alert file from the worker, as the worker
 // writes it into results/, and has the receiver take it.
 func (w *floodWorld) relay(t *testing.T, a audit.AlertRecord) {

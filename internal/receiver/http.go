@@ -28,6 +28,14 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 			inputHook(r.URL.RawQuery)
 		}
 		c, err := v.ReadVerified(r)
+		if errors.Is(err, slackreq.ErrSSLCheck) {
+			// Slack's certificate check: an empty 200, and nothing
+			// else happens (no job, no alert). Whether it carried a
+			// signature is recorded; the signature is not checked.
+			audit.Event(s.log, audit.SSLCheck, "remote", r.RemoteAddr, "has_signature", r.Header.Get("X-Slack-Signature") != "")
+			w.WriteHeader(http.StatusOK)
+			return
+		}
 		if err != nil {
 			var e *slackreq.Error
 			if !errors.As(err, &e) {

@@ -25,11 +25,17 @@ import (
 
 // Options configure a Service.
 type Options struct {
-	SpoolDir        string
-	Command         string // e.g. /ytkeep
+	SpoolDir string
+	Command  string // e.g. /ytkeep
+	// AppID is the Slack app whose commands are answered (api_app_id);
+	// empty answers any app's (config.Config.Warnings announces it).
+	AppID           string
 	AllowedTeams    []string
 	AllowedChannels []string // "*" allows any
 	AllowedUsers    []string // "*" allows any
+	// AllowedEnterprises, when not empty, are the only Enterprise Grid
+	// organizations (enterprise_id) whose commands are answered.
+	AllowedEnterprises []string
 	// ResponseURLAllowed vets the response_url of a command (see
 	// config.Config.ResponseURLAllowed).
 	ResponseURLAllowed func(string) bool
@@ -53,7 +59,7 @@ type Service struct {
 	notifier *Notifier
 	refusals *refusalGate // unauthenticated requests: few alerts
 
-	teams, channels, users allowlist
+	teams, channels, users, enterprises allowlist
 
 	rateMu sync.Mutex
 	rate   map[string][]time.Time
@@ -90,7 +96,8 @@ func New(opt Options, n *Notifier) (*Service, error) {
 	}
 	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, notifier: n,
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
-		users: newAllowlist(opt.AllowedUsers), rate: map[string][]time.Time{}, refusals: newRefusalGate(opt.Logger)}
+		users: newAllowlist(opt.AllowedUsers), enterprises: newAllowlist(opt.AllowedEnterprises),
+		rate: map[string][]time.Time{}, refusals: newRefusalGate(opt.Logger)}
 	workerUID, err := spool.Owner(s.layout.Worker(""))
 	if err != nil {
 		return nil, err
@@ -132,11 +139,22 @@ func (s *Service) Handle(c *slackreq.Command) string {
 		}
 		return msg
 	}
+	// Slack gives each app a signing secret of its own, so a correctly
+	// signed command for another app (or none) means that app_id is set
+	// wrong, and every command is refused until it is fixed, or that
+	// someone who holds the secret signs commands: both for the admins.
+	if s.opt.AppID != "" && c.APIAppID != s.opt.AppID {
+		return refuse("other_app", "This command was sent to another Slack app, which this ytkeep does not answer. Tell your ytkeep admins.", true, "app", trunc(c.APIAppID, 40))
+	}
 	if c.Command != s.opt.Command {
 		return refuse("unknown_command", fmt.Sprintf("This app only answers %s.", s.opt.Command), true, "command", trunc(c.Command, 40))
 	}
-	if !slackreq.ValidSlackID(c.TeamID) || !slackreq.ValidSlackID(c.UserID) || !slackreq.ValidSlackID(c.ChannelID) {
+	if !slackreq.ValidSlackID(c.TeamID) || !slackreq.ValidSlackID(c.UserID) || !slackreq.ValidSlackID(c.ChannelID) ||
+		(c.EnterpriseID != "" && !slackreq.ValidSlackID(c.EnterpriseID)) {
 		return refuse("malformed_ids", "This request is malformed.", true)
+	}
+	if len(s.opt.AllowedEnterprises) > 0 && !s.enterprises.allows(c.EnterpriseID) {
+		return refuse("unauthorized_enterprise", "This organization is not allowed to use ytkeep.", true, "enterprise", c.EnterpriseID)
 	}
 	if !s.teams.allows(c.TeamID) {
 		return refuse("unauthorized_team", "This workspace is not allowed to use ytkeep.", true)
@@ -150,7 +168,15 @@ func (s *Service) Handle(c *slackreq.Command) string {
 	if !s.opt.ResponseURLAllowed(c.ResponseURL) {
 		return refuse("response_url", "This request is malformed.", true)
 	}
-	fields := splitCommand(c.Text)
+	fields, err := videourl.Fields(c.Text)
+	if err != nil {
+		var pe *videourl.ParseError
+		r := "bad_text"
+		if errors.As(err, &pe) {
+			r = pe.Reason
+		}
+		return refuse(r, "Sorry, "+err.Error()+". Usage: "+s.usage(), false)
+	}
 	if len(fields) == 0 || (len(fields) == 1 && strings.EqualFold(fields[0], "help")) {
 		audit.Event(s.log, "help", who...)
 		return s.help()
@@ -228,18 +254,6 @@ func (s *Service) allowRate(user string) bool {
 		}
 	}
 	return true
-}
-
-// splitCommand splits command text into words, keeping a Slack link
-// "<url|label>" whole even when its label contains spaces.
-func splitCommand(text string) []string {
-	text = strings.TrimSpace(text)
-	if strings.HasPrefix(text, "<") {
-		if end := strings.IndexByte(text, '>'); end > 0 {
-			return append([]string{text[:end+1]}, strings.Fields(text[end+1:])...)
-		}
-	}
-	return strings.Fields(text)
 }
 
 func formatList() string {

@@ -65,21 +65,28 @@ type fixture struct {
 	now    time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith makes a fixture whose options mut changes first.
+func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
 	root := t.TempDir()
 	f := &fixture{layout: spool.Layout{Root: filepath.Join(root, "spool")}, log: &syncBuffer{}, slack: newFakeSlack(t), now: time.Now()}
 	if err := f.layout.CreateSingleUser(filepath.Join(root, "dl")); err != nil {
 		t.Fatal(err)
 	}
-	var err error
-	f.s, err = New(Options{
-		SpoolDir: f.layout.Root, Command: "/ytkeep",
+	opt := Options{
+		SpoolDir: f.layout.Root, Command: "/ytkeep", AppID: "A0YTKEEP01",
 		AllowedTeams: []string{"T1"}, AllowedChannels: []string{"C1"}, AllowedUsers: []string{"U1", "U2"},
 		ResponseURLAllowed: func(u string) bool { return strings.HasPrefix(u, f.slack.srv.URL+"/") },
 		PerUserPerMinute:   3,
 		Now:                func() time.Time { return f.now },
 		Logger:             slog.New(slog.NewJSONHandler(f.log, nil)),
-	}, NewNotifier())
+	}
+	if mut != nil {
+		mut(&opt)
+	}
+	var err error
+	f.s, err = New(opt, NewNotifier())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +94,8 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) cmd(text string) *slackreq.Command {
-	return &slackreq.Command{TeamID: "T1", ChannelID: "C1", UserID: "U1", Command: "/ytkeep", Text: text, ResponseURL: f.slack.srv.URL + "/r/1"}
+	return &slackreq.Command{TeamID: "T1", ChannelID: "C1", UserID: "U1", Command: "/ytkeep", Text: text,
+		ResponseURL: f.slack.srv.URL + "/r/1", APIAppID: "A0YTKEEP01"}
 }
 
 func (f *fixture) incoming(t *testing.T) []*job.Job {
@@ -112,32 +120,45 @@ func TestHandle(t *testing.T) {
 		mut    func(c *slackreq.Command)
 		want   string
 		reason string
+		alert  bool
 	}{
-		{"other team", func(c *slackreq.Command) { c.TeamID = "T2" }, "workspace is not allowed", "unauthorized_team"},
-		{"other user", func(c *slackreq.Command) { c.UserID = "U9" }, "not allowed to use /ytkeep", "unauthorized_user"},
-		{"other channel", func(c *slackreq.Command) { c.ChannelID = "C9" }, "not enabled in this channel", "unauthorized_channel"},
-		{"other command", func(c *slackreq.Command) { c.Command = "/other" }, "only answers /ytkeep", "unknown_command"},
-		{"lowercase id", func(c *slackreq.Command) { c.UserID = "u1" }, "malformed", "malformed_ids"},
-		{"foreign response_url", func(c *slackreq.Command) { c.ResponseURL = "https://attacker.example/x" }, "malformed", "response_url"},
-		{"bad url", func(c *slackreq.Command) { c.Text = "https://youtu.be/short" }, "valid video ID", "bad_url_id"},
-		{"bad format", func(c *slackreq.Command) { c.Text = "https://youtu.be/dQw4w9WgXcQ 8k" }, "Unknown format", "bad_format"},
+		{"other team", func(c *slackreq.Command) { c.TeamID = "T2" }, "workspace is not allowed", "unauthorized_team", true},
+		{"other user", func(c *slackreq.Command) { c.UserID = "U9" }, "not allowed to use /ytkeep", "unauthorized_user", true},
+		{"other channel", func(c *slackreq.Command) { c.ChannelID = "C9" }, "not enabled in this channel", "unauthorized_channel", true},
+		{"other command", func(c *slackreq.Command) { c.Command = "/other" }, "only answers /ytkeep", "unknown_command", true},
+		{"lowercase id", func(c *slackreq.Command) { c.UserID = "u1" }, "malformed", "malformed_ids", true},
+		{"malformed enterprise", func(c *slackreq.Command) { c.EnterpriseID = "e1" }, "malformed", "malformed_ids", true},
+		{"foreign response_url", func(c *slackreq.Command) { c.ResponseURL = "https://attacker.example/x" }, "malformed", "response_url", true},
+		{"bad url", func(c *slackreq.Command) { c.Text = "https://youtu.be/short" }, "valid video ID", "bad_url_id", false},
+		{"bad format", func(c *slackreq.Command) { c.Text = "https://youtu.be/dQw4w9WgXcQ 8k" }, "Unknown format", "bad_format", false},
+		{"other app", func(c *slackreq.Command) { c.APIAppID = "A0OTHER01" }, "sent to another Slack app", "other_app", true},
+		{"no app", func(c *slackreq.Command) { c.APIAppID = "" }, "sent to another Slack app", "other_app", true},
+		{"double escaped", func(c *slackreq.Command) { c.Text = "https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;amp;t=30s" }, "query string is malformed", "bad_url_syntax", false},
+		{"user mention", func(c *slackreq.Command) { c.Text = "<@U123ABC|bob> https://youtu.be/dQw4w9WgXcQ" }, "mentions a person", "mention", false},
+		{"channel mention after the link", func(c *slackreq.Command) { c.Text = "https://youtu.be/dQw4w9WgXcQ <#C123ABC|general>" }, "mentions a person", "mention", false},
+		{"plain mention", func(c *slackreq.Command) { c.Text = "@bob" }, "mentions a person", "mention", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := f.cmd("https://youtu.be/dQw4w9WgXcQ")
 			tt.mut(c)
+			before := len(f.log.String())
 			if got := f.s.Handle(c); !strings.Contains(got, tt.want) {
 				t.Fatalf("reply %q, want %q", got, tt.want)
 			}
-			if !strings.Contains(f.log.String(), `"reason":"`+tt.reason+`"`) {
-				t.Fatalf("no audit event for %s", tt.reason)
+			logged := f.log.String()[before:]
+			if !strings.Contains(logged, `"reason":"`+tt.reason+`"`) {
+				t.Fatalf("no audit event for %s: %s", tt.reason, logged)
+			}
+			if alert := strings.Contains(logged, `"alert":true`); alert != tt.alert {
+				t.Fatalf("alert %v, want %v: %s", alert, tt.alert, logged)
 			}
 		})
 	}
 	if n := len(f.incoming(t)); n != 0 {
 		t.Fatalf("refusals queued %d jobs", n)
 	}
-	reply := f.s.Handle(f.cmd("<https://www.youtube.com/watch?v=dQw4w9WgXcQ|My video title> 480P"))
+	reply := f.s.Handle(f.cmd("<https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;list=PL1|My video title> 480P"))
 	jobs := f.incoming(t)
 	if len(jobs) != 1 || jobs[0].Video != "dQw4w9WgXcQ" || jobs[0].Format != job.Format480 || !strings.Contains(reply, jobs[0].ID) {
 		t.Fatalf("reply %q, jobs %+v", reply, jobs)
@@ -395,17 +416,68 @@ func TestNotifierRetries(t *testing.T) {
 	}
 }
 
-func TestSplitCommand(t *testing.T) {
-	for in, want := range map[string][]string{
-		"":                         nil,
-		"  help ":                  {"help"},
-		"<https://x|a b c> 720p":   {"<https://x|a b c>", "720p"},
-		"https://youtu.be/x audio": {"https://youtu.be/x", "audio"},
-		"<https://x|label":         {"<https://x|label"},
+// TestSlackForms: the texts Slack sends for a link with a second query
+// parameter, with the command's escaping option on and off, each queued
+// as a job for the right video.
+func TestSlackForms(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.PerUserPerMinute = 100 })
+	for _, tt := range []struct{ text, video string }{
+		{"https://www.youtube.com/watch?v=aaaaaaaaaa1&amp;t=30s", "aaaaaaaaaa1"},
+		{"<https://www.youtube.com/watch?v=aaaaaaaaaa2&amp;t=30s>", "aaaaaaaaaa2"},
+		{"<https://www.youtube.com/watch?v=aaaaaaaaaa3&amp;list=PL1&amp;index=2|www.youtube.com/watch?v=aaaaaaaaaa3&amp;list=PL1> 720p", "aaaaaaaaaa3"},
+		{"<http://youtu.be/aaaaaaaaaa4?si=x&amp;t=1|youtu.be/aaaaaaaaaa4?si=x&amp;t=1> audio", "aaaaaaaaaa4"},
+		{"https://m.youtube.com/watch?feature=share&amp;v=aaaaaaaaaa5 360p", "aaaaaaaaaa5"},
+		{"https://www.youtube.com/shorts/aaaaaaaaaa6?feature=share&amp;si=x", "aaaaaaaaaa6"},
 	} {
-		got := splitCommand(in)
-		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
-			t.Errorf("splitCommand(%q) = %q, want %q", in, got, want)
+		if r := f.s.Handle(f.cmd(tt.text)); !strings.HasPrefix(r, "Queued `"+tt.video+"`") {
+			t.Errorf("%q: %q", tt.text, r)
 		}
+	}
+	n := 0
+	for _, j := range f.incoming(t) {
+		if strings.HasPrefix(j.Video, "aaaaaaaaaa") {
+			n++
+		}
+	}
+	if n != 6 {
+		t.Fatalf("%d jobs queued, want 6", n)
+	}
+}
+
+// TestAppAndEnterprise: with no app_id any app's command is answered;
+// with allowed_enterprises only those organizations' commands are, and a
+// workspace in none is refused.
+func TestAppAndEnterprise(t *testing.T) {
+	t.Run("any app", func(t *testing.T) {
+		f := newFixtureWith(t, func(o *Options) { o.AppID = "" })
+		c := f.cmd("https://youtu.be/dQw4w9WgXcQ")
+		c.APIAppID = "A0OTHER01"
+		if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
+			t.Fatalf("%q", r)
+		}
+	})
+	f := newFixtureWith(t, func(o *Options) { o.AllowedEnterprises = []string{"E0GRIDORG"} })
+	for _, tt := range []struct {
+		name, enterprise, want string
+	}{
+		{"allowed organization", "E0GRIDORG", "Queued"},
+		{"other organization", "E0OTHER", "organization is not allowed"},
+		{"no organization", "", "organization is not allowed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := f.cmd("https://youtu.be/dQw4w9WgXcQ")
+			c.EnterpriseID, c.IsEnterpriseInstall = tt.enterprise, true
+			before := len(f.log.String())
+			if r := f.s.Handle(c); !strings.Contains(r, tt.want) {
+				t.Fatalf("reply %q, want %q", r, tt.want)
+			}
+			logged := f.log.String()[before:]
+			if tt.want != "Queued" && (!strings.Contains(logged, `"reason":"unauthorized_enterprise"`) || !strings.Contains(logged, `"alert":true`)) {
+				t.Fatalf("no alert for the organization: %s", logged)
+			}
+		})
+	}
+	if n := len(f.incoming(t)); n != 1 {
+		t.Fatalf("%d jobs, want the allowed organization's one", n)
 	}
 }

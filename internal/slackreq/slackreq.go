@@ -2,11 +2,13 @@
 // is the trust boundary for everything that arrives over HTTP.
 //
 // Order of checks, each before the next touches more of the request: method
-// and content type; body read with a hard size cap; timestamp within ±300 s
-// of the local clock; v0 signature (HMAC-SHA256 over "v0:ts:body", compared
-// in constant time by slack-go); timestamp not before the Verifier was made
-// (less StartSkew); signature not seen before within the window (replay
-// cache); only then is the form parsed.
+// and content type; body read with a hard size cap; Slack's certificate
+// check (see ErrSSLCheck), answered before the signature is looked at and
+// never parsed as a command; timestamp within ±300 s of the local clock;
+// v0 signature (HMAC-SHA256 over "v0:ts:body", compared in constant time
+// by slack-go); timestamp not before the Verifier was made (less
+// StartSkew); signature not seen before within the window (replay cache);
+// only then is the form parsed.
 //
 // The replay cache is in memory. A restart would empty it and let a request
 // captured in the last 300 s be played again, so a Verifier also refuses
@@ -131,17 +133,59 @@ func NewVerifier(secret string, now func() time.Time, maxSeen int) (*Verifier, e
 }
 
 // Command is a verified slash command, with only the fields ytkeep uses.
+// TeamID is the workspace the command was typed in; on an Enterprise
+// Grid organization EnterpriseID names the organization (empty
+// otherwise), and IsEnterpriseInstall says that the app is installed for
+// the whole organization, so that commands come from all its workspaces.
+// APIAppID is the app the command was sent to. None of them is checked
+// here beyond its form: the receiver's policy decides.
 type Command struct {
-	TeamID      string
-	ChannelID   string
-	UserID      string
-	Command     string
-	Text        string
-	ResponseURL string
+	TeamID              string
+	ChannelID           string
+	UserID              string
+	Command             string
+	Text                string
+	ResponseURL         string
+	APIAppID            string
+	EnterpriseID        string
+	IsEnterpriseInstall bool
+}
+
+// ErrSSLCheck is returned by ReadVerified for Slack's certificate check:
+// a POST whose form is ssl_check=1 and at most a token, nothing else
+// (see IsSSLCheck). Slack sends one now and then to check the request
+// URL's certificate and wants an empty 200 answer
+// (https://api.slack.com/interactivity/slash-commands). It is answered
+// whether or not it is signed, and it carries nothing to act on: a body
+// with any other field is verified and parsed as a command.
+var ErrSSLCheck = errors.New("slack certificate check (ssl_check)")
+
+// MaxSSLCheckBytes bounds the body IsSSLCheck parses: ssl_check=1 and a
+// token are a few dozen bytes.
+const MaxSSLCheckBytes = 512
+
+// IsSSLCheck reports whether a form body is Slack's certificate check:
+// at most MaxSSLCheckBytes, well formed, ssl_check exactly once and "1",
+// and no field but ssl_check and token (each once).
+func IsSSLCheck(body []byte) bool {
+	if len(body) > MaxSSLCheckBytes {
+		return false
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return false
+	}
+	for k, vs := range form {
+		if (k != "ssl_check" && k != "token") || len(vs) != 1 {
+			return false
+		}
+	}
+	return form.Get("ssl_check") == "1"
 }
 
 // ReadVerified reads r's body (at most MaxBodyBytes), verifies it and
-// parses the slash command.
+// parses the slash command. It returns ErrSSLCheck, before any
+// verification, for Slack's certificate check.
 func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
 	if r.Method != http.MethodPost {
 		return nil, &Error{Status: http.StatusMethodNotAllowed, Reason: ReasonMethod}
@@ -159,6 +203,9 @@ func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
 	}
 	if len(body) > MaxBodyBytes {
 		return nil, &Error{Status: http.StatusRequestEntityTooLarge, Reason: ReasonBodyTooLarge}
+	}
+	if IsSSLCheck(body) {
+		return nil, ErrSSLCheck
 	}
 	if err := v.Verify(r.Header, body); err != nil {
 		return nil, err
@@ -217,18 +264,32 @@ func ParseCommand(body []byte) (*Command, error) {
 	if err != nil {
 		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: err}
 	}
-	for _, k := range []string{"team_id", "channel_id", "user_id", "command", "text", "response_url"} {
+	for _, k := range []string{"team_id", "channel_id", "user_id", "command", "text", "response_url",
+		"api_app_id", "enterprise_id", "is_enterprise_install"} {
 		if len(form[k]) > 1 {
 			return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: fmt.Errorf("field %s repeated", k)}
 		}
 	}
+	// A command is never a certificate check as well: such a mix is no
+	// form Slack sends.
+	if form.Has("ssl_check") {
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: errors.New("ssl_check in a command")}
+	}
+	switch form.Get("is_enterprise_install") {
+	case "", "true", "false":
+	default:
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: errors.New("is_enterprise_install is not true or false")}
+	}
 	c := &Command{
-		TeamID:      sc.TeamID,
-		ChannelID:   sc.ChannelID,
-		UserID:      sc.UserID,
-		Command:     sc.Command,
-		Text:        sc.Text,
-		ResponseURL: sc.ResponseURL,
+		TeamID:              sc.TeamID,
+		ChannelID:           sc.ChannelID,
+		UserID:              sc.UserID,
+		Command:             sc.Command,
+		Text:                sc.Text,
+		ResponseURL:         sc.ResponseURL,
+		APIAppID:            sc.APIAppID,
+		EnterpriseID:        sc.EnterpriseID,
+		IsEnterpriseInstall: sc.IsEnterpriseInstall,
 	}
 	if c.TeamID == "" || c.UserID == "" || c.ChannelID == "" || c.Command == "" {
 		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: errors.New("missing team, user, channel or command")}

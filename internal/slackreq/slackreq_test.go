@@ -197,11 +197,51 @@ func TestReplayCacheBounded(t *testing.T) {
 	}
 }
 
+// gridBody is a slash command as Slack sends it from a workspace of an
+// Enterprise Grid organization to an app installed for the whole
+// organization, with the command's escaping option on (the link wrapped,
+// its & escaped). The field names are those of
+// https://api.slack.com/interactivity/slash-commands; the values are ours.
+const gridBody = "token=deprecatedVerificationTok&team_id=T0GRIDWS1&team_domain=grid-ws1" +
+	"&enterprise_id=E0GRIDORG&enterprise_name=Grid%20Org&is_enterprise_install=true" +
+	"&channel_id=C0GRIDCHAN&channel_name=videos&user_id=W0GRIDUSR&user_name=alice" +
+	"&command=%2Fytkeep&text=%3Chttps%3A%2F%2Fwww.youtube.com%2Fwatch%3Fv%3DdQw4w9WgXcQ%26amp%3Bt%3D30s%3E+720p" +
+	"&api_app_id=A0YTKEEP01&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT0GRIDWS1%2F1%2Fsecret" +
+	"&trigger_id=1.2.3"
+
+func TestParseCommandFields(t *testing.T) {
+	c, err := ParseCommand([]byte(gridBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Command{TeamID: "T0GRIDWS1", ChannelID: "C0GRIDCHAN", UserID: "W0GRIDUSR", Command: "/ytkeep",
+		Text:        "<https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;t=30s> 720p",
+		ResponseURL: "https://hooks.slack.com/commands/T0GRIDWS1/1/secret",
+		APIAppID:    "A0YTKEEP01", EnterpriseID: "E0GRIDORG", IsEnterpriseInstall: true}
+	if *c != want {
+		t.Fatalf("parsed\n%+v, want\n%+v", *c, want)
+	}
+	// A workspace that is not in an organization: no enterprise fields,
+	// or is_enterprise_install=false.
+	for _, body := range []string{docBody, docBody + "&is_enterprise_install=false&api_app_id=A0YTKEEP01"} {
+		c, err := ParseCommand([]byte(body))
+		if err != nil || c.EnterpriseID != "" || c.IsEnterpriseInstall {
+			t.Fatalf("%q: %+v, %v", body, c, err)
+		}
+	}
+}
+
 func TestParseCommandRefuses(t *testing.T) {
 	tests := map[string]string{
-		"repeated user": "team_id=T1&channel_id=C1&user_id=U1&user_id=U2&command=%2Fytkeep",
-		"no team":       "channel_id=C1&user_id=U1&command=%2Fytkeep",
-		"bad escape":    "team_id=%zz",
+		"repeated user":                 "team_id=T1&channel_id=C1&user_id=U1&user_id=U2&command=%2Fytkeep",
+		"no team":                       "channel_id=C1&user_id=U1&command=%2Fytkeep",
+		"bad escape":                    "team_id=%zz",
+		"repeated app":                  strings.Replace(gridBody, "api_app_id=A0YTKEEP01", "api_app_id=A0YTKEEP01&api_app_id=A0OTHER01", 1),
+		"repeated enterprise":           strings.Replace(gridBody, "enterprise_id=E0GRIDORG", "enterprise_id=E0GRIDORG&enterprise_id=E0OTHER", 1),
+		"repeated enterprise install":   strings.Replace(gridBody, "is_enterprise_install=true", "is_enterprise_install=true&is_enterprise_install=false", 1),
+		"enterprise install not a bool": strings.Replace(gridBody, "is_enterprise_install=true", "is_enterprise_install=1", 1),
+		"a certificate check":           "ssl_check=1&token=x",
+		"a command and ssl_check":       gridBody + "&ssl_check=1",
 	}
 	for name, body := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -228,17 +268,86 @@ func TestHostileBodies(t *testing.T) {
 	}
 }
 
+// FuzzParseCommand runs ParseCommand and IsSSLCheck on the same body: a
+// certificate check (answered unverified) must never parse as a command.
 func FuzzParseCommand(f *testing.F) {
 	f.Add([]byte(docBody))
 	f.Add([]byte("team_id=T&user_id=U&channel_id=C&command=%2Fx&text=%3Chttps%3A%2F%2Fyoutu.be%2Fx%3E"))
+	f.Add([]byte(gridBody))
+	f.Add([]byte("ssl_check=1&token=xyzz0WbapA4vBCDEFasx0q6G"))
+	f.Add([]byte("ssl_check=1"))
+	f.Add([]byte("ssl_check=1&" + docBody))
+	f.Add([]byte("team_id=T&user_id=U&channel_id=C&command=%2Fx&text=%40bob+%3C%40U123ABC%7Cbob%3E+%3C%23C123ABC%7Cgeneral%3E"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		sslCheck := IsSSLCheck(b)
 		c, err := ParseCommand(b)
 		if err != nil {
 			return
 		}
+		if sslCheck {
+			t.Fatalf("%q is a certificate check and parses as a command", b)
+		}
 		q, _ := url.ParseQuery(string(b))
-		if c.UserID != q.Get("user_id") || c.TeamID != q.Get("team_id") {
+		if c.UserID != q.Get("user_id") || c.TeamID != q.Get("team_id") || c.APIAppID != q.Get("api_app_id") ||
+			c.EnterpriseID != q.Get("enterprise_id") || c.IsEnterpriseInstall != (q.Get("is_enterprise_install") == "true") {
 			t.Fatalf("fields differ from the form: %+v", c)
+		}
+	})
+}
+
+// TestSSLCheck: Slack's certificate check (ssl_check=1 and a token) is
+// answered before any verification, signed or not; anything more than
+// that is verified like any request, so ssl_check cannot carry a
+// command past the signature check.
+func TestSSLCheck(t *testing.T) {
+	now := time.Now().Truncate(time.Second)
+	const secret = "0123456789abcdef0123456789abcdef"
+	command := "team_id=T1&channel_id=C1&user_id=U1&command=%2Fytkeep&text=x&response_url=https%3A%2F%2Fhooks.slack.com%2Fx"
+	tests := []struct {
+		name, body string
+		sign       string // the key it is signed with; "" unsigned
+		want       string // "ssl_check", or the refusal's reason
+	}{
+		{"unsigned", "ssl_check=1&token=xyzz0WbapA4vBCDEFasx0q6G", "", "ssl_check"},
+		{"signed", "ssl_check=1&token=xyzz0WbapA4vBCDEFasx0q6G", secret, "ssl_check"},
+		{"badly signed", "ssl_check=1&token=xyzz0WbapA4vBCDEFasx0q6G", "another-secret-entirely!", "ssl_check"},
+		{"token first", "token=x&ssl_check=1", "", "ssl_check"},
+		{"no token", "ssl_check=1", "", "ssl_check"},
+		{"not 1", "ssl_check=0&token=x", "", "missing_signature"},
+		{"twice", "ssl_check=1&ssl_check=1", "", "missing_signature"},
+		{"two tokens", "ssl_check=1&token=a&token=b", "", "missing_signature"},
+		{"another field", "ssl_check=1&token=x&text=y", "", "missing_signature"},
+		{"a command, unsigned", "ssl_check=1&" + command, "", "missing_signature"},
+		{"a command, badly signed", "ssl_check=1&" + command, "another-secret-entirely!", "bad_signature"},
+		{"a command, signed", "ssl_check=1&" + command, secret, "bad_form"},
+		{"too large", "ssl_check=1&token=" + strings.Repeat("x", MaxSSLCheckBytes), "", "missing_signature"},
+		{"malformed", "ssl_check=1&token=%zz", "", "missing_signature"},
+		{"semicolon", "ssl_check=1;token=x", "", "missing_signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, _ := NewVerifier(secret, func() time.Time { return now }, 0)
+			r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tt.body))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			if tt.sign != "" {
+				SignRequest(r.Header, tt.sign, now, []byte(tt.body))
+			}
+			c, err := v.ReadVerified(r)
+			got := reason(err)
+			if errors.Is(err, ErrSSLCheck) {
+				got = "ssl_check"
+			}
+			if got != tt.want || c != nil {
+				t.Fatalf("got %q (%+v), want %q", got, c, tt.want)
+			}
+		})
+	}
+	t.Run("GET", func(t *testing.T) {
+		v, _ := NewVerifier(secret, nil, 0)
+		r := httptest.NewRequest(http.MethodGet, "/", strings.NewReader("ssl_check=1&token=x"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if _, err := v.ReadVerified(r); reason(err) != "method" {
+			t.Fatalf("GET: %v", err)
 		}
 	})
 }

@@ -1,9 +1,11 @@
 package testbed
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,7 +21,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
+	"github.com/ytkeep/ytkeep/internal/slackreq"
 )
 
 var binDir string
@@ -337,6 +341,153 @@ func TestRefusals(t *testing.T) {
 	}
 	if countAlerts(w, "reason=bad_format") != 0 {
 		t.Error("a plain refusal reached the admin channel")
+	}
+}
+
+// TestSlackForms: the texts Slack really sends, through the simulated
+// Slack's signed bodies, with the command's "Escape channels, users, and
+// links" option on (links in <…> markup) and off (as typed), & always as
+// &amp;: each queued as a job for the right video. Then what must be
+// refused (a double escape, mentions, another app, another or no
+// Enterprise Grid organization) and Slack's certificate check.
+func TestSlackForms(t *testing.T) {
+	const org = "E0DEMO0001"
+	w := newWorld(t, WorldOptions{NoWorker: true, AllowedEnterprises: []string{org}})
+	inv := func(text string) Invocation {
+		i := w.Invocation(text)
+		i.Enterprise = org
+		return i
+	}
+	forms := []struct{ name, text, video string }{
+		{"on: t", "<https://www.youtube.com/watch?v=eeeeeeeee01&amp;t=30s>", "eeeeeeeee01"},
+		{"on: list and index", "<https://www.youtube.com/watch?v=eeeeeeeee02&amp;list=PLrAXtmErZgOeiKm4sgNOknGvNjby9efdf&amp;index=2> 720p", "eeeeeeeee02"},
+		{"on: typed without scheme", "<http://youtu.be/eeeeeeeee03?si=Ab12Cd34&amp;t=5|youtu.be/eeeeeeeee03?si=Ab12Cd34&amp;t=5> audio", "eeeeeeeee03"},
+		{"on: label with spaces", "<https://m.youtube.com/watch?v=eeeeeeeee04&amp;pp=ygUJcmljayByb2xs|a good video> 480p", "eeeeeeeee04"},
+		{"on: shorts", "<https://www.youtube.com/shorts/eeeeeeeee05?feature=share&amp;si=x>", "eeeeeeeee05"},
+		{"off: t", "https://www.youtube.com/watch?v=eeeeeeeee06&amp;t=30s", "eeeeeeeee06"},
+		{"off: feature", "https://music.youtube.com/watch?v=eeeeeeeee07&amp;feature=share 360p", "eeeeeeeee07"},
+		{"off: si", "https://youtu.be/eeeeeeeee08?si=Ab12Cd34&amp;t=5 audio", "eeeeeeeee08"},
+	}
+	var want []string
+	for _, f := range forms {
+		reply, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, inv(f.text))
+		if err != nil || status != http.StatusOK || !strings.HasPrefix(reply, "Queued `"+f.video+"`") {
+			t.Errorf("%s: %q: status %d, %v, %q", f.name, f.text, status, err, reply)
+		}
+		want = append(want, f.video)
+	}
+	refusals := []struct {
+		name string
+		inv  Invocation
+		want string
+	}{
+		{"double escape", inv("https://www.youtube.com/watch?v=dQw4w9WgXcQ&amp;amp;t=30s"), "query string is malformed"},
+		{"on: user mention", inv("<@U0DEMO0002|bob> <https://youtu.be/dQw4w9WgXcQ>"), "mentions a person"},
+		{"on: channel mention", inv("<https://youtu.be/dQw4w9WgXcQ> <#C0DEMO0002|general>"), "mentions a person"},
+		{"off: user mention", inv("@bob https://youtu.be/dQw4w9WgXcQ"), "mentions a person"},
+		{"another app", func() Invocation { i := inv("https://youtu.be/dQw4w9WgXcQ"); i.AppID = "A0OTHERAPP1"; return i }(), "sent to another Slack app"},
+		{"another organization", func() Invocation { i := inv("https://youtu.be/dQw4w9WgXcQ"); i.Enterprise = "E0OTHER0001"; return i }(), "organization is not allowed"},
+		{"no organization", w.Invocation("https://youtu.be/dQw4w9WgXcQ"), "organization is not allowed"},
+	}
+	for _, r := range refusals {
+		reply, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, r.inv)
+		if err != nil || status != http.StatusOK || !strings.Contains(reply, r.want) {
+			t.Errorf("%s: status %d, %v, %q; want %q", r.name, status, err, reply, r.want)
+		}
+	}
+
+	// Slack's certificate check: an empty 200, signed or not; with
+	// command fields it is verified like any request.
+	post := func(body []byte, signed bool) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, w.Endpoint, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if signed {
+			slackreq.SignRequest(req.Header, w.Slack.Secret, time.Now(), body)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return resp.StatusCode, string(b)
+	}
+	check := []byte("ssl_check=1&token=deprecated-verification-token")
+	for _, signed := range []bool{false, true} {
+		if status, body := post(check, signed); status != http.StatusOK || body != "" {
+			t.Errorf("certificate check (signed %v): %d %q", signed, status, body)
+		}
+	}
+	command, _ := w.Slack.Body(inv("https://youtu.be/dQw4w9WgXcQ"))
+	command = append(command, "&ssl_check=1"...)
+	if status, _ := post(command, false); status != http.StatusUnauthorized {
+		t.Errorf("unsigned command with ssl_check=1: %d, want 401", status)
+	}
+	if status, _ := post(command, true); status != http.StatusBadRequest {
+		t.Errorf("signed command with ssl_check=1: %d, want 400", status)
+	}
+
+	// Exactly the forms were queued, each as its video.
+	var got []string
+	for _, name := range spoolNames(t, w, "incoming") {
+		b, err := os.ReadFile(filepath.Join(w.SpoolDir, "incoming", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := job.ParseJob(b)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got = append(got, j.Video)
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("queued %q, want %q", got, want)
+	}
+	log := w.Receiver.Log()
+	if n := strings.Count(log, `"event":"ssl_check"`); n != 2 {
+		t.Errorf("%d ssl_check events, want 2", n)
+	}
+	for _, r := range []string{"bad_url_syntax", "mention", "other_app", "unauthorized_enterprise", "missing_signature", "bad_form"} {
+		if !strings.Contains(log, `"reason":"`+r+`"`) {
+			t.Errorf("no audit event with reason %s", r)
+		}
+	}
+	for _, r := range []string{"reason=other_app", "reason=unauthorized_enterprise"} {
+		if !waitCount(w, 1, r) {
+			t.Errorf("no alert with %s in the admin channel: %q", r, w.AdminAlerts())
+		}
+	}
+	for _, m := range w.AdminAlerts() {
+		if strings.Contains(m, "ssl_check") || strings.Contains(m, "reason=mention") {
+			t.Errorf("the admins were alerted of a certificate check or a mention: %q", m)
+		}
+	}
+}
+
+// TestAnyAppAnnounced: without receiver.app_id the receiver starts,
+// announces at start that any app's commands are accepted (a warning
+// line, and an alert in the admins' channel), and queues a command sent
+// to another app.
+func TestAnyAppAnnounced(t *testing.T) {
+	w := newWorld(t, WorldOptions{NoWorker: true, AnyApp: true})
+	const warning = "receiver.app_id is not set: requests of any Slack app signed with this signing secret are accepted"
+	announced := false
+	for _, l := range strings.Split(w.Receiver.Log(), "\n") {
+		announced = announced || strings.Contains(l, `"level":"WARN"`) && strings.Contains(l, `"event":"weakened"`) &&
+			strings.Contains(l, `"alert":true`) && strings.Contains(l, `"warning":"`+warning+`"`)
+	}
+	if !announced {
+		t.Errorf("the receiver did not announce the missing app_id:\n%s", w.Receiver.Log())
+	}
+	if !waitCount(w, 1, "weakened", "receiver.app_id is not set") {
+		t.Errorf("no alert for the missing app_id: %q", w.AdminAlerts())
+	}
+	i := w.Invocation("https://youtu.be/dQw4w9WgXcQ")
+	i.AppID = "A0OTHERAPP1"
+	reply, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, i)
+	if err != nil || status != http.StatusOK || !strings.HasPrefix(reply, "Queued `dQw4w9WgXcQ`") {
+		t.Fatalf("status %d, %v, %q", status, err, reply)
 	}
 }
 

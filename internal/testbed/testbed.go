@@ -104,6 +104,7 @@ type Slack struct {
 	*Server
 	Secret string
 	Team   string
+	AppID  string // api_app_id of the commands it sends (AppID by default)
 
 	mu       sync.Mutex
 	messages map[string][]string // response URL id -> texts
@@ -113,7 +114,7 @@ type Slack struct {
 
 // NewSlack starts a simulated Slack with a random signing secret.
 func NewSlack(team string) (*Slack, error) {
-	s := &Slack{Secret: randomSecret(), Team: team, messages: map[string][]string{}, notify: make(chan struct{}, 1)}
+	s := &Slack{Secret: randomSecret(), Team: team, AppID: AppID, messages: map[string][]string{}, notify: make(chan struct{}, 1)}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, ok := strings.CutPrefix(r.URL.Path, "/response/")
 		if !ok || r.Method != http.MethodPost {
@@ -144,25 +145,47 @@ func NewSlack(team string) (*Slack, error) {
 	return s, nil
 }
 
-// Invocation is one slash command as a user types it.
+// Invocation is one slash command. Text is the text field as Slack
+// sends it: the user's &, < and > escaped as &amp;, &lt; and &gt;, and,
+// with the command's "Escape channels, users, and links" option on,
+// links and mentions in Slack's markup (<https://…|label>, <@U…|name>).
 type Invocation struct {
 	User, Channel, Command, Text string
+	// AppID, when set, replaces the Slack's AppID (a command sent to
+	// another app).
+	AppID string
+	// Enterprise, when set, is the Enterprise Grid organization the
+	// workspace belongs to, and the app is installed for all of it.
+	Enterprise string
 }
 
 // Body returns the signed form body Slack would send, and the id of its
-// response URL.
+// response URL. Its fields are those of a slash command's payload
+// (https://api.slack.com/interactivity/slash-commands).
 func (s *Slack) Body(inv Invocation) (body []byte, responseID string) {
 	responseID = strconv.FormatInt(s.seq.Add(1), 10)
+	app := s.AppID
+	if inv.AppID != "" {
+		app = inv.AppID
+	}
 	v := url.Values{}
 	v.Set("token", "deprecated-verification-token")
 	v.Set("team_id", s.Team)
 	v.Set("team_domain", "demo")
+	if inv.Enterprise != "" {
+		v.Set("enterprise_id", inv.Enterprise)
+		v.Set("enterprise_name", "Demo Org")
+		v.Set("is_enterprise_install", "true")
+	} else {
+		v.Set("is_enterprise_install", "false")
+	}
 	v.Set("channel_id", inv.Channel)
 	v.Set("channel_name", "general")
 	v.Set("user_id", inv.User)
 	v.Set("user_name", "demo-user")
 	v.Set("command", inv.Command)
 	v.Set("text", inv.Text)
+	v.Set("api_app_id", app)
 	v.Set("response_url", s.URL+"/response/"+responseID)
 	v.Set("trigger_id", responseID+"."+strconv.FormatInt(time.Now().UnixNano(), 10))
 	return []byte(v.Encode()), responseID

@@ -8,7 +8,19 @@
 // Accepted: https (http is upgraded) on exactly youtube.com, www.youtube.com,
 // m.youtube.com, music.youtube.com or youtu.be, with no userinfo, no port and
 // no IP literal, in the forms /watch?v=ID, youtu.be/ID, /shorts/ID, /live/ID
-// and /embed/ID. Slack's <url> and <url|label> wrappings are unwrapped first.
+// and /embed/ID.
+//
+// The text is what Slack sends, in either setting of the slash command's
+// "Escape channels, users, and links sent to your app" option
+// (https://api.slack.com/interactivity/slash-commands): Slack always
+// writes the user's &, < and > as &amp;, &lt; and &gt;
+// (https://api.slack.com/reference/surfaces/formatting#escaping), and with
+// the option on it wraps a link as <url> or <url|label> and a mention as
+// <@U…>, <@U…|name>, <#C…|name> or <!…>. Fields splits the text into
+// words, keeping such markup whole, and refuses mentions; Parse unwraps a
+// link's markup, then unescapes those three entities exactly once (so
+// "&amp;amp;" becomes "&amp;", which the query check then refuses), then
+// applies the rules above.
 package videourl
 
 import (
@@ -16,6 +28,8 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // MaxInputLen bounds the text Parse will look at; longer input is refused
@@ -34,6 +48,9 @@ func (e *ParseError) Error() string { return e.Msg }
 // Hostile reports whether the refusal looks like an attack (credentials in
 // the URL, a look-alike host, an IP literal, control characters) rather than
 // a typo, so callers can raise an alert.
+//
+// A mention (reason "mention") is not hostile: it is a user's mistake,
+// and only members of the workspace can send one.
 func (e *ParseError) Hostile() bool {
 	switch e.Reason {
 	case "userinfo", "port", "ip", "control", "lookalike":
@@ -80,7 +97,13 @@ func Parse(text string) (string, error) {
 			return "", refuse("control", "that link contains control or invisible characters")
 		}
 	}
-	s := unwrapSlack(strings.TrimSpace(text))
+	s := strings.TrimSpace(text)
+	if isMention(s) {
+		return "", mentionError()
+	}
+	// The markup first, then the entities: a < or > that the user typed
+	// arrives as &lt; or &gt; and must not open or close markup.
+	s = slackUnescaper.Replace(unwrapSlack(s))
 	if s == "" {
 		return "", refuse("empty", "no link given")
 	}
@@ -156,6 +179,65 @@ func Parse(text string) (string, error) {
 	}
 	return id, nil
 }
+
+// Fields splits the text of a slash command into words: a word that
+// begins with Slack's markup, "<" up to the next ">", keeps that markup
+// whole (a link's label may hold spaces) together with anything that
+// follows it up to white space; other words end at white space, as in
+// strings.Fields. Entities are left as they are (Parse unescapes a link).
+//
+// It refuses, with a *ParseError of reason "mention", a text in which any
+// word mentions a user, a channel, a group or everyone: Slack's <@…>,
+// <#…> and <!…> markup (the escaping option on), or a word that begins
+// with @ or # (the option off). ytkeep takes a link and a format, and a
+// mention is neither; nothing Slack sends in ordinary use puts one there.
+func Fields(text string) ([]string, error) {
+	var words []string
+	for i := 0; i < len(text); {
+		r, n := utf8.DecodeRuneInString(text[i:])
+		if unicode.IsSpace(r) {
+			i += n
+			continue
+		}
+		start := i
+		if text[i] == '<' {
+			if end := strings.IndexByte(text[i:], '>'); end > 0 {
+				i += end + 1
+			}
+		}
+		for i < len(text) {
+			r, n := utf8.DecodeRuneInString(text[i:])
+			if unicode.IsSpace(r) {
+				break
+			}
+			i += n
+		}
+		w := text[start:i]
+		if isMention(w) {
+			return nil, mentionError()
+		}
+		words = append(words, w)
+	}
+	return words, nil
+}
+
+func mentionError() *ParseError {
+	return refuse("mention", "that mentions a person, a channel or a group; give a YouTube link instead")
+}
+
+// isMention reports whether the word is a mention (see Fields).
+func isMention(w string) bool {
+	for _, p := range []string{"<@", "<#", "<!", "@", "#"} {
+		if strings.HasPrefix(w, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// slackUnescaper undoes Slack's escaping of the three characters it
+// escapes, in one pass: what it produces is not looked at again.
+var slackUnescaper = strings.NewReplacer("&amp;", "&", "&lt;", "<", "&gt;", ">")
 
 // unwrapSlack removes Slack's link markup: <url> or <url|label>.
 func unwrapSlack(s string) string {
