@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseCommand$$ -fuzztime=$(FUZZTIME) ./internal/slackreq
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzSealerOpen$$ -fuzztime=$(FUZZTIME) ./internal/receiver
+	$(GO) test -run=NONE -fuzz=FuzzPayloadForm$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest$$ -fuzztime=$(FUZZTIME) ./internal/egress
 
 # Benchmarks print figures; tests never time anything.

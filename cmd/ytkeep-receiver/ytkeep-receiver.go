@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -39,36 +41,57 @@ func run(configPath string) error {
 	}
 	audit.Announce(log, cfg.Warnings())
 
-	// 1. Bind first: the port may be privileged. Plain TCP, not MPTCP,
-	// which Landlock's port rules do not cover.
-	lc := net.ListenConfig{}
-	lc.SetMultipathTCP(false)
-	ln, err := lc.Listen(ctx, "tcp", cfg.Receiver.Listen)
-	if err != nil {
-		return err
+	socketMode := cfg.Receiver.Mode == "socket"
+
+	// 1. Bind first (HTTP mode): the port may be privileged. Plain TCP,
+	// not MPTCP, which Landlock's port rules do not cover. Socket Mode
+	// binds nothing, ever: its Landlock rules have no bind right and its
+	// seccomp allowlist no accept.
+	var ln net.Listener
+	var port uint16
+	if !socketMode {
+		lc := net.ListenConfig{}
+		lc.SetMultipathTCP(false)
+		if ln, err = lc.Listen(ctx, "tcp", cfg.Receiver.Listen); err != nil {
+			return err
+		}
+		port = uint16(ln.Addr().(*net.TCPAddr).Port)
 	}
-	port := uint16(ln.Addr().(*net.TCPAddr).Port)
 
 	// 2. Become the receiver's user, before reading any request.
 	ra := cfg.Receiver.RunAs
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 512); err != nil {
 		return err
 	}
-	// 3. Confine: read config and secrets, write the spool, bind our port,
-	// connect to Slack (443) and DNS (53), execute nothing.
-	secretPath := cfg.SigningSecretPath()
+	// 3. Confine: read config and secrets, write the spool, bind our port
+	// (HTTP mode), connect to Slack (443) and DNS (53), execute nothing.
 	layout := spool.Layout{Root: cfg.Spool.Dir}
 	connect := []uint16{443, 53}
 	if p := cfg.Testing.LoopbackResponsePort; p != 0 {
 		connect = append(connect, uint16(p))
 	}
 	var readFiles []string
-	for _, f := range []string{secretPath, cfg.Receiver.TLSCertFile, cfg.Receiver.TLSKeyFile} {
-		if f != "" {
-			readFiles = append(readFiles, f)
+	domain := confine.Receiver
+	var appToken, tokenSource string
+	if socketMode {
+		domain = confine.ReceiverSocket
+		// Read as the receiver's user, before confining: no Landlock rule
+		// for the token, which nothing reads again.
+		if appToken, tokenSource, err = cfg.AppToken(); err != nil {
+			return err
+		}
+		if u := cfg.Testing.SlackAPIURL; u != "" {
+			p, _ := strconv.Atoi(mustURL(u).Port())
+			connect = append(connect, uint16(p))
+		}
+	} else {
+		for _, f := range []string{cfg.SigningSecretPath(), cfg.Receiver.TLSCertFile, cfg.Receiver.TLSKeyFile} {
+			if f != "" {
+				readFiles = append(readFiles, f)
+			}
 		}
 	}
-	abi, err := daemon.Confine(log, confine.Receiver, confine.ReceiverRules(confine.ReceiverParams{
+	abi, err := daemon.Confine(log, domain, confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
 		SpoolDirs:    []string{layout.Receiver(""), layout.Results()},
@@ -87,14 +110,6 @@ func run(configPath string) error {
 	pending.Deliver(log)
 	pending.Close()
 
-	secret, source, err := cfg.SigningSecret()
-	if err != nil {
-		return err
-	}
-	verifier, err := slackreq.NewVerifier(secret, nil, 1<<20)
-	if err != nil {
-		return err
-	}
 	svc, err := receiver.New(receiver.Options{
 		SpoolDir:           cfg.Spool.Dir,
 		Command:            cfg.Receiver.Command,
@@ -109,35 +124,63 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	srv := receiver.NewServer(cfg.Receiver.Listen, svc.Handler(cfg.Receiver.Path, verifier))
 	errc := make(chan error, 2)
-	go func() {
-		var err error
-		if cfg.Receiver.TLSCertFile != "" {
-			err = srv.ServeTLS(ln, cfg.Receiver.TLSCertFile, cfg.Receiver.TLSKeyFile)
-		} else {
-			err = srv.Serve(ln)
+	var srv *http.Server
+	if socketMode {
+		go func() {
+			errc <- svc.RunSocket(ctx, receiver.SocketOptions{AppToken: appToken, APIURL: cfg.Testing.SlackAPIURL})
+		}()
+		log.Info("receiver ready", "mode", "socket", "app_token", tokenSource, "listening", "nothing", "uid", os.Getuid(),
+			"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(domain))
+	} else {
+		secret, source, err := cfg.SigningSecret()
+		if err != nil {
+			return err
 		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
+		verifier, err := slackreq.NewVerifier(secret, nil, 1<<20)
+		if err != nil {
+			return err
 		}
-	}()
+		srv = receiver.NewServer(cfg.Receiver.Listen, svc.Handler(cfg.Receiver.Path, verifier))
+		go func() {
+			var err error
+			if cfg.Receiver.TLSCertFile != "" {
+				err = srv.ServeTLS(ln, cfg.Receiver.TLSCertFile, cfg.Receiver.TLSKeyFile)
+			} else {
+				err = srv.Serve(ln)
+			}
+			if !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		log.Info("receiver ready", "mode", "http", "listen", ln.Addr().String(), "path", cfg.Receiver.Path,
+			"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
+			"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(domain))
+	}
 	go func() { errc <- svc.RunResults(ctx) }()
 	if poster != nil {
 		go poster.Run(ctx)
 	}
-	log.Info("receiver ready", "listen", ln.Addr().String(), "path", cfg.Receiver.Path,
-		"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
-		"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(confine.Receiver))
 
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
 	stop()
-	srv.Shutdown(context.Background())
+	if srv != nil {
+		srv.Shutdown(context.Background())
+	}
 	log.Info("receiver stopped", "signal", stoppedBy())
 	return err
+}
+
+// mustURL parses a URL config.Parse has checked.
+func mustURL(raw string) *url.URL {
+	u, err := url.Parse(raw)
+	if err != nil {
+		panic(err)
+	}
+	return u
 }
 
 // newLogger returns the daemon's logger: alerts also go to the admin

@@ -43,8 +43,9 @@ func main() {
 		fs := flag.NewFlagSet("demo", flag.ExitOnError)
 		bin := fs.String("bin", defaultBinDir(), "directory holding ytkeep-receiver and ytkeep-worker")
 		keep := fs.Bool("keep", false, "keep the demo directory")
+		httpMode := fs.Bool("http", false, "the receiver takes signed HTTP requests on a loopback port instead of Socket Mode")
 		parse(fs, os.Args[2:])
-		err = demo.Run(ctx, os.Stdout, *bin, *keep)
+		err = demo.Run(ctx, os.Stdout, *bin, *keep, *httpMode)
 		if err == nil {
 			fmt.Println("\ndemo: OK")
 		}

@@ -29,6 +29,11 @@ const (
 	SSLCheck     = "ssl_check"     // Slack checked the receiver's certificate (answered, unverified)
 	Egress       = "egress"        // the downloader's proxy made a connection (host, address, bytes)
 	EgressDenied = "egress_denied" // the downloader's proxy refused a destination
+
+	SocketConnected       = "socket_connected"        // the receiver's Socket Mode connection is open
+	SocketRefused         = "socket_refused"          // Slack refused the app-level token
+	SocketExtraConnection = "socket_extra_connection" // Slack counts more connections than the receiver opened
+	Duplicate             = "duplicate"               // an envelope delivered again: answered as before, no second job
 )
 
 // Event logs a decision.

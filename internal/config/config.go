@@ -68,8 +68,16 @@ type Spool struct {
 
 // Receiver configures the Slack-facing daemon.
 type Receiver struct {
-	// Mode is "http": Slack posts slash commands to Listen.
+	// Mode is "socket" (the example configuration's): the receiver opens a Socket Mode
+	// connection to Slack (outbound only: it listens on no port) with the
+	// app-level token; or "http": Slack posts slash commands to Listen,
+	// signed with the signing secret (the default when unset, as before
+	// Socket Mode).
 	Mode string `toml:"mode"`
+	// AppTokenFile holds the app-level token (xapp-…, scope
+	// connections:write) for Socket Mode. If empty, the systemd credential
+	// "app_token" is used. Never the environment or this file.
+	AppTokenFile string `toml:"app_token_file"`
 	// Listen is the address to listen on. Without TLS it must be a loopback
 	// address (behind a reverse proxy). Default 127.0.0.1:3000.
 	Listen string `toml:"listen"`
@@ -184,6 +192,10 @@ type Testing struct {
 	// LoopbackResponsePort lets response_url be http://127.0.0.1:PORT/…
 	// (a simulated Slack on that port).
 	LoopbackResponsePort int `toml:"loopback_response_port"`
+	// SlackAPIURL replaces Slack's Web API (https://slack.com/api/) for
+	// Socket Mode: a simulated Slack on loopback, e.g.
+	// http://127.0.0.1:PORT/api/.
+	SlackAPIURL string `toml:"slack_api_url"`
 }
 
 const maxConfigSize = 1 << 20
@@ -289,6 +301,9 @@ func (c *Config) defaults() {
 		}
 	}
 	def(&c.Spool.Dir, "/var/spool/ytkeep")
+	// "http" when unset: a configuration written before Socket Mode
+	// keeps its endpoint. The example configuration (new installs) and
+	// the app manifest choose "socket".
 	def(&c.Receiver.Mode, "http")
 	def(&c.Receiver.Listen, "127.0.0.1:3000")
 	def(&c.Receiver.Path, "/slack/commands")
@@ -327,6 +342,13 @@ func (c *Config) checkCommon() error {
 	if p := c.Testing.LoopbackResponsePort; p < 0 || p > 65535 {
 		errs = append(errs, fmt.Errorf("testing.loopback_response_port %d is not a port", p))
 	}
+	if u := c.Testing.SlackAPIURL; u != "" {
+		if err := checkLoopbackURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("testing.slack_api_url: %w", err))
+		} else if !strings.HasSuffix(u, "/") {
+			errs = append(errs, errors.New("testing.slack_api_url must end with /"))
+		}
+	}
 	if u := c.Testing.MediaBaseURL; u != "" {
 		if err := checkLoopbackURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("testing.media_base_url: %w", err))
@@ -342,22 +364,28 @@ func (c *Config) CheckReceiver() error {
 	r := &c.Receiver
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if r.Mode != "http" {
-		add("receiver.mode %q is not supported (use \"http\")", r.Mode)
-	}
-	host, port, err := net.SplitHostPort(r.Listen)
-	if err != nil || port == "" {
-		add("receiver.listen %q is not host:port", r.Listen)
-	}
-	tls := r.TLSCertFile != "" || r.TLSKeyFile != ""
-	if tls && (r.TLSCertFile == "" || r.TLSKeyFile == "") {
-		add("receiver.tls_cert_file and receiver.tls_key_file must be set together")
-	}
-	if err == nil && !tls && !isLoopbackHost(host) {
-		add("receiver.listen %q is not a loopback address: plain HTTP is only allowed on loopback (set tls_cert_file and tls_key_file, or put a TLS reverse proxy in front)", r.Listen)
-	}
-	if !strings.HasPrefix(r.Path, "/") {
-		add("receiver.path must start with /")
+	switch r.Mode {
+	case "socket":
+		if r.TLSCertFile != "" || r.TLSKeyFile != "" {
+			add("receiver.tls_cert_file and tls_key_file are for mode \"http\"; Socket Mode listens on no port")
+		}
+	case "http":
+		host, port, err := net.SplitHostPort(r.Listen)
+		if err != nil || port == "" {
+			add("receiver.listen %q is not host:port", r.Listen)
+		}
+		tls := r.TLSCertFile != "" || r.TLSKeyFile != ""
+		if tls && (r.TLSCertFile == "" || r.TLSKeyFile == "") {
+			add("receiver.tls_cert_file and receiver.tls_key_file must be set together")
+		}
+		if err == nil && !tls && !isLoopbackHost(host) {
+			add("receiver.listen %q is not a loopback address: plain HTTP is only allowed on loopback (set tls_cert_file and tls_key_file, or put a TLS reverse proxy in front)", r.Listen)
+		}
+		if !strings.HasPrefix(r.Path, "/") {
+			add("receiver.path must start with /")
+		}
+	default:
+		add("receiver.mode %q is neither \"socket\" nor \"http\"", r.Mode)
 	}
 	if !strings.HasPrefix(r.Command, "/") || len(r.Command) < 2 {
 		add("receiver.command must start with / (e.g. /ytkeep)")
@@ -506,6 +534,9 @@ func (c *Config) Warnings() []string {
 	if c.Testing.LoopbackResponsePort != 0 {
 		w = append(w, fmt.Sprintf("TEST MODE: testing.loopback_response_port is set; replies may go to http://127.0.0.1:%d", c.Testing.LoopbackResponsePort))
 	}
+	if c.Testing.SlackAPIURL != "" {
+		w = append(w, "TEST MODE: testing.slack_api_url is set; Socket Mode connects to "+c.Testing.SlackAPIURL+" instead of Slack")
+	}
 	if c.Security.InsecureNoLandlock {
 		w = append(w, "INSECURE: security.insecure_no_landlock is set; if the kernel lacks Landlock, the daemons run without file system and network confinement")
 	}
@@ -587,6 +618,59 @@ func (c *Config) SigningSecret() (secret, source string, err error) {
 		return strings.TrimSpace(s), "environment YTKEEP_SIGNING_SECRET", nil
 	}
 	return "", "", errors.New("no signing secret: set receiver.signing_secret_file, a systemd credential named signing_secret, or YTKEEP_SIGNING_SECRET")
+}
+
+// AppTokenPath is where the app-level token is read from:
+// receiver.app_token_file, else the systemd credential "app_token", else
+// "" (none).
+func (c *Config) AppTokenPath() string {
+	if c.Receiver.AppTokenFile != "" {
+		return c.Receiver.AppTokenFile
+	}
+	if dir := os.Getenv("CREDENTIALS_DIRECTORY"); dir != "" {
+		return filepath.Join(dir, "app_token")
+	}
+	return ""
+}
+
+// AppToken reads the app-level token for Socket Mode: from
+// app_token_file, else the systemd credential "app_token"; never from the
+// environment. A file others may read is refused (readSecretFile), and so
+// is a token that is not an app-level token's shape (xapp-…): a bot or
+// user token pasted there by mistake. It returns where it came from.
+func (c *Config) AppToken() (token, source string, err error) {
+	path := c.AppTokenPath()
+	if path == "" {
+		return "", "", errors.New("no app-level token: set receiver.app_token_file, or a systemd credential named app_token (the unit loads /etc/ytkeep/app_token)")
+	}
+	t, err := readSecretFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	if err := CheckAppToken(t); err != nil {
+		return "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	return t, path, nil
+}
+
+// CheckAppToken checks an app-level token's shape: "xapp-", then
+// letters, digits and dashes only, 20 to 512 characters in all.
+func CheckAppToken(t string) error {
+	if !strings.HasPrefix(t, "xapp-") {
+		if strings.HasPrefix(t, "xox") {
+			return errors.New("this is a bot or user token (xox…), not the app-level token (xapp-…, Basic Information -> App-Level Tokens, scope connections:write)")
+		}
+		return errors.New("not an app-level token (xapp-…)")
+	}
+	if len(t) < 20 || len(t) > 512 {
+		return errors.New("the app-level token's length is wrong")
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return errors.New("the app-level token holds a character it cannot")
+		}
+	}
+	return nil
 }
 
 // readSecretFile reads a small secret (the signing secret, the alert

@@ -76,6 +76,10 @@ func TestRefused(t *testing.T) {
 		{"named test media", valid + "\n[testing]\nmedia_base_url = \"http://localhost/media/\"\n", "loopback", nil},
 		{"plain http public", strings.Replace(valid, "[receiver]", "[receiver]\nlisten = \"0.0.0.0:3000\"", 1), "plain HTTP is only allowed on loopback", (*Config).CheckReceiver},
 		{"half tls", strings.Replace(valid, "[receiver]", "[receiver]\ntls_cert_file = \"/etc/c.pem\"", 1), "must be set together", (*Config).CheckReceiver},
+		{"tls in socket mode", strings.Replace(valid, "[receiver]", "[receiver]\nmode = \"socket\"\ntls_cert_file = \"/etc/c.pem\"", 1), "Socket Mode listens on no port", (*Config).CheckReceiver},
+		{"unknown mode", strings.Replace(valid, "[receiver]", "[receiver]\nmode = \"events\"", 1), `receiver.mode "events" is neither`, (*Config).CheckReceiver},
+		{"public slack api", valid + "\n[testing]\nslack_api_url = \"https://slack.com/api/\"\n", "testing.slack_api_url", nil},
+		{"slack api without slash", valid + "\n[testing]\nslack_api_url = \"http://127.0.0.1:9/api\"\n", "must end with /", nil},
 		{"no teams", strings.Replace(valid, `allowed_teams = ["T1DC2JH3J"]`, ``, 1), "allowed_teams is empty", (*Config).CheckReceiver},
 		{"wildcard team", strings.Replace(valid, `["T1DC2JH3J"]`, `["*"]`, 1), "may not contain", (*Config).CheckReceiver},
 		{"bad id", strings.Replace(valid, `["C1"]`, `["general"]`, 1), "not a Slack ID", (*Config).CheckReceiver},
@@ -279,5 +283,59 @@ func TestResponseURLAllowed(t *testing.T) {
 	if !c.ResponseURLAllowed("http://127.0.0.1:8080/r/1") || c.ResponseURLAllowed("http://10.0.0.1:8080/r") ||
 		c.ResponseURLAllowed("http://127.0.0.1:8081/r/1") {
 		t.Error("loopback test option")
+	}
+}
+
+// TestAppToken: the app-level token comes from its file (or the systemd
+// credential), never the environment; a file others may read, a bot or
+// user token, or a token of the wrong shape is refused.
+func TestAppToken(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	t.Setenv("SLACK_APP_TOKEN", "xapp-1-A0ENV-1-fromtheenvironment")
+	good := "xapp-1-A0YTKEEP01-1234567890-abcdef0123456789"
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(p, mode)
+		return p
+	}
+	c := &Config{}
+	if _, _, err := c.AppToken(); err == nil {
+		t.Error("no file and no credential: want an error (never the environment)")
+	}
+	for _, tt := range []struct {
+		name, content string
+		mode          os.FileMode
+		want          string // "" ok, else in the error
+	}{
+		{"good", good + "\n", 0o400, ""},
+		{"others may read", good, 0o644, "readable or writable by others"},
+		{"bot token", "xoxb-1234-5678-abcdefabcdef", 0o400, "bot or user token"},
+		{"not a token", "hello there", 0o400, "not an app-level token"},
+		{"short", "xapp-1", 0o400, "length"},
+		{"odd character", "xapp-1-A0YTKEEP01-1234567890-abc/def", 0o400, "character"},
+		{"empty", "", 0o400, "empty"},
+	} {
+		c.Receiver.AppTokenFile = write(tt.name, tt.content, tt.mode)
+		tok, src, err := c.AppToken()
+		switch {
+		case tt.want == "" && (err != nil || tok != good || src != c.Receiver.AppTokenFile):
+			t.Errorf("%s: %q from %q, %v", tt.name, tok, src, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: %v, want an error with %q", tt.name, err, tt.want)
+		}
+	}
+	c.Receiver.AppTokenFile = ""
+	cred := t.TempDir()
+	write("x", "", 0o400)
+	if err := os.WriteFile(filepath.Join(cred, "app_token"), []byte(good), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("CREDENTIALS_DIRECTORY", cred)
+	if tok, src, err := c.AppToken(); err != nil || tok != good || src != filepath.Join(cred, "app_token") {
+		t.Errorf("systemd credential: %q from %q, %v", tok, src, err)
 	}
 }

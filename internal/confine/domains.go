@@ -20,7 +20,7 @@ type ReceiverParams struct {
 	ReadFiles  []string // signing secret, TLS certificate and key
 	SpoolDirs  []string // its private dir and results/
 	DropDirs   []string // incoming/: create only
-	ListenPort uint16
+	ListenPort uint16   // 0: none (Socket Mode)
 	// ConnectPorts: 443 for Slack, 53 for DNS over TCP, and the simulated
 	// Slack's port in test mode.
 	ConnectPorts []uint16
@@ -30,6 +30,11 @@ type ReceiverParams struct {
 // files; write only the spool, and into incoming/ only create; bind its port; connect only to the given
 // ports; execute nothing.
 func ReceiverRules(p ReceiverParams) *Rules {
+	// Socket Mode (port 0) binds nothing: no bind right at all.
+	var bind []uint16
+	if p.ListenPort != 0 {
+		bind = []uint16{p.ListenPort}
+	}
 	return &Rules{
 		Name:       "receiver",
 		ReadFiles:  uniq(append(append(append([]string{p.ConfigFile}, p.ReadFiles...), netClientFiles...), timeFiles...)),
@@ -38,7 +43,7 @@ func ReceiverRules(p ReceiverParams) *Rules {
 		DropDirs:   uniq(p.DropDirs),
 		Optional:   append(append(append([]string{}, netClientFiles...), netClientDirs...), append(timeFiles, timeDirs...)...),
 		ConnectTCP: p.ConnectPorts,
-		BindTCP:    []uint16{p.ListenPort},
+		BindTCP:    bind,
 	}
 }
 

@@ -244,6 +244,17 @@ func runCase(c string) {
 	case "receiver-landlock-bind-other":
 		must(Landlock(receiverRules()))
 		report(bind(port("FREE")))
+	case "receiver-socket-landlock-bind", "receiver-socket-landlock-bind-ephemeral":
+		// Socket Mode: no port of its own, so no bind right at all, not
+		// even an ephemeral port (0).
+		r := receiverRules()
+		*r = *ReceiverRules(ReceiverParams{ConfigFile: env("CONFIG"), SpoolDirs: []string{env("SPOOL")}, ConnectPorts: []uint16{port("ALLOWED")}})
+		must(Landlock(r))
+		if c == "receiver-socket-landlock-bind" {
+			report(bind(port("LISTEN")))
+		} else {
+			report(bind(0))
+		}
 	case "receiver-landlock-exec":
 		must(Landlock(receiverRules()))
 		report(syscall.Exec("/bin/true", []string{"true"}, nil))
@@ -400,6 +411,16 @@ func runCase(c string) {
 			unix.Close(fds[1])
 		}
 		report(err)
+	case "receiver-socket-seccomp-accept":
+		// A listening socket made before the filter (as HTTP mode's is):
+		// in Socket Mode, accept4 is not on the allowlist.
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		must(err)
+		f, err := ln.(*net.TCPListener).File()
+		must(err)
+		must(Seccomp(ReceiverSocket))
+		_, _, e := unix.Syscall6(unix.SYS_ACCEPT4, f.Fd(), 0, 0, unix.SOCK_NONBLOCK, 0, 0)
+		report(errnoOrNil(e))
 	case "receiver-seccomp-bind", "downloader-seccomp-listen":
 		d := Receiver
 		if strings.HasPrefix(c, "downloader") {
@@ -702,6 +723,8 @@ var landlockCases = []struct{ c, want string }{
 	{"receiver-landlock-connect-other", "EACCES"},
 	{"receiver-landlock-bind-other", "EACCES"},
 	{"receiver-landlock-exec", "EACCES"},
+	{"receiver-socket-landlock-bind", "EACCES"},
+	{"receiver-socket-landlock-bind-ephemeral", "EACCES"},
 	{"worker-landlock-exec", "EACCES"},
 	{"worker-landlock-connect", "EACCES"},
 	{"worker-landlock-read-secret", "EACCES"},
@@ -727,6 +750,7 @@ var seccompCases = []struct{ c, want string }{
 	{"receiver-seccomp-execve", "SIGSYS"},
 	{"receiver-seccomp-ptrace", "SIGSYS"},
 	{"receiver-seccomp-mptcp", "SIGSYS"},
+	{"receiver-socket-seccomp-accept", "EPERM"},
 	{"receiver-seccomp-prlimit-other", "EPERM"},
 	{"downloader-seccomp-prlimit-other", "EPERM"},
 	{"downloader-seccomp-prlimit-own", "ok"},

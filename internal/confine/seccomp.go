@@ -42,9 +42,12 @@ type Domain string
 
 // The domains.
 const (
-	Receiver   Domain = "receiver"
-	Worker     Domain = "worker"
-	Downloader Domain = "downloader"
+	Receiver Domain = "receiver"
+	// ReceiverSocket is the receiver in Socket Mode: no listening socket,
+	// so not accept4 either (nor bind or listen, which Receiver lacks).
+	ReceiverSocket Domain = "receiver-socket"
+	Worker         Domain = "worker"
+	Downloader     Domain = "downloader"
 )
 
 // goRuntime are the calls of the Go runtime and standard library seen in
@@ -77,6 +80,10 @@ var netCalls = []string{
 	"accept4", "connect", "getpeername", "getsockname", "getsockopt",
 	"recvfrom", "recvmsg", "sendmsg", "sendto", "setsockopt", "shutdown", "socket",
 }
+
+// socketNetCalls are the receiver's socket calls in Socket Mode: a
+// client's, without accept4.
+var socketNetCalls = slices.DeleteFunc(slices.Clone(netCalls), func(n string) bool { return n == "accept4" })
 
 // workerIPC are the calls the worker uses to talk to the launcher server.
 var workerIPC = []string{"recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt"}
@@ -193,6 +200,13 @@ func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 			clone3,
 			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, netCalls)},
 		}}, nil
+	case ReceiverSocket:
+		kill.Names = deadly
+		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
+			kill,
+			clone3,
+			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, socketNetCalls)},
+		}}, nil
 	case Worker:
 		kill.Names = deadly
 		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
@@ -247,6 +261,8 @@ func AllowedCount(d Domain) int {
 	switch d {
 	case Receiver:
 		return len(join(goRuntime, spoolCalls, netCalls))
+	case ReceiverSocket:
+		return len(join(goRuntime, spoolCalls, socketNetCalls))
 	case Worker:
 		return len(join(goRuntime, spoolCalls, workerIPC))
 	}

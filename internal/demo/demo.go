@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,7 +17,11 @@ import (
 
 // Run performs the demo in a temporary directory, writing the narration
 // to out. It returns an error if any step failed.
-func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err error) {
+//
+// The receiver runs in Socket Mode, as the example configuration does
+// (an outbound WebSocket to a simulated Slack: no port is opened), or,
+// with httpMode, takes signed HTTP requests on a loopback port.
+func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool) (err error) {
 	dir, err := os.MkdirTemp("", "ytkeep-demo-")
 	if err != nil {
 		return err
@@ -31,7 +34,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir})
+	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir, SocketMode: !httpMode})
 	if err != nil {
 		return err
 	}
@@ -47,8 +50,25 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 	clip, _ := os.Stat(w.Clip)
 	say("\n[1/6] Made a 3-second test clip with ffmpeg (%d bytes).", clip.Size())
 	say("[2/6] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
+	intake := w.Endpoint
+	if w.Socket != nil {
+		intake = "Socket Mode"
+	}
 	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d) and ytkeep-downloader (pid %d) as separate processes.",
-		w.Receiver.Cmd.Process.Pid, w.Endpoint, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid)
+		w.Receiver.Cmd.Process.Pid, intake, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid)
+	ports, err := testbed.ListeningPorts(w.Receiver.Cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	if w.Socket != nil {
+		if len(ports) > 0 {
+			return fmt.Errorf("the receiver listens in Socket Mode: %v", ports)
+		}
+		say("      The receiver holds one outbound WebSocket to (simulated) Slack, opened with the app-level token,")
+		say("      and listens on no port: checked in its socket table (%d connection(s) at Slack's end).", w.Socket.Connections())
+	} else {
+		say("      HTTP mode: the receiver listens on %s for signed requests.", strings.Join(ports, ", "))
+	}
 	layers := fmt.Sprintf("Landlock ABI %d, seccomp, no_new_privs, rlimits", confine.LandlockABI())
 	if os.Geteuid() == 0 {
 		say("      Confinement: receiver as uid %d, worker as uid %d, downloader as uid %d, each with %s.",
@@ -71,12 +91,16 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep bool) (err erro
 
 	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p"
 	say("\n[4/6] In Slack you type:\n        /ytkeep %s", text)
-	reply, id, status, err := w.Slack.Send(ctx, http.DefaultClient, w.Endpoint, w.Invocation(text))
+	if w.Socket != nil {
+		say("      Slack sends the command to ytkeep as an envelope over the WebSocket; ytkeep writes the job to disk,")
+		say("      then acknowledges the envelope with its reply, within Slack's 3 seconds.")
+	}
+	reply, id, err := w.Send(ctx, w.Invocation(text))
 	if err != nil {
 		return err
 	}
-	if status != http.StatusOK || !strings.HasPrefix(reply, "Queued") {
-		return fmt.Errorf("unexpected acknowledgement (HTTP %d): %s", status, reply)
+	if !strings.HasPrefix(reply, "Queued") {
+		return fmt.Errorf("unexpected acknowledgement: %s", reply)
 	}
 	say("      Slack shows you (only you):\n        %s", reply)
 

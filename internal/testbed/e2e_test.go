@@ -114,6 +114,11 @@ func waitFinal(t *testing.T, w *World, id string) []string {
 
 func TestEndToEnd(t *testing.T) {
 	w := newWorld(t, WorldOptions{})
+	// The control of TestSocketModeEndToEnd's check: in HTTP mode the
+	// receiver's one listening socket is found.
+	if ports := listening(t, w.Receiver.Cmd.Process.Pid); len(ports) != 1 {
+		t.Errorf("the HTTP receiver listens on %v, want one port", ports)
+	}
 
 	reply, id := send(t, w, "<https://www.youtube.com/watch?v=dQw4w9WgXcQ|a video> 720p")
 	if !strings.HasPrefix(reply, "Queued `dQw4w9WgXcQ` (720p) as job `") {

@@ -3,6 +3,7 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,6 +64,10 @@ type WorldOptions struct {
 	SingleUser bool
 	// ExtraEnv is added to the daemons' environment.
 	ExtraEnv []string
+	// SocketMode runs the receiver in Socket Mode against the simulated
+	// Slack's Socket Mode server (World.Socket); commands are sent with
+	// World.Send. Otherwise it serves HTTP at Endpoint.
+	SocketMode bool
 }
 
 // World is a complete loopback installation.
@@ -76,6 +81,7 @@ type World struct {
 	SocketDir                    string
 	Media                        *Media
 	Slack                        *Slack
+	Socket                       *SocketMode // in Socket Mode only
 	Receiver, Worker, Downloader *Daemon
 }
 
@@ -190,6 +196,24 @@ groups = []
 		return nil, err
 	}
 	w.Endpoint = "http://" + addr + "/slack/commands"
+	recvMode, socketKeys := "http", ""
+	if opt.SocketMode {
+		if w.Socket, err = NewSocketMode(w.Slack); err != nil {
+			return nil, err
+		}
+		w.Endpoint = ""
+		tokenPath := filepath.Join(opt.Dir, "app_token")
+		if err := os.WriteFile(tokenPath, []byte(w.Socket.AppToken+"\n"), 0o400); err != nil {
+			return nil, err
+		}
+		if asRoot {
+			if err := os.Chown(tokenPath, ReceiverUID, ReceiverUID); err != nil {
+				return nil, err
+			}
+		}
+		recvMode = "socket"
+		socketKeys = fmt.Sprintf("app_token_file = %q\n", tokenPath)
+	}
 	users := User
 	if opt.AnyUser {
 		users = "*"
@@ -208,7 +232,8 @@ groups = []
 dir = %q
 
 [receiver]
-listen = %q
+mode = %q
+%slisten = %q
 signing_secret_file = %q
 app_id = %q
 allowed_teams = [%q]
@@ -230,9 +255,9 @@ socket = %q
 [testing]
 media_base_url = %q
 loopback_response_port = %s
-
-%s`, w.SpoolDir, addr, secretPath, appID, Team, Channel, users, enterprises, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
-		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), runAs)
+%s
+%s`, w.SpoolDir, recvMode, socketKeys, addr, secretPath, appID, Team, Channel, users, enterprises, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
+		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), slackAPI(w.Socket), runAs)
 	// As root, as scripts/install.sh leaves it: root's, for the spool
 	// group (the receiver's and the worker's primary group), 0640. The
 	// downloader, in neither group, gets it on standard input, as from
@@ -258,7 +283,11 @@ loopback_response_port = %s
 	if w.Receiver, err = Start("ytkeep-receiver", recvBin, w.ConfigPath, filepath.Join(opt.Dir, "receiver.log"), env); err != nil {
 		return nil, err
 	}
-	if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
+	if w.Socket != nil {
+		if err := w.Socket.WaitConnected(ctx, 1); err != nil {
+			return nil, fmt.Errorf("%w\nreceiver log:\n%s", err, w.Receiver.Log())
+		}
+	} else if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
 		return nil, err
 	}
 	w.workBin, w.dlBin, w.env = workBin, dlBin, env
@@ -304,6 +333,28 @@ func OpenUp(dir string) error {
 	return unix.Chmod(dir, mode|0o055)
 }
 
+// slackAPI is the [testing] line that points Socket Mode at sm.
+func slackAPI(sm *SocketMode) string {
+	if sm == nil {
+		return ""
+	}
+	return fmt.Sprintf("slack_api_url = %q\n", sm.APIURL())
+}
+
+// Send sends a slash command the way the world's receiver takes them (a
+// Socket Mode envelope, or a signed HTTP request) and returns the
+// ephemeral reply and the response URL id.
+func (w *World) Send(ctx context.Context, inv Invocation) (reply, responseID string, err error) {
+	if w.Socket != nil {
+		return w.Socket.Send(ctx, inv)
+	}
+	reply, responseID, status, err := w.Slack.Send(ctx, http.DefaultClient, w.Endpoint, inv)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("status %d: %s", status, reply)
+	}
+	return reply, responseID, err
+}
+
 // Invocation returns a slash command from the allowed user and channel.
 func (w *World) Invocation(text string) Invocation {
 	return Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: text}
@@ -324,6 +375,9 @@ func (w *World) Close() error {
 	}
 	if w.Media != nil {
 		w.Media.Close()
+	}
+	if w.Socket != nil {
+		w.Socket.Close()
 	}
 	if w.Slack != nil {
 		w.Slack.Close()

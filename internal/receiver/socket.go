@@ -1,0 +1,295 @@
+package receiver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/slackreq"
+)
+
+// Socket Mode intake: the receiver opens a WebSocket to Slack (outbound
+// only, with the app-level token) and gets slash commands as envelopes.
+// Each goes through the same parser (slackreq.ParseCommand, on the
+// payload's fields as a form) and the same decisions (Service.Handle) as
+// a signed HTTP request, and is acknowledged with the ephemeral reply as
+// the acknowledgement's payload only once Handle has returned, i.e. once
+// the job is durable.
+//
+// Trust: the WebSocket is authenticated by the app-level token (TLS to
+// Slack's host); there is no per-envelope signature. What arrives on it
+// is still parsed as hostile: strictly, within bounds, every field
+// checked as for HTTP.
+
+// SocketOptions configure RunSocket.
+type SocketOptions struct {
+	AppToken string
+	// APIURL is Slack's Web API base URL ("" for https://slack.com/api/);
+	// a simulated Slack in test mode.
+	APIURL string
+	// Connections is how many connections this receiver opens (1): a
+	// hello that counts more means another client holds the app token.
+	Connections int
+}
+
+// maxEnvelope bounds a Socket Mode message: slash command envelopes are a
+// few kilobytes.
+const maxEnvelope = 64 << 10
+
+// maxAckPayload bounds the acknowledgement: Slack drops a Socket Mode
+// response of 20 KB or more (slack-go refuses to send one).
+const maxAckPayload = 16 << 10
+
+// seenEnvelopes bounds the duplicate-delivery memory: the envelope IDs
+// answered in the last seenFor.
+const (
+	seenEnvelopes = 4096
+	seenFor       = 15 * time.Minute
+)
+
+// RunSocket serves slash commands over Socket Mode until ctx ends or the
+// app-level token is refused (an error: the daemon exits and is started
+// again, with an alert). slack-go reconnects by itself, with jittered
+// backoff, after a disconnect or a failed connection.
+func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
+	if opt.Connections == 0 {
+		opt.Connections = 1
+	}
+	// No proxy from the environment, no MPTCP (Landlock's TCP rules do
+	// not cover it), bounded handshakes.
+	dialer := &net.Dialer{Timeout: 10 * time.Second}
+	dialer.SetMultipathTCP(false)
+	httpClient := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
+		Proxy: nil, DialContext: dialer.DialContext, TLSHandshakeTimeout: 10 * time.Second,
+		ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 16 << 10,
+	}}
+	apiOpts := []slack.Option{slack.OptionAppLevelToken(opt.AppToken), slack.OptionHTTPClient(httpClient)}
+	if opt.APIURL != "" {
+		apiOpts = append(apiOpts, slack.OptionAPIURL(opt.APIURL))
+	}
+	client := socketmode.New(slack.New("", apiOpts...),
+		socketmode.OptionDialer(&websocket.Dialer{Proxy: nil, NetDialContext: dialer.DialContext,
+			HandshakeTimeout: 10 * time.Second, WriteBufferSize: 32 << 10}),
+		socketmode.OptionReadLimit(maxEnvelope))
+	seen := newEnvelopeCache(seenEnvelopes, seenFor)
+	done := make(chan error, 1)
+	go func() { done <- client.RunContext(ctx) }()
+	for {
+		select {
+		case err := <-done:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("socket mode: %w", err)
+		case ev := <-client.Events:
+			s.socketEvent(client, ev, opt, seen)
+		}
+	}
+}
+
+// socketEvent handles one event of the Socket Mode client.
+func (s *Service) socketEvent(client *socketmode.Client, ev socketmode.Event, opt SocketOptions, seen *envelopeCache) {
+	switch ev.Type {
+	case socketmode.EventTypeConnecting:
+		s.log.Info("socket mode connecting")
+	case socketmode.EventTypeConnected:
+		audit.Event(s.log, audit.SocketConnected)
+	case socketmode.EventTypeConnectionError:
+		s.log.Warn("socket mode connection failed; retrying", "err", fmt.Sprint(ev.Data))
+	case socketmode.EventTypeInvalidAuth:
+		audit.Alert(s.log, audit.SocketRefused, "reason", "invalid_auth")
+	case socketmode.EventTypeHello:
+		if ev.Request != nil && ev.Request.NumConnections > opt.Connections {
+			// Slack counts the app's open connections: more than this
+			// receiver opened means another client holds the app token.
+			audit.Alert(s.log, audit.SocketExtraConnection, "connections", ev.Request.NumConnections, "ours", opt.Connections)
+		}
+	case socketmode.EventTypeSlashCommand:
+		if ev.Request == nil {
+			return
+		}
+		s.envelope(client, ev.Request.EnvelopeID, ev.Request.Payload, ev.Request.RetryAttempt, seen)
+	case socketmode.EventTypeErrorBadMessage:
+		// slack-go could not read it (a field of the wrong JSON type): if
+		// it is an envelope, answer it as one, which refuses it.
+		bad, _ := ev.Data.(*socketmode.ErrorBadMessage)
+		if bad == nil {
+			return
+		}
+		var env struct {
+			Type       string          `json:"type"`
+			EnvelopeID string          `json:"envelope_id"`
+			Payload    json.RawMessage `json:"payload"`
+		}
+		if json.Unmarshal(bad.Message, &env) == nil && env.Type == socketmode.RequestTypeSlashCommands && validEnvelopeID(env.EnvelopeID) {
+			s.envelope(client, env.EnvelopeID, env.Payload, 0, seen)
+			return
+		}
+		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
+	case socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
+		// The manifest subscribes to neither; acknowledge, do nothing.
+		if ev.Request != nil {
+			client.Ack(*ev.Request)
+		}
+		audit.Event(s.log, audit.Refused, "reason", "unexpected_envelope", "type", string(ev.Type))
+	}
+}
+
+// envelope answers one slash command envelope: a duplicate (the same
+// envelope ID again, as Slack redelivers one it did not see acknowledged)
+// gets the first reply and no second job; a new one is parsed and handled
+// (durably) before it is acknowledged.
+func (s *Service) envelope(client *socketmode.Client, id string, payload json.RawMessage, retry int, seen *envelopeCache) {
+	if !validEnvelopeID(id) {
+		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
+		return
+	}
+	reply, dup := seen.get(id)
+	if dup {
+		audit.Event(s.log, audit.Duplicate, "envelope", id, "retry", retry)
+	} else {
+		reply = s.socketCommand(payload)
+		seen.put(id, reply)
+	}
+	if len(reply) > maxAckPayload {
+		reply = reply[:maxAckPayload]
+	}
+	if err := client.Ack(socketmode.Request{EnvelopeID: id}, map[string]string{"response_type": "ephemeral", "text": reply}); err != nil {
+		s.log.Error("couldn't acknowledge a Socket Mode envelope", "envelope", id, "err", err)
+	}
+}
+
+// socketCommand parses a slash command payload and handles it, returning
+// the ephemeral reply.
+func (s *Service) socketCommand(payload json.RawMessage) string {
+	form, err := payloadForm(payload)
+	if err == nil {
+		var c *slackreq.Command
+		if c, err = slackreq.ParseCommand([]byte(form.Encode())); err == nil {
+			return s.Handle(c)
+		}
+	}
+	audit.Event(s.log, audit.Refused, "reason", "bad_form", "err", audit.Clean(err.Error(), 200))
+	return "This request is malformed."
+}
+
+// payloadForm turns a slash command payload, a JSON object whose values
+// are strings (or booleans, as is_enterprise_install may be), into the
+// form the HTTP body would have been. Anything else is refused: nested
+// objects, arrays, numbers, null, a repeated key, more than 64 keys.
+func payloadForm(payload json.RawMessage) (url.Values, error) {
+	if len(payload) > maxEnvelope {
+		return nil, errors.New("payload too large")
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return nil, errors.New("payload is not a JSON object")
+	}
+	form := url.Values{}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		key, _ := k.(string)
+		if key == "" || len(form) >= 64 {
+			return nil, errors.New("bad payload key")
+		}
+		if form.Has(key) {
+			return nil, fmt.Errorf("payload field %s repeated", key)
+		}
+		v, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		switch v := v.(type) {
+		case string:
+			form.Set(key, v)
+		case bool:
+			form.Set(key, strconv.FormatBool(v))
+		default:
+			return nil, fmt.Errorf("payload field %s is not a string", key)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return nil, err
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the payload")
+	}
+	if _, err := dec.Token(); err == nil {
+		return nil, errors.New("trailing data after the payload")
+	}
+	return form, nil
+}
+
+// validEnvelopeID accepts what Slack's envelope IDs look like (a UUID):
+// letters, digits and dashes, at most 64.
+func validEnvelopeID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// envelopeCache remembers the replies to the last envelopes, bounded in
+// number and age.
+type envelopeCache struct {
+	mu    sync.Mutex
+	max   int
+	ttl   time.Duration
+	now   func() time.Time
+	m     map[string]seenReply
+	order []string
+}
+
+type seenReply struct {
+	reply string
+	at    time.Time
+}
+
+func newEnvelopeCache(max int, ttl time.Duration) *envelopeCache {
+	return &envelopeCache{max: max, ttl: ttl, now: time.Now, m: map[string]seenReply{}}
+}
+
+func (c *envelopeCache) get(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.m[id]
+	if !ok || c.now().Sub(r.at) > c.ttl {
+		return "", false
+	}
+	return r.reply, true
+}
+
+func (c *envelopeCache) put(id, reply string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for len(c.order) > 0 && (len(c.order) >= c.max || now.Sub(c.m[c.order[0]].at) > c.ttl) {
+		delete(c.m, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.m[id] = seenReply{reply: reply, at: now}
+	c.order = append(c.order, id)
+}
