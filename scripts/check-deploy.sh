@@ -42,6 +42,23 @@ if grep -E '^(BindPaths|BindReadOnlyPaths)=' "$dl" | grep -q 'ytkeep\.toml'; the
 	echo "FAIL: $dl binds the configuration into its root: its downloads could read it" >&2; exit 1
 fi
 echo "ok: the downloader's configuration comes on standard input (StandardInput=file:, output to the journal), not bound into its root"
+# The receiver gets the Slack app's secrets from systemd, both modes'
+# (it reads only its mode's; install.sh makes each file, empty). The
+# receiver's AppArmor profile lets it read each one; the worker's and the
+# downloader's deny them.
+rc=systemd/ytkeep-receiver.service
+for cred in app_token signing_secret alert_webhook; do
+	grep -qx "LoadCredential=$cred:/etc/ytkeep/$cred" "$rc" || { echo "FAIL: $rc must have the line LoadCredential=$cred:/etc/ytkeep/$cred" >&2; exit 1; }
+	[[ $(grep -Ec "^ *(/etc/ytkeep/|/\{,var/\}run/credentials/ytkeep-receiver\.service/)\{([a-z_]+,)*$cred(,[a-z_]+)*\} r,$" apparmor/ytkeep-receiver) == 2 ]] ||
+		{ echo "FAIL: apparmor/ytkeep-receiver must let the receiver read $cred both in /etc/ytkeep and as a credential" >&2; exit 1; }
+	for p in apparmor/ytkeep-worker apparmor/ytkeep-downloader; do
+		grep -Eq "^ *deny /etc/ytkeep/\{([a-z_]+,)*$cred(,[a-z_]+)*\} rwx,$" "$p" || { echo "FAIL: $p does not deny /etc/ytkeep/$cred" >&2; exit 1; }
+	done
+done
+if [[ $(grep -c '^LoadCredential=' "$rc") != 3 ]]; then
+	echo "FAIL: $rc loads credentials this script does not check:" >&2; grep '^LoadCredential=' "$rc" >&2; exit 1
+fi
+echo "ok: the receiver loads app_token, signing_secret and alert_webhook from /etc/ytkeep (LoadCredential=); AppArmor lets it read them and denies them to the worker and the downloader"
 
 for profile in apparmor/*; do
 	apparmor_parser -Q -K "$profile" 2>"$tmp/err" || { cat "$tmp/err" >&2; echo "FAIL: $profile" >&2; exit 1; }
@@ -53,10 +70,14 @@ if [[ -x ../bin/ytkeep-receiver ]]; then
 	DESTDIR="$tmp/dest" ../scripts/install.sh
 	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep \
 		etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service etc/systemd/system/ytkeep-downloader.socket \
-		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/ytkeep/ytkeep.toml; do
+		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/ytkeep/ytkeep.toml \
+		usr/share/doc/ytkeep/manifest-socket.json usr/share/doc/ytkeep/manifest-http.json; do
 		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
 	done
-	for f in signing_secret alert_webhook; do
+	# The secrets' files, empty until the admin pastes them: each must
+	# exist, or systemd does not start the receiver (LoadCredential=).
+	for f in app_token signing_secret alert_webhook; do
+		[[ -f "$tmp/dest/etc/ytkeep/$f" ]] || { echo "FAIL: install did not create /etc/ytkeep/$f" >&2; exit 1; }
 		[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/$f")" == 400 ]] || { echo "FAIL: the installed $f file is not 0400" >&2; exit 1; }
 	done
 	# Not for others: the downloader's user is in neither root's group nor

@@ -14,7 +14,7 @@ install -m 0644 deploy/sysusers.d/ytkeep.conf "$D/etc/sysusers.d/ytkeep.conf"
 install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
 install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader deploy/apparmor/ytkeep-ytdlp \
 	"$D/etc/apparmor.d/"
-install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
+install -m 0644 README.md deploy/slack/manifest-socket.json deploy/slack/manifest-http.json "$D/usr/share/doc/ytkeep/"
 # The configuration holds no secret, but the downloader's user (and so
 # every download) must not read it: root's, for the spool group (the
 # receiver's and the worker's), 0640. systemd passes it to the
@@ -25,9 +25,13 @@ install -m 0644 README.md "$D/usr/share/doc/ytkeep/README.md"
 if [[ ! -e "$D/etc/ytkeep/alert_webhook" ]]; then
 	install -m 0400 /dev/null "$D/etc/ytkeep/alert_webhook"
 fi
-if [[ ! -e "$D/etc/ytkeep/signing_secret" ]]; then
-	install -m 0400 /dev/null "$D/etc/ytkeep/signing_secret"
-fi
+# The Slack app's secrets, empty until the admin pastes them: the
+# app-level token (Socket Mode) or the signing secret (HTTP mode). The
+# receiver's unit loads both as credentials and reads only its mode's;
+# each file must exist for systemd to start the unit, empty or not.
+for f in app_token signing_secret; do
+	[[ -e "$D/etc/ytkeep/$f" ]] || install -m 0400 /dev/null "$D/etc/ytkeep/$f"
+done
 [[ -n "$D" ]] && exit 0
 
 systemd-sysusers /etc/sysusers.d/ytkeep.conf
@@ -41,10 +45,13 @@ if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
 fi
 systemctl daemon-reload 2>/dev/null || true
 cat <<MSG
-Installed. Next:
-  1. Paste the Slack app's signing secret into /etc/ytkeep/signing_secret (root-owned, mode 0400).
-  2. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
-  3. Edit /etc/ytkeep/ytkeep.toml (root:ytkeep-spool, mode 0640): allowed_teams, allowed_channels, allowed_users.
-  4. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
-  5. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-receiver
+Installed. Next (README, "Set up the Slack app and start"):
+  1. Create the Slack app from /usr/share/doc/ytkeep/manifest-socket.json and install it to your workspace.
+  2. Paste its app-level token (xapp-..., scope connections:write) into /etc/ytkeep/app_token (root-owned, mode 0400).
+     HTTP mode instead (receiver.mode = "http", manifest-http.json): paste the signing secret into
+     /etc/ytkeep/signing_secret (mode 0400) and put a TLS reverse proxy in front of 127.0.0.1:3000.
+  3. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
+  4. Edit /etc/ytkeep/ytkeep.toml (root:ytkeep-spool, mode 0640): app_id, allowed_teams, allowed_channels, allowed_users.
+  5. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
+  6. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-receiver
 MSG

@@ -551,7 +551,11 @@ func (c *Config) Warnings() []string {
 		}
 	}
 	if c.Receiver.AppID == "" {
-		w = append(w, "receiver.app_id is not set: requests of any Slack app signed with this signing secret are accepted")
+		if c.Receiver.Mode == "socket" {
+			w = append(w, "receiver.app_id is not set: commands are not checked against the app's ID")
+		} else {
+			w = append(w, "receiver.app_id is not set: requests of any Slack app signed with this signing secret are accepted")
+		}
 	}
 	for _, h := range c.Receiver.ResponseURLHosts {
 		if !slackHookHosts[h] {

@@ -126,8 +126,15 @@ func Run(opt Options) []Result {
 		spoolGID = int(in.Gid)
 	}
 	rs = append(rs, checkConfigFile(opt.ConfigPath, spoolGID)...)
-	rs = append(rs, checkSecret(cfg)...)
+	// The receiver reads only its mode's secret.
+	if cfg.Receiver.Mode == "socket" {
+		add(OK, "receiver.mode is \"socket\": the receiver connects out to Slack and listens on no port: no open port, reverse proxy or certificate is needed")
+		rs = append(rs, checkAppToken(cfg)...)
+	} else {
+		rs = append(rs, checkSecret(cfg)...)
+	}
 	rs = append(rs, checkAlertWebhook(cfg)...)
+	rs = append(rs, checkCredentialFiles(systemRoots.UnitDir)...)
 	rs = append(rs, checkUnits(systemRoots)...)
 	return rs
 }
@@ -279,6 +286,49 @@ func checkSecret(cfg *config.Config) []Result {
 		return []Result{{Fail, fmt.Sprintf("signing secret %s has mode %04o: chmod 0400 (or 0600) and let only root or the receiver own it", path, st.Mode&0o7777)}}
 	}
 	return []Result{{OK, fmt.Sprintf("signing secret %s is private (mode %04o, uid %d)", path, st.Mode&0o7777, st.Uid)}}
+}
+
+// appTokenNext tells where the app-level token comes from and where it
+// goes.
+const appTokenNext = "generate it in the Slack app's settings (Basic Information -> App-Level Tokens -> Generate, scope connections:write) and paste the xapp-… token there, root's, mode 0400"
+
+// checkAppToken: in Socket Mode the receiver cannot start without the
+// app-level token. Its file must be there, private (like the signing
+// secret: neither the group, which may be the spool's and so the
+// worker's, nor others may read it), not empty and an app-level token's
+// shape (config.CheckAppToken, as the receiver checks it).
+func checkAppToken(cfg *config.Config) []Result {
+	path := cfg.AppTokenPath()
+	if path == "" {
+		path = "/etc/ytkeep/app_token" // what the unit loads as the credential app_token
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s: %v: the receiver cannot connect to Slack (Socket Mode); %s", path, err, appTokenNext)}}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s is not a regular file", path)}}
+	}
+	if st.Mode&0o077 != 0 {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s has mode %04o: chmod 0400 (or 0600) and let only root or the receiver own it", path, st.Mode&0o7777)}}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s: %v", path, err)}}
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096)) // a token has at most 512 bytes
+	if err != nil {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s: %v", path, err)}}
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s is empty: the receiver cannot connect to Slack (Socket Mode); %s", path, appTokenNext)}}
+	}
+	if err := config.CheckAppToken(token); err != nil {
+		return []Result{{Fail, fmt.Sprintf("app-level token %s: %v", path, err)}}
+	}
+	return []Result{{OK, fmt.Sprintf("app-level token %s is private (mode %04o, uid %d) and has an app-level token's form (xapp-…)", path, st.Mode&0o7777, st.Uid)}}
 }
 
 // checkAlertWebhook: alerts need the admins' webhook URL; without one

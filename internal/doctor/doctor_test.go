@@ -220,3 +220,104 @@ func TestTFOClientOn(t *testing.T) {
 		}
 	}
 }
+
+// TestAppTokenCheck: in Socket Mode the app-level token's file must be
+// there, private, not empty and an app-level token; each failure says
+// what to do.
+func TestAppTokenCheck(t *testing.T) {
+	const token = "xapp-1-A0123456789-1234567890123-0123456789abcdef0123456789abcdef"
+	tests := []struct {
+		name     string
+		content  string
+		mode     os.FileMode // 0: no file
+		dir      bool
+		want     Level
+		wantText string
+	}{
+		{"missing", "", 0, false, Fail, "no such file or directory: the receiver cannot connect to Slack (Socket Mode); generate it in the Slack app's settings (Basic Information -> App-Level Tokens -> Generate, scope connections:write)"},
+		{"a directory", "", 0, true, Fail, "is not a regular file"},
+		{"readable by others", token + "\n", 0o644, false, Fail, "has mode 0644: chmod 0400"},
+		{"readable by the group", token + "\n", 0o440, false, Fail, "has mode 0440: chmod 0400"},
+		{"empty, as installed", "", 0o400, false, Fail, "is empty: the receiver cannot connect to Slack (Socket Mode); generate it"},
+		{"only a newline", "\n", 0o400, false, Fail, "is empty"},
+		{"a bot token", "xoxb-1234567890-1234567890123-abcdefghijklmnopqrstuvwx\n", 0o400, false, Fail, "this is a bot or user token (xox…), not the app-level token"},
+		{"the signing secret", "8f14e45fceea167a5a36dedd4bea2543\n", 0o400, false, Fail, "not an app-level token (xapp-…)"},
+		{"private token", token + "\n", 0o400, false, OK, "is private (mode 0400, uid "},
+		{"private token, 0600", token, 0o600, false, OK, "has an app-level token's form (xapp-…)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "app_token")
+			switch {
+			case tt.dir:
+				if err := os.Mkdir(p, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			case tt.mode != 0:
+				if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(p, tt.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			cfg := &config.Config{}
+			cfg.Receiver.Mode = "socket"
+			cfg.Receiver.AppTokenFile = p
+			rs := checkAppToken(cfg)
+			if len(rs) != 1 || rs[0].Level != tt.want || !strings.Contains(rs[0].What, p) || !strings.Contains(rs[0].What, tt.wantText) {
+				t.Errorf("%+v, want %s %q", rs, tt.want, tt.wantText)
+			}
+		})
+	}
+}
+
+// TestModeSecrets: doctor checks the secret of the receiver's mode and
+// not the other's (which may stay an empty file); in Socket Mode it says
+// that no port is needed.
+func TestModeSecrets(t *testing.T) {
+	dir := t.TempDir()
+	token, secret := filepath.Join(dir, "app_token"), filepath.Join(dir, "signing_secret")
+	for _, f := range []string{token, secret} {
+		if err := os.WriteFile(f, nil, 0o400); err != nil { // both empty
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		mode          string
+		want, notWant []string
+	}{
+		{"socket", []string{"[OK  ] receiver.mode is \"socket\": the receiver connects out to Slack and listens on no port", "[FAIL] app-level token " + token + " is empty"},
+			[]string{"signing secret " + secret}},
+		{"http", []string{"[OK  ] signing secret " + secret + " is private"},
+			[]string{"app-level token", "listens on no port"}},
+		{"", []string{"[OK  ] signing secret " + secret + " is private"}, // unset: "http"
+			[]string{"app-level token", "listens on no port"}},
+	}
+	for _, tt := range tests {
+		t.Run("mode "+tt.mode, func(t *testing.T) {
+			cfgPath := filepath.Join(t.TempDir(), "ytkeep.toml")
+			mode := ""
+			if tt.mode != "" {
+				mode = fmt.Sprintf("mode = %q\n", tt.mode)
+			}
+			cfg := fmt.Sprintf("[spool]\ndir = %q\n[receiver]\n%sapp_token_file = %q\nsigning_secret_file = %q\n"+
+				"allowed_teams = [\"T1\"]\nallowed_channels = [\"C1\"]\nallowed_users = [\"U1\"]\n", filepath.Join(dir, "nospool"), mode, token, secret)
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o640); err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			Print(&b, Run(Options{ConfigPath: cfgPath, LookPath: noDeno}))
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("report lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(b.String(), w) {
+					t.Errorf("report has %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}

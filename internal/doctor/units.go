@@ -97,6 +97,63 @@ func checkUnits(r unitRoots) []Result {
 	return rs
 }
 
+// checkCredentialFiles reports, for each installed unit, whether the
+// files it loads credentials from (LoadCredential=ID:PATH) exist: systemd
+// does not start a unit one of whose files is missing (243/CREDENTIALS),
+// even one the daemon would not read (the receiver's secret of the other
+// mode, an unused alert webhook), which scripts/install.sh therefore
+// creates empty.
+func checkCredentialFiles(unitDir string) []Result {
+	var rs []Result
+	for _, u := range Units {
+		creds, err := unitValues(filepath.Join(unitDir, u.Unit), "LoadCredential")
+		if err != nil {
+			if !os.IsNotExist(err) {
+				rs = append(rs, Result{Fail, fmt.Sprintf("%s: %v", u.Unit, err)})
+			}
+			continue
+		}
+		var ids []string
+		missing := false
+		for _, c := range creds {
+			id, path, ok := strings.Cut(c, ":")
+			if !ok || !filepath.IsAbs(path) {
+				continue // from systemd's credential store, not a file of ours
+			}
+			var st unix.Stat_t
+			if err := unix.Stat(path, &st); err != nil {
+				rs = append(rs, Result{Fail, fmt.Sprintf("%s loads the credential %s from %s: %v: systemd will not start it; create the file, empty if unused (install -m 0400 /dev/null %s)", u.Unit, id, path, err, path)})
+				missing = true
+				continue
+			}
+			ids = append(ids, id)
+		}
+		if !missing && len(ids) > 0 {
+			rs = append(rs, Result{OK, fmt.Sprintf("%s: the files of its credentials exist (%s)", u.Unit, strings.Join(ids, ", "))})
+		}
+	}
+	return rs
+}
+
+// unitValues returns the values of every key= line of a unit file, in
+// order (for keys that may be repeated, such as LoadCredential=).
+func unitValues(path, key string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var vs []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") && strings.TrimSpace(k) == key {
+			vs = append(vs, strings.TrimSpace(v))
+		}
+	}
+	return vs, sc.Err()
+}
+
 // unitDirectives reads Key=Value lines of a unit file (the last one of a
 // key wins, as in systemd for these keys).
 func unitDirectives(path string) (map[string]string, error) {

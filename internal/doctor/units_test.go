@@ -3,6 +3,7 @@ package doctor
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -135,5 +136,69 @@ func TestUnitsListsEveryShippedUnit(t *testing.T) {
 		if !listed[filepath.Base(p)] {
 			t.Errorf("doctor.Units lacks %s", filepath.Base(p))
 		}
+	}
+}
+
+// TestCredentialFiles: a unit whose credential file is missing does not
+// start, whatever its mode reads; doctor fails each missing file and
+// passes a unit whose files are all there (empty or not).
+func TestCredentialFiles(t *testing.T) {
+	dir := t.TempDir()
+	units := filepath.Join(dir, "units")
+	if err := os.Mkdir(units, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	token, secret, hook := filepath.Join(dir, "app_token"), filepath.Join(dir, "signing_secret"), filepath.Join(dir, "alert_webhook")
+	unit := "[Service]\n# LoadCredential=commented:" + filepath.Join(dir, "nothing") + "\n" +
+		"LoadCredential=app_token:" + token + "\nLoadCredential=signing_secret:" + secret + "\n" +
+		"LoadCredential = alert_webhook:" + hook + "\nLoadCredential=from_the_store\n"
+	if err := os.WriteFile(filepath.Join(units, "ytkeep-receiver.service"), []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Not installed: nothing to say.
+	if rs := checkCredentialFiles(filepath.Join(dir, "none")); len(rs) != 0 {
+		t.Errorf("no units installed: %+v", rs)
+	}
+	// None of the files.
+	rs := checkCredentialFiles(units)
+	if len(rs) != 3 {
+		t.Fatalf("three files missing: %+v", rs)
+	}
+	for i, id := range []string{"app_token", "signing_secret", "alert_webhook"} {
+		want := "ytkeep-receiver.service loads the credential " + id + " from " + filepath.Join(dir, id) + ": no such file or directory: systemd will not start it; create the file, empty if unused"
+		if rs[i].Level != Fail || !strings.Contains(rs[i].What, want) {
+			t.Errorf("%+v, want FAIL %q", rs[i], want)
+		}
+	}
+	// One missing: only it.
+	for _, f := range []string{token, secret} {
+		if err := os.WriteFile(f, nil, 0o400); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs := checkCredentialFiles(units); len(rs) != 1 || rs[0].Level != Fail || !strings.Contains(rs[0].What, "alert_webhook from "+hook) {
+		t.Errorf("alert_webhook missing: %+v", rs)
+	}
+	// All there, empty: the unit starts.
+	if err := os.WriteFile(hook, nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if rs := checkCredentialFiles(units); len(rs) != 1 || rs[0].Level != OK ||
+		rs[0].What != "ytkeep-receiver.service: the files of its credentials exist (app_token, signing_secret, alert_webhook)" {
+		t.Errorf("all there: %+v", rs)
+	}
+}
+
+// TestShippedCredentials: doctor reads the receiver's shipped unit as
+// systemd does (scripts/check-deploy.sh checks that scripts/install.sh
+// creates each file).
+func TestShippedCredentials(t *testing.T) {
+	creds, err := unitValues("../../deploy/systemd/ytkeep-receiver.service", "LoadCredential")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"app_token:/etc/ytkeep/app_token", "signing_secret:/etc/ytkeep/signing_secret", "alert_webhook:/etc/ytkeep/alert_webhook"}
+	if !slices.Equal(creds, want) {
+		t.Errorf("the receiver's unit loads %q, want %q", creds, want)
 	}
 }

@@ -92,9 +92,16 @@ func TestSystemd(t *testing.T) {
 	if got := c.must(cfgMode); got != "640 root ytkeep-spool" {
 		t.Errorf("configuration after installing over a 0644 one: %s, want 640 root ytkeep-spool", got)
 	}
-	// 1. The signing secret; 3. the alert webhook (the simulated admins'
-	// channel); 2. the allowlists in the configuration, and for this test
-	// the loopback stand-ins for Slack and YouTube.
+	// HTTP mode ("HTTP mode instead"): the simulated Slack posts signed
+	// commands. The app-level token's file stays as install.sh made it,
+	// empty: the unit loads it as a credential all the same, and an HTTP
+	// receiver must start with it so.
+	if got := c.must("stat -c '%a %U %s' /etc/ytkeep/app_token"); got != "400 root 0" {
+		t.Errorf("installed app token file: %s, want 400 root 0 (empty)", got)
+	}
+	// The signing secret; the alert webhook (the simulated admins'
+	// channel); the mode and the allowlists in the configuration, and for
+	// this test the loopback stand-ins for Slack and YouTube.
 	writeInto(t, c.path("/etc/ytkeep/signing_secret"), slack.Secret+"\n")
 	writeInto(t, c.path("/etc/ytkeep/alert_webhook"), slack.URL+"/response/"+AdminChannel+"\n")
 	cfgPath := c.path("/etc/ytkeep/ytkeep.toml")
@@ -103,6 +110,7 @@ func TestSystemd(t *testing.T) {
 		t.Fatal(err)
 	}
 	edited := replaceLines(t, string(cfg), map[string]string{
+		`mode = "socket"`:                    `mode = "http"`,
 		`listen = "127.0.0.1:3000"`:          fmt.Sprintf("listen = %q", listen),
 		`allowed_teams = ["T0123456789"]`:    fmt.Sprintf("allowed_teams = [%q]", Team),
 		`allowed_channels = ["C0123456789"]`: fmt.Sprintf("allowed_channels = [%q]", Channel),
@@ -110,7 +118,7 @@ func TestSystemd(t *testing.T) {
 	})
 	edited += fmt.Sprintf("\n[testing]\nmedia_base_url = %q\nloopback_response_port = %s\n", media.BaseURL(), slack.Port())
 	writeInto(t, cfgPath, edited)
-	// 4. doctor: no FAIL.
+	// Step 7, doctor: no FAIL.
 	doctor, err := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
 	t.Logf("ytkeep doctor:\n%s", doctor)
 	if err != nil {
@@ -119,7 +127,13 @@ func TestSystemd(t *testing.T) {
 	if !strings.Contains(doctor, "[OK  ] configuration /etc/ytkeep/ytkeep.toml is root's, for the spool group") {
 		t.Errorf("doctor does not find the configuration the spool group's alone")
 	}
-	// 5. Enable and start.
+	if !strings.Contains(doctor, "[OK  ] ytkeep-receiver.service: the files of its credentials exist (app_token, signing_secret, alert_webhook)") {
+		t.Errorf("doctor does not find the receiver's credential files")
+	}
+	if strings.Contains(doctor, "app-level token") {
+		t.Errorf("doctor checks the app-level token in HTTP mode")
+	}
+	// Step 8: enable and start.
 	c.must("systemctl enable --now " + strings.Join(append(slices.Clone(sockets), units...), " "))
 	for _, u := range units {
 		waitActive(t, c, u, "")
