@@ -121,6 +121,9 @@ func (s *Service) socketEvent(client *socketmode.Client, ev socketmode.Event, op
 		if ev.Request == nil {
 			return
 		}
+		if inputHook != nil {
+			inputHook(string(ev.Request.Payload))
+		}
 		s.envelope(client, ev.Request.EnvelopeID, ev.Request.Payload, ev.Request.RetryAttempt, seen)
 	case socketmode.EventTypeErrorBadMessage:
 		// slack-go could not read it (a field of the wrong JSON type): if

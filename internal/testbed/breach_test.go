@@ -431,7 +431,7 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 			pl, plants := planted[a.ID]
 			plants = plants && pl.domain == d && layer == ""
 			quarantined := countAlerts(w, "quarantined", "file="+pl.file)
-			outcome, stopped := daemonAttempt(t, bin, d, cfgPath, cwd, env, victim, layout, recvUID, addr, a.ID)
+			outcome, stopped := daemonAttempt(t, bin, d, cfgPath, cwd, env, victim, layout, recvUID, addr, nil, a.ID)
 			if outcome == "" && stopped != "" {
 				// Stopped (SIGINT or SIGTERM) by something no attempt
 				// did, seen once on CI at the worker's first attempt;
@@ -440,7 +440,7 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 				// own: a group leader's setsid fails with EPERM whatever
 				// the filter, and B70's ablation would prove nothing.)
 				t.Logf("%s %s: the daemon was stopped (%s) before its backdoor opened; trying once more", d, a.ID, stopped)
-				outcome, stopped = daemonAttempt(t, bin, d, cfgPath, cwd, env, victim, layout, recvUID, addr, a.ID)
+				outcome, stopped = daemonAttempt(t, bin, d, cfgPath, cwd, env, victim, layout, recvUID, addr, nil, a.ID)
 			}
 			if outcome == "" {
 				t.Fatalf("%s %s: the backdoor never opened (%s)", d, a.ID, stopped)
@@ -468,6 +468,57 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 		}
 		logResults(t, d, layer, out[d])
 	}
+	if layer == "" {
+		out[receiverSocket] = breachReceiverSocket(t, bin, w, cfg, cwd, env, layout, recvUID)
+	}
+	return out
+}
+
+// receiverSocket names the receiver in Socket Mode in a run's results.
+const receiverSocket = "receiver-socket"
+
+// breachReceiverSocket runs every attempt inside the receiver in Socket
+// Mode (every layer on): its own Landlock rules (no bind right) and
+// seccomp domain (no accept). The backdoor opens on a slash command
+// envelope, as a bug in envelope handling would: the simulated Slack's
+// Socket Mode server delivers one whose text carries the attempt. The
+// attacks aim at the world's receiver (its worker is stopped by now).
+func breachReceiverSocket(t *testing.T, bin string, w *World, cfg []byte, cwd string, env []string, layout spool.Layout, recvUID int) []breach.Result {
+	sm, err := NewSocketMode(w.Slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sm.Close()
+	tokenPath := filepath.Join(w.Dir, "breach_app_token")
+	if err := os.WriteFile(tokenPath, []byte(sm.AppToken+"\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if recvUID >= 0 {
+		os.Chown(tokenPath, recvUID, recvUID)
+	}
+	socketCfg := strings.Replace(string(cfg), "[receiver]\nmode = \"http\"\n", fmt.Sprintf("[receiver]\nmode = \"socket\"\napp_token_file = %q\n", tokenPath), 1)
+	socketCfg = strings.Replace(socketCfg, "[testing]\n", fmt.Sprintf("[testing]\nslack_api_url = %q\n", sm.APIURL()), 1)
+	if socketCfg == string(cfg) || !strings.Contains(socketCfg, "slack_api_url") {
+		t.Fatal("couldn't make the Socket Mode configuration")
+	}
+	cfgPath := filepath.Join(w.Dir, "breach-socket.toml")
+	if err := os.WriteFile(cfgPath, []byte(socketCfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out []breach.Result
+	for _, a := range breach.Catalog {
+		outcome, stopped := daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, w.Receiver.Cmd.Process.Pid, layout, recvUID, "", sm, a.ID)
+		if outcome == "" {
+			t.Fatalf("receiver (Socket Mode) %s: the backdoor never opened (%s)", a.ID, stopped)
+		}
+		if i := strings.LastIndexByte(outcome, '\n'); i >= 0 {
+			outcome = outcome[i+1:]
+		}
+		r := breach.Result{ID: a.ID, What: a.What, Layers: a.Layers, Expect: a.Expect, Outcome: outcome}
+		breach.Judge(&r, breach.Receiver)
+		out = append(out, r)
+	}
+	logResults(t, receiverSocket, "", out)
 	return out
 }
 
@@ -475,7 +526,7 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 // in it: a crafted request for the receiver, a crafted job file for the
 // worker. It returns the attempt's outcome, or "" and how the daemon
 // ended without running it (its last log line).
-func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, victim int, layout spool.Layout, recvUID int, addr, id string) (outcome, stopped string) {
+func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, victim int, layout spool.Layout, recvUID int, addr string, sm *SocketMode, id string) (outcome, stopped string) {
 	cmd := exec.Command(filepath.Join(bin, "ytkeep-"+d), "-config", cfgPath)
 	cmd.Dir = cwd
 	cmd.Env = append(slices.Clone(env), "YTKEEP_BREACH_SERVER="+fmt.Sprint(victim))
@@ -495,7 +546,20 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	if d == breach.Receiver {
+	switch {
+	case d == breach.Receiver && sm != nil:
+		// A slash command envelope, once the receiver has connected
+		// (the previous attempt's connection has closed: its process
+		// ended).
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			for sm.Connections() != 1 && ctx.Err() == nil {
+				time.Sleep(10 * time.Millisecond)
+			}
+			sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: breach.TriggerKey + id})
+		}()
+	case d == breach.Receiver:
 		go craftedRequest("http://" + addr + "/slack/commands?" + breach.TriggerKey + id)
 	}
 	var err error
@@ -936,8 +1000,35 @@ Do not edit by hand. The attack code exists only in builds with the
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", a.ID, a.What, layers, cell(rr, okr), cell(rw, okw), cell(rd, okd))
 	}
 	fmt.Fprintf(&b, "\n**%d attempts in 3 domains (%d each), %d escapes.** An outcome is how the attempt ended: an errno, the process killed by the seccomp filter (SIGSYS), the egress proxy's answer. %d are n/a: their target exists in the downloader alone (its egress proxy, its job's disk budget).\n", total, len(breach.Catalog), escapes, na)
+	b.WriteString(socketModeMarkdown(runs[""]))
 	b.WriteString(detectionMarkdown(results))
 	b.WriteString(ablationMarkdown(runs))
+	return b.String()
+}
+
+// socketModeMarkdown reports the receiver's run in Socket Mode: its
+// escapes, and the attempts whose outcome differs from HTTP mode's.
+func socketModeMarkdown(r run) string {
+	sock := r[receiverSocket]
+	if len(sock) == 0 {
+		return ""
+	}
+	escapes := 0
+	var diff []string
+	for _, s := range sock {
+		if s.Escaped {
+			escapes++
+		}
+		if h, ok := find(r[breach.Receiver], s.ID); ok && h.Outcome != s.Outcome {
+			diff = append(diff, fmt.Sprintf("%s (HTTP mode: %s; Socket Mode: %s)", s.ID, h.Outcome, s.Outcome))
+		}
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n**The receiver in Socket Mode** (its own Landlock rules, without a bind right, and seccomp domain, without accept; the backdoor opened by a slash command envelope from the simulated Slack): %d attempts, %d escapes.", len(sock), escapes)
+	if len(diff) > 0 {
+		fmt.Fprintf(&b, " Outcomes that differ from HTTP mode: %s.", strings.Join(diff, "; "))
+	}
+	b.WriteString("\n")
 	return b.String()
 }
 
