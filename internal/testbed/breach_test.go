@@ -509,6 +509,10 @@ func breachReceiverSocket(t *testing.T, bin string, w *World, cfg []byte, cwd st
 	for _, a := range breach.Catalog {
 		outcome, stopped := daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, w.Receiver.Cmd.Process.Pid, layout, recvUID, "", sm, a.ID)
 		if outcome == "" {
+			t.Logf("receiver (Socket Mode) %s: no outcome (%s); trying once more", a.ID, stopped)
+			outcome, stopped = daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, w.Receiver.Cmd.Process.Pid, layout, recvUID, "", sm, a.ID)
+		}
+		if outcome == "" {
 			t.Fatalf("receiver (Socket Mode) %s: the backdoor never opened (%s)", a.ID, stopped)
 		}
 		if i := strings.LastIndexByte(outcome, '\n'); i >= 0 {
@@ -541,6 +545,13 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 		}
 		os.Chown(p, recvUID, SpoolGID)
 	}
+	if sm != nil {
+		// The previous attempt's connection must be gone, so that the one
+		// counted next is this process's.
+		if err := waitFor(20*time.Second, func() bool { return sm.Connections() == 0 }); err != nil {
+			t.Fatalf("receiver (Socket Mode) %s: the previous attempt's connection is still open", id)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -554,22 +565,28 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			for sm.Connections() != 1 && ctx.Err() == nil {
-				time.Sleep(10 * time.Millisecond)
+			if sm.WaitConnected(ctx, 1) == nil {
+				sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: breach.TriggerKey + id})
 			}
-			sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: breach.TriggerKey + id})
 		}()
 	case d == breach.Receiver:
 		go craftedRequest("http://" + addr + "/slack/commands?" + breach.TriggerKey + id)
 	}
 	var err error
+	timedOut := false
 	select {
 	case err = <-done:
 	case <-time.After(30 * time.Second):
 		cmd.Process.Kill()
 		err = <-done
+		timedOut = true
 	}
 	outcome = strings.TrimSpace(stdout.String())
+	if timedOut && outcome == "" {
+		// The suite's own kill is no outcome of the attempt: the
+		// backdoor never opened, or the attempt never ended.
+		return "", "no outcome within 30 s; killed by the suite"
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
