@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/BurntSushi/toml"
 
@@ -347,6 +348,8 @@ func (c *Config) checkCommon() error {
 			errs = append(errs, fmt.Errorf("testing.slack_api_url: %w", err))
 		} else if !strings.HasSuffix(u, "/") {
 			errs = append(errs, errors.New("testing.slack_api_url must end with /"))
+		} else if pu, _ := url.Parse(u); pu.Port() == "" {
+			errs = append(errs, errors.New("testing.slack_api_url must name its port (the receiver's Landlock rules allow that one)"))
 		}
 	}
 	if u := c.Testing.MediaBaseURL; u != "" {
@@ -646,6 +649,22 @@ func (c *Config) AppToken() (token, source string, err error) {
 	path := c.AppTokenPath()
 	if path == "" {
 		return "", "", errors.New("no app-level token: set receiver.app_token_file, or a systemd credential named app_token (the unit loads /etc/ytkeep/app_token)")
+	}
+	// A file named by app_token_file: stricter than the other secrets,
+	// since its group may be the spool's, which the worker is in: root's
+	// or the receiver's own, and no one else's bits. (systemd's
+	// credential copy sits in a directory only the unit may enter, and
+	// may show group bits from the ACL that lets the unit's user read it.)
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", "", fmt.Errorf("couldn't read the app-level token: %w", err)
+	}
+	if c.Receiver.AppTokenFile == "" {
+		// the credential: readSecretFile's checks below
+	} else if st.Mode().Perm()&0o077 != 0 {
+		return "", "", fmt.Errorf("app-level token %s may be read by its group or others (mode %v): chmod 0400", path, st.Mode().Perm())
+	} else if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 0 && int(uid) != os.Geteuid() {
+		return "", "", fmt.Errorf("app-level token %s belongs to uid %d, neither root nor this process's user", path, uid)
 	}
 	t, err := readSecretFile(path)
 	if err != nil {

@@ -80,6 +80,7 @@ func TestRefused(t *testing.T) {
 		{"unknown mode", strings.Replace(valid, "[receiver]", "[receiver]\nmode = \"events\"", 1), `receiver.mode "events" is neither`, (*Config).CheckReceiver},
 		{"public slack api", valid + "\n[testing]\nslack_api_url = \"https://slack.com/api/\"\n", "testing.slack_api_url", nil},
 		{"slack api without slash", valid + "\n[testing]\nslack_api_url = \"http://127.0.0.1:9/api\"\n", "must end with /", nil},
+		{"slack api without port", valid + "\n[testing]\nslack_api_url = \"http://127.0.0.1/api/\"\n", "must name its port", nil},
 		{"no teams", strings.Replace(valid, `allowed_teams = ["T1DC2JH3J"]`, ``, 1), "allowed_teams is empty", (*Config).CheckReceiver},
 		{"wildcard team", strings.Replace(valid, `["T1DC2JH3J"]`, `["*"]`, 1), "may not contain", (*Config).CheckReceiver},
 		{"bad id", strings.Replace(valid, `["C1"]`, `["general"]`, 1), "not a Slack ID", (*Config).CheckReceiver},
@@ -312,13 +313,24 @@ func TestAppToken(t *testing.T) {
 		want          string // "" ok, else in the error
 	}{
 		{"good", good + "\n", 0o400, ""},
-		{"others may read", good, 0o644, "readable or writable by others"},
+		{"others may read", good, 0o604, "group or others"},
+		{"the group may read", good, 0o440, "group or others"},
 		{"bot token", "xoxb-1234-5678-abcdefabcdef", 0o400, "bot or user token"},
 		{"not a token", "hello there", 0o400, "not an app-level token"},
 		{"short", "xapp-1", 0o400, "length"},
 		{"odd character", "xapp-1-A0YTKEEP01-1234567890-abc/def", 0o400, "character"},
 		{"empty", "", 0o400, "empty"},
 	} {
+		if tt.name == "good" {
+			// Someone else's file: neither root's nor ours.
+			c.Receiver.AppTokenFile = write("theirs", good, 0o400)
+			os.Chown(c.Receiver.AppTokenFile, 65534, 65534)
+			if os.Geteuid() == 0 {
+				if _, _, err := c.AppToken(); err == nil || !strings.Contains(err.Error(), "neither root") {
+					t.Errorf("a token of uid 65534: %v", err)
+				}
+			}
+		}
 		c.Receiver.AppTokenFile = write(tt.name, tt.content, tt.mode)
 		tok, src, err := c.AppToken()
 		switch {

@@ -3,13 +3,16 @@ package receiver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,42 +78,133 @@ func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
 	httpClient := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 		Proxy: nil, DialContext: dialer.DialContext, TLSHandshakeTimeout: 10 * time.Second,
 		ResponseHeaderTimeout: 10 * time.Second, MaxResponseHeaderBytes: 16 << 10,
-	}}
+	},
+		// No redirect: Go would send the token on to the same host name
+		// on another port or scheme.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	apiOpts := []slack.Option{slack.OptionAppLevelToken(opt.AppToken), slack.OptionHTTPClient(httpClient)}
 	if opt.APIURL != "" {
 		apiOpts = append(apiOpts, slack.OptionAPIURL(opt.APIURL))
 	}
 	client := socketmode.New(slack.New("", apiOpts...),
-		socketmode.OptionDialer(&websocket.Dialer{Proxy: nil, NetDialContext: dialer.DialContext,
-			HandshakeTimeout: 10 * time.Second, WriteBufferSize: 32 << 10}),
+		socketmode.OptionDialer(wsDialer(dialer, opt.APIURL == "")),
 		socketmode.OptionReadLimit(maxEnvelope))
 	seen := newEnvelopeCache(seenEnvelopes, seenFor)
 	done := make(chan error, 1)
 	go func() { done <- client.RunContext(ctx) }()
+	st := &socketState{connectedAt: time.Now()}
+	watch := time.NewTicker(time.Minute)
+	defer watch.Stop()
 	for {
 		select {
 		case err := <-done:
 			if ctx.Err() != nil {
 				return nil
 			}
+			// slack-go gives up only when Slack refuses the token.
+			audit.Alert(s.log, audit.SocketRefused, "reason", audit.Clean(err.Error(), 100))
 			return fmt.Errorf("socket mode: %w", err)
+		case <-watch.C:
+			if !st.connected && time.Since(st.lostAt) > maxDisconnected {
+				audit.Alert(s.log, audit.SocketRefused, "reason", "no connection for "+maxDisconnected.String())
+				return fmt.Errorf("socket mode: no connection to Slack for %v", maxDisconnected)
+			}
 		case ev := <-client.Events:
-			s.socketEvent(client, ev, opt, seen)
+			if err := s.socketEvent(ctx, client, ev, opt, seen, st); err != nil {
+				return err
+			}
 		}
 	}
 }
 
-// socketEvent handles one event of the Socket Mode client.
-func (s *Service) socketEvent(client *socketmode.Client, ev socketmode.Event, opt SocketOptions, seen *envelopeCache) {
+// Bounds of the connection's life: a receiver that has had no
+// connection for maxDisconnected, or has made more than maxChurn
+// connections in churnWindow (a peer that closes each one at once: slack-go
+// reconnects without a pause after an established connection drops),
+// stops with an alert; systemd starts it again after RestartSec=.
+const (
+	maxDisconnected = 10 * time.Minute
+	maxChurn        = 20
+	churnWindow     = time.Minute
+)
+
+// socketState is what RunSocket knows of its connection.
+type socketState struct {
+	connected   bool
+	connectedAt time.Time   // the last connection's
+	lostAt      time.Time   // when the last one ended (or the start)
+	recent      []time.Time // connections in the last churnWindow
+}
+
+// ackWait bounds an acknowledgement: Slack wants it within 3 s, and
+// slack-go's send blocks while its queue is full and no connection drains
+// it (which also stops it from reconnecting, as its events wait here).
+const ackWait = 2 * time.Second
+
+// wsDialer dials the WebSocket URL apps.connections.open gives: in
+// production only over TLS to Slack's own hosts (slack.com, GovSlack's
+// slack-gov.com, and their subdomains), whatever the answer says; in
+// test mode (a loopback Web API) also plain ws.
+func wsDialer(d *net.Dialer, production bool) *websocket.Dialer {
+	return &websocket.Dialer{Proxy: nil, HandshakeTimeout: 10 * time.Second, WriteBufferSize: 32 << 10,
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if production {
+				return nil, errors.New("refusing a Socket Mode URL without TLS")
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			if production && !slackHost(host) {
+				return nil, fmt.Errorf("refusing a Socket Mode URL on %q, not Slack's", host)
+			}
+			td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}}
+			return td.DialContext(ctx, network, addr)
+		},
+	}
+}
+
+// slackHost reports whether host is Slack's: slack.com or slack-gov.com,
+// or a subdomain of either.
+func slackHost(host string) bool {
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, d := range []string{"slack.com", "slack-gov.com"} {
+		if host == d || strings.HasSuffix(host, "."+d) {
+			return true
+		}
+	}
+	return false
+}
+
+// socketEvent handles one event of the Socket Mode client; an error stops
+// the receiver.
+func (s *Service) socketEvent(ctx context.Context, client *socketmode.Client, ev socketmode.Event, opt SocketOptions, seen *envelopeCache, st *socketState) error {
 	switch ev.Type {
 	case socketmode.EventTypeConnecting:
+		if st.connected {
+			st.connected, st.lostAt = false, time.Now()
+		}
 		s.log.Info("socket mode connecting")
 	case socketmode.EventTypeConnected:
+		now := time.Now()
+		st.connected, st.connectedAt = true, now
+		st.recent = append(slices.DeleteFunc(st.recent, func(t time.Time) bool { return now.Sub(t) > churnWindow }), now)
 		audit.Event(s.log, audit.SocketConnected)
+		if len(st.recent) > maxChurn {
+			audit.Alert(s.log, audit.SocketRefused, "reason", fmt.Sprintf("%d connections in %v: each one closed at once", len(st.recent), churnWindow))
+			return fmt.Errorf("socket mode: %d connections in %v", len(st.recent), churnWindow)
+		}
+	case socketmode.EventTypeErrorWriteFailed, socketmode.EventTypeIncomingError:
+		s.log.Warn("socket mode connection error", "event", string(ev.Type), "err", audit.Clean(fmt.Sprint(ev.Data), 200))
 	case socketmode.EventTypeConnectionError:
 		s.log.Warn("socket mode connection failed; retrying", "err", fmt.Sprint(ev.Data))
 	case socketmode.EventTypeInvalidAuth:
-		audit.Alert(s.log, audit.SocketRefused, "reason", "invalid_auth")
+		// RunContext returns next, and RunSocket alerts.
+		s.log.Warn("socket mode: Slack refused the app-level token")
 	case socketmode.EventTypeHello:
 		if ev.Request != nil && ev.Request.NumConnections > opt.Connections {
 			// Slack counts the app's open connections: more than this
@@ -119,18 +213,21 @@ func (s *Service) socketEvent(client *socketmode.Client, ev socketmode.Event, op
 		}
 	case socketmode.EventTypeSlashCommand:
 		if ev.Request == nil {
-			return
+			return nil
 		}
 		if inputHook != nil {
 			inputHook(string(ev.Request.Payload))
 		}
-		s.envelope(client, ev.Request.EnvelopeID, ev.Request.Payload, ev.Request.RetryAttempt, seen)
+		s.envelope(ctx, client, ev.Request.EnvelopeID, ev.Request.Payload, ev.Request.RetryAttempt, seen)
 	case socketmode.EventTypeErrorBadMessage:
 		// slack-go could not read it (a field of the wrong JSON type): if
 		// it is an envelope, answer it as one, which refuses it.
 		bad, _ := ev.Data.(*socketmode.ErrorBadMessage)
 		if bad == nil {
-			return
+			return nil
+		}
+		if inputHook != nil {
+			inputHook(string(bad.Message))
 		}
 		var env struct {
 			Type       string          `json:"type"`
@@ -138,24 +235,27 @@ func (s *Service) socketEvent(client *socketmode.Client, ev socketmode.Event, op
 			Payload    json.RawMessage `json:"payload"`
 		}
 		if json.Unmarshal(bad.Message, &env) == nil && env.Type == socketmode.RequestTypeSlashCommands && validEnvelopeID(env.EnvelopeID) {
-			s.envelope(client, env.EnvelopeID, env.Payload, 0, seen)
-			return
+			s.envelope(ctx, client, env.EnvelopeID, env.Payload, 0, seen)
+			return nil
 		}
 		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
 	case socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
 		// The manifest subscribes to neither; acknowledge, do nothing.
 		if ev.Request != nil {
-			client.Ack(*ev.Request)
+			actx, cancel := context.WithTimeout(ctx, ackWait)
+			client.AckCtx(actx, ev.Request.EnvelopeID, nil)
+			cancel()
 		}
 		audit.Event(s.log, audit.Refused, "reason", "unexpected_envelope", "type", string(ev.Type))
 	}
+	return nil
 }
 
 // envelope answers one slash command envelope: a duplicate (the same
 // envelope ID again, as Slack redelivers one it did not see acknowledged)
 // gets the first reply and no second job; a new one is parsed and handled
 // (durably) before it is acknowledged.
-func (s *Service) envelope(client *socketmode.Client, id string, payload json.RawMessage, retry int, seen *envelopeCache) {
+func (s *Service) envelope(ctx context.Context, client *socketmode.Client, id string, payload json.RawMessage, retry int, seen *envelopeCache) {
 	if !validEnvelopeID(id) {
 		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
 		return
@@ -170,7 +270,10 @@ func (s *Service) envelope(client *socketmode.Client, id string, payload json.Ra
 	if len(reply) > maxAckPayload {
 		reply = reply[:maxAckPayload]
 	}
-	if err := client.Ack(socketmode.Request{EnvelopeID: id}, map[string]string{"response_type": "ephemeral", "text": reply}); err != nil {
+	actx, cancel := context.WithTimeout(ctx, ackWait)
+	defer cancel()
+	if err := client.AckCtx(actx, id, map[string]string{"response_type": "ephemeral", "text": reply}); err != nil {
+		// Slack shows the user an error; a redelivery gets this reply.
 		s.log.Error("couldn't acknowledge a Socket Mode envelope", "envelope", id, "err", err)
 	}
 }
@@ -179,6 +282,10 @@ func (s *Service) envelope(client *socketmode.Client, id string, payload json.Ra
 // the ephemeral reply.
 func (s *Service) socketCommand(payload json.RawMessage) string {
 	form, err := payloadForm(payload)
+	if err == nil && len(form.Encode()) > slackreq.MaxBodyBytes {
+		// The HTTP mode's body cap: the same command either way.
+		err = errors.New("payload larger than an HTTP body may be")
+	}
 	if err == nil {
 		var c *slackreq.Command
 		if c, err = slackreq.ParseCommand([]byte(form.Encode())); err == nil {

@@ -19,16 +19,7 @@ import (
 // reports the median and the 99th percentile.
 func BenchmarkSocketMode(b *testing.B) {
 	s := benchService(b)
-	sl, err := testbed.NewSlack("T1")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sl.Close()
-	sm, err := testbed.NewSocketMode(sl)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sm.Close()
+	sm := simSocket(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.RunSocket(ctx, SocketOptions{AppToken: sm.AppToken, APIURL: sm.APIURL()})

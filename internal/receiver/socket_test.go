@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -134,16 +135,7 @@ func TestValidEnvelopeID(t *testing.T) {
 func TestSocketHelloCountsConnections(t *testing.T) {
 	for _, other := range []bool{false, true} {
 		t.Run(fmt.Sprintf("another-client=%v", other), func(t *testing.T) {
-			sl, err := testbed.NewSlack("T1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sl.Close()
-			sm, err := testbed.NewSocketMode(sl)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sm.Close()
+			sm := simSocket(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if other {
@@ -196,4 +188,97 @@ func socketService(t *testing.T, log io.Writer) *Service {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestWSDialerPinsSlack: in production the WebSocket URL Slack's answer
+// names is dialled only over TLS and only on Slack's hosts.
+func TestWSDialerPinsSlack(t *testing.T) {
+	d := wsDialer(&net.Dialer{Timeout: time.Second}, true)
+	ctx := context.Background()
+	if _, err := d.NetDialContext(ctx, "tcp", "127.0.0.1:80"); err == nil || !strings.Contains(err.Error(), "without TLS") {
+		t.Errorf("plain ws in production: %v", err)
+	}
+	for _, host := range []string{"evil.example:443", "slack.com.evil.example:443", "notslack.com:443", "127.0.0.1:443"} {
+		if _, err := d.NetDialTLSContext(ctx, "tcp", host); err == nil || !strings.Contains(err.Error(), "not Slack's") {
+			t.Errorf("wss to %s: %v", host, err)
+		}
+	}
+	for host, want := range map[string]bool{"wss-primary.slack.com": true, "slack.com": true, "WSS.SLACK.COM.": true,
+		"x.slack-gov.com": true, "slack.com.evil": false, "evilslack.com": false, "": false} {
+		if slackHost(host) != want {
+			t.Errorf("slackHost(%q) = %v", host, !want)
+		}
+	}
+	// Test mode (a loopback Web API): plain ws is dialled.
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := wsDialer(&net.Dialer{Timeout: time.Second}, false).NetDialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatalf("test mode: %v", err)
+	}
+	c.Close()
+}
+
+// TestSocketStops: the receiver stops with an alert when Slack refuses
+// the token (slack-go gives up), and when every connection closes at
+// once (slack-go would reconnect without a pause, forever).
+func TestSocketStops(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		setup  func(*testbed.SocketMode)
+		reason string
+	}{
+		{"token refused", func(sm *testbed.SocketMode) { sm.Refuse("token_revoked") }, `"reason":"token_revoked"`},
+		{"connections churn", func(sm *testbed.SocketMode) { sm.CloseAfterHello.Store(true) }, `connections in 1m0s`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sm := simSocket(t)
+			tt.setup(sm)
+			var logs syncBuffer
+			s := socketService(t, &logs)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			err := s.RunSocket(ctx, SocketOptions{AppToken: sm.AppToken, APIURL: sm.APIURL()})
+			if err == nil || ctx.Err() != nil {
+				t.Fatalf("RunSocket: %v (ctx %v)", err, ctx.Err())
+			}
+			if !strings.Contains(logs.String(), `"event":"socket_refused","alert":true`) || !strings.Contains(logs.String(), tt.reason) {
+				t.Errorf("no socket_refused alert with %s:\n%s", tt.reason, logs.String())
+			}
+		})
+	}
+}
+
+// TestSocketPayloadCap: a payload larger than an HTTP body may be is
+// refused, as in HTTP mode: no job.
+func TestSocketPayloadCap(t *testing.T) {
+	var logs syncBuffer
+	s := socketService(t, &logs)
+	big := strings.Replace(socketPayload, `"trigger_id":"1.2.3"`, `"trigger_id":"`+strings.Repeat("x", slackreq.MaxBodyBytes)+`"`, 1)
+	if r := s.socketCommand(json.RawMessage(big)); r != "This request is malformed." {
+		t.Errorf("a %d-byte payload: %q", len(big), r)
+	}
+	if strings.Contains(logs.String(), `"event":"accepted"`) {
+		t.Error("a job was queued")
+	}
+}
+
+// simSocket starts a simulated Slack with its Socket Mode side, for team
+// T1, closed when tb ends.
+func simSocket(tb testing.TB) *testbed.SocketMode {
+	tb.Helper()
+	sl, err := testbed.NewSlack("T1")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(sl.Close)
+	sm, err := testbed.NewSocketMode(sl)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(sm.Close)
+	return sm
 }

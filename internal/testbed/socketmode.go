@@ -43,6 +43,9 @@ type SocketMode struct {
 	opened  atomic.Int64                    // apps.connections.open calls answered
 	// refuse, when set, is the error apps.connections.open answers.
 	refuse atomic.Pointer[string]
+	// CloseAfterHello makes each connection close right after its hello,
+	// as a broken (or hostile) peer might.
+	CloseAfterHello atomic.Bool
 }
 
 // smConn is one app connection; gorilla's Conn allows one writer.
@@ -134,7 +137,7 @@ func (sm *SocketMode) link(w http.ResponseWriter, r *http.Request) {
 	hello := map[string]any{"type": "hello", "num_connections": n,
 		"debug_info":      map[string]any{"host": "applink-sim", "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": sm.AppID}}
-	if c.write(hello) != nil {
+	if c.write(hello) != nil || sm.CloseAfterHello.Load() {
 		return
 	}
 	stop := make(chan struct{})
