@@ -468,9 +468,7 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 		}
 		logResults(t, d, layer, out[d])
 	}
-	if layer == "" {
-		out[receiverSocket] = breachReceiverSocket(t, bin, w, cfg, cwd, env, layout, recvUID)
-	}
+	out[receiverSocket] = breachReceiverSocket(t, bin, layer, w, cfg, cwd, env, layout, recvUID)
 	return out
 }
 
@@ -478,12 +476,12 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 const receiverSocket = "receiver-socket"
 
 // breachReceiverSocket runs every attempt inside the receiver in Socket
-// Mode (every layer on): its own Landlock rules (no bind right) and
-// seccomp domain (no accept). The backdoor opens on a slash command
-// envelope, as a bug in envelope handling would: the simulated Slack's
-// Socket Mode server delivers one whose text carries the attempt. The
-// attacks aim at the world's receiver (its worker is stopped by now).
-func breachReceiverSocket(t *testing.T, bin string, w *World, cfg []byte, cwd string, env []string, layout spool.Layout, recvUID int) []breach.Result {
+// Mode (with layer switched off, as the other runs): its own Landlock
+// rules (no bind right) and seccomp domain (no accept). The backdoor
+// opens on a slash command envelope, as a bug in envelope handling
+// would: the simulated Slack's Socket Mode server delivers one whose
+// text carries the attempt. The attacks aim at the world's downloader.
+func breachReceiverSocket(t *testing.T, bin, layer string, w *World, cfg []byte, cwd string, env []string, layout spool.Layout, recvUID int) []breach.Result {
 	sm, err := NewSocketMode(w.Slack)
 	if err != nil {
 		t.Fatal(err)
@@ -505,12 +503,15 @@ func breachReceiverSocket(t *testing.T, bin string, w *World, cfg []byte, cwd st
 	if err := os.WriteFile(cfgPath, []byte(socketCfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Another daemon's user, as in HTTP mode (its worker is stopped by
+	// now): the downloader. (The world's receiver is this one's user.)
+	victim := w.Downloader.Cmd.Process.Pid
 	var out []breach.Result
 	for _, a := range breach.Catalog {
-		outcome, stopped := daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, w.Receiver.Cmd.Process.Pid, layout, recvUID, "", sm, a.ID)
+		outcome, stopped := daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, victim, layout, recvUID, "", sm, a.ID)
 		if outcome == "" {
 			t.Logf("receiver (Socket Mode) %s: no outcome (%s); trying once more", a.ID, stopped)
-			outcome, stopped = daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, w.Receiver.Cmd.Process.Pid, layout, recvUID, "", sm, a.ID)
+			outcome, stopped = daemonAttempt(t, bin, breach.Receiver, cfgPath, cwd, env, victim, layout, recvUID, "", sm, a.ID)
 		}
 		if outcome == "" {
 			t.Fatalf("receiver (Socket Mode) %s: the backdoor never opened (%s)", a.ID, stopped)
@@ -522,7 +523,7 @@ func breachReceiverSocket(t *testing.T, bin string, w *World, cfg []byte, cwd st
 		breach.Judge(&r, breach.Receiver)
 		out = append(out, r)
 	}
-	logResults(t, receiverSocket, "", out)
+	logResults(t, receiverSocket, layer, out)
 	return out
 }
 
@@ -1115,27 +1116,30 @@ func ablationMarkdown(runs map[string]run) string {
 	b.WriteString(`
 ## Layer ablation
 
-The catalog again, in all three domains, with one layer switched off at a
-time (breach builds only: ` + "`confine.Ablated`" + ` is a constant false in
-release builds). An attempt that escapes then is stopped by that layer
+The catalog again, in all three domains and in the receiver in Socket
+Mode, with one layer switched off at a time (breach builds only:
+` + "`confine.Ablated`" + ` is a constant false in release builds; the
+escapes column counts the three domains, as before Socket Mode). An attempt that escapes then is stopped by that layer
 alone in that domain. Without Unix users the daemons and the downloader
 run as root (with one owner for the whole tree, or the owner checks
 would refuse every spool file). Each run must show its tell-tale escape
 (` + "`tellTales`" + `), or the suite fails: a switch that changed nothing
 would otherwise look like "no single-layer dependence".
 
-| layer off | escapes | receiver | worker | downloader |
-|---|---|---|---|---|
+| layer off | escapes | receiver | worker | downloader | receiver (Socket Mode) |
+|---|---|---|---|---|---|
 `)
 	type key struct{ id, layer string }
 	single := map[key][]string{}
 	for _, layer := range ablations[1:] {
 		n := 0
 		cells := map[string][]string{}
-		for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader} {
+		for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader, receiverSocket} {
 			for _, r := range runs[layer][d] {
 				if r.Escaped {
-					n++
+					if d != receiverSocket {
+						n++ // the three domains, as before Socket Mode
+					}
 					cells[d] = append(cells[d], r.ID)
 					single[key{r.ID, layer}] = append(single[key{r.ID, layer}], d)
 				}
@@ -1147,7 +1151,7 @@ would otherwise look like "no single-layer dependence".
 			}
 			return strings.Join(cells[d], " ")
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", layer, n, cell(breach.Receiver), cell(breach.Worker), cell(breach.Downloader))
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", layer, n, cell(breach.Receiver), cell(breach.Worker), cell(breach.Downloader), cell(receiverSocket))
 	}
 	b.WriteString(unswitchedMarkdown())
 	b.WriteString(`
