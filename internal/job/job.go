@@ -12,6 +12,7 @@ package job
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
@@ -94,6 +95,16 @@ func NewID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails (crypto/rand panics internally if it cannot)
 	return strings.ToLower(idEncoding.EncodeToString(b[:]))
+}
+
+// IDFor returns the job ID of a request that may be delivered more than
+// once under the same key (a Socket Mode envelope ID): the same 26
+// characters of [a-z2-7] for the same key, so that a redelivery names the
+// job already queued (the receiver's spool refuses a second file of that
+// name, the worker a second run of that ID).
+func IDFor(key string) string {
+	sum := sha256.Sum256([]byte("ytkeep job id\x00" + key))
+	return strings.ToLower(idEncoding.EncodeToString(sum[:16]))
 }
 
 // ValidID reports whether id has the form NewID produces.

@@ -11,6 +11,7 @@ package receiver
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -128,7 +129,13 @@ func New(opt Options, n *Notifier) (*Service, error) {
 
 // Handle decides on a verified command and returns the ephemeral reply.
 // For a valid request it returns only after the job is durable.
-func (s *Service) Handle(c *slackreq.Command) string {
+func (s *Service) Handle(c *slackreq.Command) string { return s.handle(c, "") }
+
+// handle is Handle; a request that may be delivered again under the same
+// key (a Socket Mode envelope's ID) gets the job ID job.IDFor(key), so
+// that a redelivery, even to a receiver started since, finds its job
+// already queued instead of queueing a second one.
+func (s *Service) handle(c *slackreq.Command, key string) string {
 	who := []any{"team", c.TeamID, "user", c.UserID, "channel", c.ChannelID}
 	refuse := func(reason, msg string, alert bool, extra ...any) string {
 		attrs := append(append([]any{"reason", reason}, who...), extra...)
@@ -205,14 +212,30 @@ func (s *Service) Handle(c *slackreq.Command) string {
 	if !s.allowRate(c.UserID) {
 		return refuse("rate_limited", fmt.Sprintf("You have queued %d videos in the last minute; please wait a little.", s.opt.PerUserPerMinute), true)
 	}
-	j := &job.Job{V: job.Version, ID: job.NewID(), Video: video, Format: format, Team: c.TeamID,
+	id := job.NewID()
+	if key != "" {
+		id = job.IDFor(key)
+	}
+	j := &job.Job{V: job.Version, ID: id, Video: video, Format: format, Team: c.TeamID,
 		User: c.UserID, Channel: c.ChannelID, Created: s.opt.Now().Unix()}
-	if err := s.enqueue(j, c.ResponseURL); err != nil {
+	err = s.enqueue(j, c.ResponseURL)
+	if key != "" && errors.Is(err, fs.ErrExist) {
+		// Queued by an earlier delivery, not yet claimed (once claimed,
+		// the worker refuses a second run of the ID).
+		audit.Event(s.log, audit.Duplicate, append([]any{"job", j.ID}, who...)...)
+		return queued(j)
+	}
+	if err != nil {
 		s.log.Error("couldn't enqueue job", "job", j.ID, "err", err)
 		return refuse("internal", "Sorry, I couldn't queue that (internal error). Please try again.", false)
 	}
 	audit.Event(s.log, audit.Accepted, append([]any{"job", j.ID, "video", video, "format", format}, who...)...)
-	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved.", video, format, j.ID)
+	return queued(j)
+}
+
+// queued is the reply to an accepted command.
+func queued(j *job.Job) string {
+	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved.", j.Video, j.Format, j.ID)
 }
 
 // enqueue seals what the reply needs into the job and makes the job

@@ -264,7 +264,7 @@ func (s *Service) envelope(ctx context.Context, client *socketmode.Client, id st
 	if dup {
 		audit.Event(s.log, audit.Duplicate, "envelope", id, "retry", retry)
 	} else {
-		reply = s.socketCommand(payload)
+		reply = s.socketCommand(payload, id)
 		seen.put(id, reply)
 	}
 	if len(reply) > maxAckPayload {
@@ -279,8 +279,9 @@ func (s *Service) envelope(ctx context.Context, client *socketmode.Client, id st
 }
 
 // socketCommand parses a slash command payload and handles it, returning
-// the ephemeral reply.
-func (s *Service) socketCommand(payload json.RawMessage) string {
+// the ephemeral reply. The job's ID comes from the envelope's (id): a
+// redelivery to a receiver started since queues no second job.
+func (s *Service) socketCommand(payload json.RawMessage, id string) string {
 	form, err := payloadForm(payload)
 	if err == nil && len(form.Encode()) > slackreq.MaxBodyBytes {
 		// The HTTP mode's body cap: the same command either way.
@@ -289,7 +290,7 @@ func (s *Service) socketCommand(payload json.RawMessage) string {
 	if err == nil {
 		var c *slackreq.Command
 		if c, err = slackreq.ParseCommand([]byte(form.Encode())); err == nil {
-			return s.Handle(c)
+			return s.handle(c, "envelope "+id)
 		}
 	}
 	audit.Event(s.log, audit.Refused, "reason", "bad_form", "err", audit.Clean(err.Error(), 200))

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -258,7 +259,7 @@ func TestSocketPayloadCap(t *testing.T) {
 	var logs syncBuffer
 	s := socketService(t, &logs)
 	big := strings.Replace(socketPayload, `"trigger_id":"1.2.3"`, `"trigger_id":"`+strings.Repeat("x", slackreq.MaxBodyBytes)+`"`, 1)
-	if r := s.socketCommand(json.RawMessage(big)); r != "This request is malformed." {
+	if r := s.socketCommand(json.RawMessage(big), "e1"); r != "This request is malformed." {
 		t.Errorf("a %d-byte payload: %q", len(big), r)
 	}
 	if strings.Contains(logs.String(), `"event":"accepted"`) {
@@ -281,4 +282,43 @@ func simSocket(tb testing.TB) *testbed.SocketMode {
 	}
 	tb.Cleanup(sm.Close)
 	return sm
+}
+
+// TestRedeliveryAfterRestart: an envelope delivered again to a receiver
+// started since (its memory of envelopes gone) gets the job it already
+// queued, by the job ID derived from the envelope's: no second job file.
+// With the random IDs of HTTP mode it would be queued twice.
+func TestRedeliveryAfterRestart(t *testing.T) {
+	root := t.TempDir()
+	layout := spool.Layout{Root: filepath.Join(root, "spool")}
+	if err := layout.CreateSingleUser(filepath.Join(root, "dl")); err != nil {
+		t.Fatal(err)
+	}
+	var logs syncBuffer
+	start := func() *Service {
+		s, err := New(Options{SpoolDir: layout.Root, Command: "/ytkeep", AllowedTeams: []string{"T0DEMO0001"},
+			AllowedChannels: []string{"*"}, AllowedUsers: []string{"*"},
+			ResponseURLAllowed: func(string) bool { return true },
+			Logger:             slog.New(slog.NewJSONHandler(&logs, nil))}, NewNotifier())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	first := start().socketCommand(json.RawMessage(socketPayload), "dbdd0ef3-1543-4f94-bfb4-133d0e6c1545")
+	again := start().socketCommand(json.RawMessage(socketPayload), "dbdd0ef3-1543-4f94-bfb4-133d0e6c1545")
+	if !strings.HasPrefix(first, "Queued `dQw4w9WgXcQ` (720p) as job `") || again != first {
+		t.Fatalf("first %q, again %q", first, again)
+	}
+	jobs, _ := os.ReadDir(layout.Incoming())
+	if len(jobs) != 1 {
+		t.Errorf("%d job files for one envelope delivered twice", len(jobs))
+	}
+	other := start().socketCommand(json.RawMessage(socketPayload), "0f0f0f0f-1543-4f94-bfb4-133d0e6c1545")
+	if other == first {
+		t.Error("another envelope got the same job")
+	}
+	if n := strings.Count(logs.String(), `"event":"duplicate"`); n != 1 {
+		t.Errorf("%d duplicate events, want 1", n)
+	}
 }

@@ -100,7 +100,7 @@ func (l Layout) Tree(downloads string) []Entry {
 	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
 		t = append(t, Entry{l.Receiver(s), 0o700, RoleReceiver, RoleSpool})
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine"} {
+	for _, s := range []string{"tmp", "claimed", "quarantine", "seen"} {
 		t = append(t, Entry{l.Worker(s), 0o700, RoleWorker, RoleSpool})
 	}
 	// The downloader may pass through to a job directory it is given,

@@ -79,3 +79,46 @@ func listening(t *testing.T, pid int) []string {
 	}
 	return ports
 }
+
+// TestSocketModeCrashBeforeAck: the receiver writes the job, its
+// acknowledgement is lost and it is killed (SIGKILL) before Slack sees
+// one; Slack delivers the envelope again to the receiver started since,
+// which has no memory of it. The job is done once: the same job ID in
+// the reply, one download, one final message.
+func TestSocketModeCrashBeforeAck(t *testing.T) {
+	w := newWorld(t, WorldOptions{SocketMode: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := w.Socket.Envelope(w.Invocation("https://youtu.be/dQw4w9WgXcQ 360p"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := w.Socket.Deliver(ctx, e, 0) // the reply Slack never sees
+	if err != nil || !strings.HasPrefix(first, "Queued `dQw4w9WgXcQ` (360p) as job `") {
+		t.Fatalf("first delivery: %q, %v", first, err)
+	}
+	if err := w.KillReceiver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, err := w.Socket.Deliver(ctx, e, 1)
+	if err != nil || again != first {
+		t.Fatalf("redelivery to the new receiver: %q, %v; want %q", again, err, first)
+	}
+	msgs, err := w.Slack.WaitFor(ctx, e.ResponseID, Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // a second run, if any, would have posted by now
+	finals := 0
+	for _, m := range w.Slack.Messages(e.ResponseID) {
+		if Final(m) {
+			finals++
+		}
+	}
+	if finals != 1 {
+		t.Errorf("%d final messages, want 1: %q", finals, msgs)
+	}
+	if n := strings.Count(w.Worker.Log(), `"event":"claimed"`); n > 1 {
+		t.Errorf("the worker claimed %d jobs for one envelope", n)
+	}
+}

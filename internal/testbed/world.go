@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -72,7 +73,7 @@ type WorldOptions struct {
 
 // World is a complete loopback installation.
 type World struct {
-	workBin, dlBin                                          string
+	recvBin, workBin, dlBin                                 string
 	env                                                     []string
 	dlConfigStdin                                           bool // start the downloader with -config -
 	Dir, SpoolDir, DownloadsDir, ConfigPath, Endpoint, Clip string
@@ -290,13 +291,45 @@ loopback_response_port = %s
 	} else if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
 		return nil, err
 	}
-	w.workBin, w.dlBin, w.env = workBin, dlBin, env
+	w.recvBin, w.workBin, w.dlBin, w.env = recvBin, workBin, dlBin, env
 	if !opt.NoWorker {
 		if err := w.StartWorker(); err != nil {
 			return nil, err
 		}
 	}
 	return w, nil
+}
+
+// KillReceiver kills the receiver with SIGKILL, as a crash would, and
+// starts it again (in Socket Mode, waits until it has connected).
+func (w *World) KillReceiver(ctx context.Context) (err error) {
+	w.Receiver.Cmd.Process.Kill()
+	w.Receiver.Stop()
+	if w.Socket != nil {
+		if err := waitNone(ctx, w.Socket); err != nil {
+			return err
+		}
+	}
+	w.Receiver, err = Start("ytkeep-receiver", w.recvBin, w.ConfigPath, filepath.Join(w.Dir, "receiver-2.log"), w.env)
+	if err != nil {
+		return err
+	}
+	if w.Socket != nil {
+		return w.Socket.WaitConnected(ctx, 1)
+	}
+	return nil
+}
+
+// waitNone waits until sm has no connection.
+func waitNone(ctx context.Context, sm *SocketMode) error {
+	for sm.Connections() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the old connection stays open: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // StartWorker starts the downloader, unless it runs, and the worker

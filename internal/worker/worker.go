@@ -22,6 +22,8 @@ import (
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
+
+	"golang.org/x/sys/unix"
 )
 
 // Options configure a Worker. All paths are absolute.
@@ -48,6 +50,10 @@ type Worker struct {
 	downloads *spool.Dir
 	dlTmp     *spool.Dir
 	dlGID     int
+	// seen holds a marker per job ID the worker has claimed (for
+	// seenFor): a job delivered again under the same ID (a Socket Mode
+	// redelivery, see job.IDFor) is not run twice.
+	seen *spool.Dir
 
 	mu      sync.Mutex
 	pending map[string]bool // names queued or being handled
@@ -91,7 +97,49 @@ func New(opt Options) (*Worker, error) {
 	if w.dlTmp, err = spool.OpenDir(tmpPath); err != nil {
 		return nil, err
 	}
+	// worker/seen is in the tree (spool.Layout.Tree); a spool made before
+	// it gets it here.
+	if err := os.Mkdir(w.layout.Worker("seen"), 0o700); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("couldn't create %s: %w", w.layout.Worker("seen"), err)
+	}
+	if w.seen, err = spool.OpenDir(w.layout.Worker("seen")); err != nil {
+		return nil, err
+	}
+	w.forgetSeen(time.Now())
 	return w, nil
+}
+
+// seenFor is how long the worker remembers a job ID: far longer than
+// Slack redelivers an envelope (seconds to minutes).
+const seenFor = 48 * time.Hour
+
+// markSeen records that job id is claimed, durably, and reports whether
+// it is the first time.
+func (w *Worker) markSeen(id string) (bool, error) {
+	fd, err := unix.Openat(w.seen.FD(), id, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	unix.Close(fd)
+	return true, w.seen.Sync()
+}
+
+// forgetSeen removes the markers older than seenFor.
+func (w *Worker) forgetSeen(now time.Time) {
+	names, err := w.seen.Names()
+	if err != nil {
+		w.log.Error("couldn't list seen job IDs", "err", err)
+		return
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(w.seen.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && now.Sub(time.Unix(st.Mtim.Sec, st.Mtim.Nsec)) > seenFor {
+			w.seen.Remove(n)
+		}
+	}
 }
 
 type task struct {
@@ -192,6 +240,20 @@ func (w *Worker) handle(ctx context.Context, t task) {
 	if err != nil {
 		return
 	}
+	first, err := w.markSeen(j.ID)
+	if err != nil {
+		// Not knowing is not a reason to drop a job: run it.
+		w.log.Error("couldn't record the job ID", "job", j.ID, "err", err)
+	} else if !first {
+		// Delivered again under the same ID after the first was claimed:
+		// that one answers. No result: the user would get two.
+		audit.Event(w.log, audit.Duplicate, "job", j.ID, "video", j.Video)
+		if err := w.inbox.Claimed.Remove(claimedAs); err != nil {
+			w.log.Error("couldn't remove a duplicate job", "job", j.ID, "err", err)
+		}
+		w.inbox.Claimed.Sync()
+		return
+	}
 	audit.Event(w.log, audit.Claimed, "job", j.ID, "video", j.Video, "format", j.Format, "team", j.Team, "user", j.User, "attempt", 1)
 	w.process(ctx, j, claimedAs, 1)
 }
@@ -229,6 +291,11 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 	j, err := w.parse(id, name, data)
 	if err != nil {
 		return
+	}
+	// Claimed before a crash that came before its marker: mark it now,
+	// so that a redelivery is not run next to it.
+	if _, err := w.markSeen(j.ID); err != nil {
+		w.log.Error("couldn't record the job ID", "job", j.ID, "err", err)
 	}
 	if n >= w.opt.MaxAttempts {
 		w.log.Warn("giving up on a job interrupted too many times", "job", id, "attempts", n)

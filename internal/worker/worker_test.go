@@ -451,3 +451,39 @@ func TestRecovery(t *testing.T) {
 		t.Error("the retry was not counted as attempt 2")
 	}
 }
+
+// TestSameJobIDRunsOnce: a job delivered again under the same ID (a
+// Socket Mode redelivery to a receiver started since: job.IDFor) after
+// the worker claimed the first is not run twice: one result, and the
+// second file is gone. A marker older than seenFor is forgotten at start.
+func TestSameJobIDRunsOnce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	j := newJob("okokokokok2", job.FormatBest)
+	h.submit(j)
+	if r := h.result(j.ID); r.Status != job.StatusDone {
+		t.Fatalf("first: %+v", r)
+	}
+	// The result file is the receiver's to take: take it, as it would.
+	res, _ := filepath.Glob(filepath.Join(h.layout.Results(), j.ID+".*"))
+	for _, f := range res {
+		os.Remove(f)
+	}
+	h.submit(j)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if ents, _ := os.ReadDir(h.layout.Incoming()); len(ents) == 0 {
+			if c, _ := os.ReadDir(h.layout.Worker("claimed")); len(c) == 0 {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if res, _ := filepath.Glob(filepath.Join(h.layout.Results(), j.ID+".*")); len(res) != 0 {
+		t.Errorf("the job ran twice: %v", res)
+	}
+	if !strings.Contains(h.log.String(), `"event":"duplicate"`) {
+		t.Errorf("no duplicate event:\n%s", h.log.String())
+	}
+}
