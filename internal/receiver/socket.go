@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -46,6 +47,10 @@ type SocketOptions struct {
 	// Connections is how many connections this receiver opens (1): a
 	// hello that counts more means another client holds the app token.
 	Connections int
+	// pacer spaces the connections (newPacer when nil; tests set
+	// noPacing).
+	pacer    *pacer
+	noPacing bool
 }
 
 // maxEnvelope bounds a Socket Mode message: slash command envelopes are a
@@ -71,6 +76,9 @@ func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
 	if opt.Connections == 0 {
 		opt.Connections = 1
 	}
+	if opt.pacer == nil && !opt.noPacing {
+		opt.pacer = newPacer()
+	}
 	// No proxy from the environment, no MPTCP (Landlock's TCP rules do
 	// not cover it), bounded handshakes.
 	dialer := &net.Dialer{Timeout: 10 * time.Second}
@@ -88,7 +96,7 @@ func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
 		apiOpts = append(apiOpts, slack.OptionAPIURL(opt.APIURL))
 	}
 	client := socketmode.New(slack.New("", apiOpts...),
-		socketmode.OptionDialer(wsDialer(dialer, opt.APIURL == "")),
+		socketmode.OptionDialer(wsDialer(dialer, opt.APIURL == "", opt.pacer)),
 		socketmode.OptionReadLimit(maxEnvelope))
 	seen := newEnvelopeCache(seenEnvelopes, seenFor)
 	done := make(chan error, 1)
@@ -146,11 +154,18 @@ const ackWait = 2 * time.Second
 // production only over TLS to Slack's own hosts (slack.com, GovSlack's
 // slack-gov.com, and their subdomains), whatever the answer says; in
 // test mode (a loopback Web API) also plain ws.
-func wsDialer(d *net.Dialer, production bool) *websocket.Dialer {
+//
+// Each dial waits first as p says (nil: no wait): jittered backoff
+// between connections, which slack-go does not do after an established
+// connection drops.
+func wsDialer(d *net.Dialer, production bool, p *pacer) *websocket.Dialer {
 	return &websocket.Dialer{Proxy: nil, HandshakeTimeout: 10 * time.Second, WriteBufferSize: 32 << 10,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			if production {
 				return nil, errors.New("refusing a Socket Mode URL without TLS")
+			}
+			if err := p.wait(ctx); err != nil {
+				return nil, err
 			}
 			return d.DialContext(ctx, network, addr)
 		},
@@ -162,10 +177,70 @@ func wsDialer(d *net.Dialer, production bool) *websocket.Dialer {
 			if production && !slackHost(host) {
 				return nil, fmt.Errorf("refusing a Socket Mode URL on %q, not Slack's", host)
 			}
+			if err := p.wait(ctx); err != nil {
+				return nil, err
+			}
 			td := &tls.Dialer{NetDialer: d, Config: &tls.Config{ServerName: host, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}}
 			return td.DialContext(ctx, network, addr)
 		},
 	}
+}
+
+// pacer spaces the WebSocket connections: the first after a quiet
+// spell at once, then each one waits base, 2 base, 4 base… up to max,
+// each with ±50 % jitter, until no connection was made for quiet.
+type pacer struct {
+	base, max, quiet time.Duration
+	mu               sync.Mutex
+	last             time.Time
+	streak           int
+	now              func() time.Time
+	jitter           func() float64 // in [0, 1)
+	sleep            func(context.Context, time.Duration) error
+}
+
+func newPacer() *pacer {
+	return &pacer{base: time.Second, max: time.Minute, quiet: 5 * time.Minute, now: time.Now, jitter: rand.Float64,
+		sleep: func(ctx context.Context, d time.Duration) error {
+			t := time.NewTimer(d)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}}
+}
+
+// delay returns how long the next connection waits, and counts it.
+func (p *pacer) delay() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.now()
+	if p.last.IsZero() || now.Sub(p.last) > p.quiet {
+		p.streak = 0
+	}
+	p.last = now
+	p.streak++
+	if p.streak == 1 {
+		return 0
+	}
+	d := p.base << min(p.streak-2, 16)
+	if d > p.max || d <= 0 {
+		d = p.max
+	}
+	return time.Duration(float64(d) * (0.5 + p.jitter()))
+}
+
+func (p *pacer) wait(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
+	if d := p.delay(); d > 0 {
+		return p.sleep(ctx, d)
+	}
+	return nil
 }
 
 // slackHost reports whether host is Slack's: slack.com or slack-gov.com,

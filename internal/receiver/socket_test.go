@@ -194,7 +194,7 @@ func socketService(t *testing.T, log io.Writer) *Service {
 // TestWSDialerPinsSlack: in production the WebSocket URL Slack's answer
 // names is dialled only over TLS and only on Slack's hosts.
 func TestWSDialerPinsSlack(t *testing.T) {
-	d := wsDialer(&net.Dialer{Timeout: time.Second}, true)
+	d := wsDialer(&net.Dialer{Timeout: time.Second}, true, nil)
 	ctx := context.Background()
 	if _, err := d.NetDialContext(ctx, "tcp", "127.0.0.1:80"); err == nil || !strings.Contains(err.Error(), "without TLS") {
 		t.Errorf("plain ws in production: %v", err)
@@ -216,7 +216,7 @@ func TestWSDialerPinsSlack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := wsDialer(&net.Dialer{Timeout: time.Second}, false).NetDialContext(ctx, "tcp", ln.Addr().String())
+	c, err := wsDialer(&net.Dialer{Timeout: time.Second}, false, nil).NetDialContext(ctx, "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatalf("test mode: %v", err)
 	}
@@ -242,7 +242,8 @@ func TestSocketStops(t *testing.T) {
 			s := socketService(t, &logs)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			err := s.RunSocket(ctx, SocketOptions{AppToken: sm.AppToken, APIURL: sm.APIURL()})
+			// Without pacing: the churn bound is what this shows.
+			err := s.RunSocket(ctx, SocketOptions{AppToken: sm.AppToken, APIURL: sm.APIURL(), noPacing: true})
 			if err == nil || ctx.Err() != nil {
 				t.Fatalf("RunSocket: %v (ctx %v)", err, ctx.Err())
 			}
@@ -320,5 +321,34 @@ func TestRedeliveryAfterRestart(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), `"event":"duplicate"`); n != 1 {
 		t.Errorf("%d duplicate events, want 1", n)
+	}
+}
+
+// TestPacer: the first connection after a quiet spell goes at once; then
+// each waits twice as long as the one before, within ±50 % jitter, up to
+// the maximum; a quiet spell starts over.
+func TestPacer(t *testing.T) {
+	now := time.Unix(1000, 0)
+	j := 0.0
+	p := &pacer{base: time.Second, max: 16 * time.Second, quiet: time.Minute,
+		now: func() time.Time { return now }, jitter: func() float64 { return j }}
+	want := []time.Duration{0, 500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second}
+	for i, w := range want {
+		if got := p.delay(); got != w {
+			t.Errorf("connection %d (jitter 0): %v, want %v", i+1, got, w)
+		}
+		now = now.Add(time.Second)
+	}
+	j = 0.999
+	if got := p.delay(); got < 23*time.Second || got >= 24*time.Second {
+		t.Errorf("at the maximum with jitter near 1: %v, want just under 24s", got)
+	}
+	now = now.Add(2 * time.Minute)
+	if got := p.delay(); got != 0 {
+		t.Errorf("after a quiet spell: %v, want 0", got)
+	}
+	var nilPacer *pacer
+	if err := nilPacer.wait(context.Background()); err != nil {
+		t.Error(err)
 	}
 }
