@@ -85,6 +85,15 @@ var netCalls = []string{
 // client's, without accept4.
 var socketNetCalls = slices.DeleteFunc(slices.Clone(netCalls), func(n string) bool { return n == "accept4" })
 
+// receiverAllowed is the receiver's allowlist in d's mode (HTTP, or
+// Socket Mode without accept4).
+func receiverAllowed(d Domain) []string {
+	if d == ReceiverSocket {
+		return join(goRuntime, spoolCalls, socketNetCalls)
+	}
+	return join(goRuntime, spoolCalls, netCalls)
+}
+
 // workerIPC are the calls the worker uses to talk to the launcher server.
 var workerIPC = []string{"recvmsg", "sendmsg", "shutdown", "getsockopt", "setsockopt"}
 
@@ -193,19 +202,12 @@ func keepGroupProgram() ([]bpf.RawInstruction, error) {
 func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 	kill := seccomp.SyscallGroup{Action: seccomp.ActionKillProcess}
 	switch d {
-	case Receiver:
+	case Receiver, ReceiverSocket:
 		kill.Names = deadly
 		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
 			kill,
 			clone3,
-			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, netCalls)},
-		}}, nil
-	case ReceiverSocket:
-		kill.Names = deadly
-		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
-			kill,
-			clone3,
-			{Action: seccomp.ActionAllow, Names: join(goRuntime, spoolCalls, socketNetCalls)},
+			{Action: seccomp.ActionAllow, Names: receiverAllowed(d)},
 		}}, nil
 	case Worker:
 		kill.Names = deadly
@@ -259,10 +261,8 @@ func join(lists ...[]string) []string {
 // Downloader, whose policy is a deny list, and for any other domain.
 func AllowedCount(d Domain) int {
 	switch d {
-	case Receiver:
-		return len(join(goRuntime, spoolCalls, netCalls))
-	case ReceiverSocket:
-		return len(join(goRuntime, spoolCalls, socketNetCalls))
+	case Receiver, ReceiverSocket:
+		return len(receiverAllowed(d))
 	case Worker:
 		return len(join(goRuntime, spoolCalls, workerIPC))
 	}

@@ -618,9 +618,16 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	stdout.Close() // the child has them; EOF reaches the worker when it ends
 	stderr.Close()
 	var b *broker
+	brokerFailed := false
 	if brokerEnd != nil {
 		cmd.ExtraFiles[2].Close() // the child has it: EOF if it dies before it sends
 		b = s.brokerFor(id, req, brokerEnd)
+		// Fail closed: a download never runs without its broker (only
+		// the assume-breach suite's switch takes it away).
+		if b == nil && !confine.Ablated(confine.LayerBroker) {
+			brokerFailed = true
+			unix.Kill(-pgid, unix.SIGKILL)
+		}
 	}
 
 	// Wait for the child's exit without reaping it (WNOWAIT): until
@@ -678,6 +685,10 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	delete(s.children, id)
 	s.mu.Unlock()
 	r := &response{ID: id, Exit: cmd.ProcessState.ExitCode(), TimedOut: timedOut, ElapsedMS: time.Since(start).Milliseconds()}
+	if brokerFailed {
+		r.Error = "the download's connect broker did not start: the download was killed"
+		return r
+	}
 	if cmd.ProcessState == nil {
 		r.Error = "couldn't wait for the child"
 		return r
