@@ -73,6 +73,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzSealerOpen$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzPayloadForm$$ -fuzztime=$(FUZZTIME) ./internal/receiver
+	$(GO) test -run=NONE -fuzz=FuzzParseDisconnect$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest$$ -fuzztime=$(FUZZTIME) ./internal/egress
 
 # Benchmarks print figures; tests never time anything.

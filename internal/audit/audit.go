@@ -33,6 +33,7 @@ const (
 	SocketConnected       = "socket_connected"        // the receiver's Socket Mode connection is open
 	SocketRefused         = "socket_refused"          // Slack refused the app-level token
 	SocketExtraConnection = "socket_extra_connection" // Slack counts more connections than the receiver opened
+	SocketDisabled        = "socket_disabled"         // Slack closed the connection: Socket Mode is off for the app (link_disabled)
 	Duplicate             = "duplicate"               // an envelope delivered again: answered as before, no second job
 )
 

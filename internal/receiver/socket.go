@@ -95,9 +95,14 @@ func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
 	if opt.APIURL != "" {
 		apiOpts = append(apiOpts, slack.OptionAPIURL(opt.APIURL))
 	}
+	// slack-go reconnects on a disconnect message without telling why;
+	// its debug log is the only place the reason shows, so the receiver
+	// reads it there (and writes none of it).
+	reasons := make(chan string, 8)
 	client := socketmode.New(slack.New("", apiOpts...),
 		socketmode.OptionDialer(wsDialer(dialer, opt.APIURL == "", opt.pacer)),
-		socketmode.OptionReadLimit(maxEnvelope))
+		socketmode.OptionReadLimit(maxEnvelope),
+		socketmode.OptionDebug(true), socketmode.OptionLog(disconnectTap(reasons)))
 	seen := newEnvelopeCache(seenEnvelopes, seenFor)
 	done := make(chan error, 1)
 	go func() { done <- client.RunContext(ctx) }()
@@ -113,6 +118,8 @@ func (s *Service) RunSocket(ctx context.Context, opt SocketOptions) error {
 			// slack-go gives up only when Slack refuses the token.
 			audit.Alert(s.log, audit.SocketRefused, "reason", audit.Clean(err.Error(), 100))
 			return fmt.Errorf("socket mode: %w", err)
+		case r := <-reasons:
+			s.disconnectReason(r)
 		case <-watch.C:
 			if !st.connected && time.Since(st.lostAt) > maxDisconnected {
 				audit.Alert(s.log, audit.SocketRefused, "reason", "no connection for "+maxDisconnected.String())
@@ -136,6 +143,58 @@ const (
 	maxChurn        = 20
 	churnWindow     = time.Minute
 )
+
+// disconnectTap is slack-go's logger: it passes on the reason of each
+// disconnect message (without blocking: a reason is dropped when eight
+// wait) and discards every other line.
+type disconnectTap chan<- string
+
+// receivedPrefix starts slack-go's debug line for each message read from
+// the WebSocket (TestDisconnectReasons fails if a new slack-go changes it).
+const receivedPrefix = "Received WebSocket message: "
+
+func (t disconnectTap) Output(_ int, line string) error {
+	msg, ok := strings.CutPrefix(line, receivedPrefix)
+	if !ok {
+		return nil
+	}
+	if r, ok := parseDisconnect([]byte(strings.TrimSuffix(msg, "\n"))); ok {
+		select {
+		case t <- r:
+		default:
+		}
+	}
+	return nil
+}
+
+// parseDisconnect returns the reason of a disconnect message (Slack's
+// refresh_requested, warning, link_disabled; "" when it gives none, or
+// another word, bounded): the message is the peer's, so only a JSON
+// object of type "disconnect" with a string reason counts.
+func parseDisconnect(msg []byte) (string, bool) {
+	var m struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
+	if len(msg) > maxEnvelope || json.Unmarshal(msg, &m) != nil || m.Type != socketmode.RequestTypeDisconnect {
+		return "", false
+	}
+	return audit.Clean(m.Reason, 40), true
+}
+
+// disconnectReason reports why Slack closes the connection: moving it
+// (refresh_requested) or about to (warning) is routine; link_disabled
+// means an admin turned Socket Mode off for the app, and no command will
+// arrive until it is on again: an alert. Other reasons are logged. slack-go reconnects in every
+// case; with Socket Mode off that fails, and after maxDisconnected the
+// receiver stops (socket_refused).
+func (s *Service) disconnectReason(r string) {
+	if r == "link_disabled" {
+		audit.Alert(s.log, audit.SocketDisabled, "reason", r)
+		return
+	}
+	s.log.Info("socket mode: Slack closes this connection; reconnecting", "reason", r)
+}
 
 // socketState is what RunSocket knows of its connection.
 type socketState struct {

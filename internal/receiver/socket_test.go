@@ -352,3 +352,113 @@ func TestPacer(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestDisconnectReasons: Slack's disconnect message names why; slack-go
+// only reconnects. link_disabled (Socket Mode turned off for the app)
+// raises an alert; refresh_requested and warning are routine. The reason
+// is read from slack-go's debug log: this fails if a new slack-go stops
+// writing it there.
+func TestDisconnectReasons(t *testing.T) {
+	for _, tt := range []struct {
+		reason string
+		alert  bool
+	}{{"refresh_requested", false}, {"warning", false}, {"link_disabled", true}} {
+		t.Run(tt.reason, func(t *testing.T) {
+			sm := simSocket(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			var logs syncBuffer
+			s := socketService(t, &logs)
+			go s.RunSocket(ctx, SocketOptions{AppToken: sm.AppToken, APIURL: sm.APIURL(), noPacing: true})
+			if err := sm.WaitConnected(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			sm.Disconnect(tt.reason, time.Second)
+			// slack-go reconnects after a disconnect message: the second
+			// connection is opened after the reason was read.
+			for sm.Opened() < 2 && ctx.Err() == nil {
+				time.Sleep(20 * time.Millisecond)
+			}
+			want := `"msg":"socket mode: Slack closes this connection; reconnecting","reason":"` + tt.reason + `"`
+			if tt.alert {
+				want = `"event":"socket_disabled","alert":true,"reason":"link_disabled"`
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(logs.String(), want) && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if !strings.Contains(logs.String(), want) {
+				t.Errorf("no %s in the log:\n%s", want, logs.String())
+			}
+			if alerted := strings.Contains(logs.String(), `"alert":true`); alerted != tt.alert {
+				t.Errorf("alert %v, want %v:\n%s", alerted, tt.alert, logs.String())
+			}
+		})
+	}
+}
+
+// TestParseDisconnect: only a disconnect message yields a reason, bounded
+// and cleaned; the rest of what the peer sends is not read here.
+func TestParseDisconnect(t *testing.T) {
+	for msg, want := range map[string]string{
+		`{"type":"disconnect","reason":"link_disabled","debug_info":{"host":"x"}}`: "link_disabled",
+		`{"type":"disconnect"}`:                                             "",
+		`{"type":"disconnect","reason":"warning"}`:                          "warning",
+		`{"type":"disconnect","reason":"` + strings.Repeat("a", 500) + `"}`: strings.Repeat("a", 40) + "…",
+		`{"type":"disconnect","reason":"x\n{\"alert\":true}"}`:              `x?{"alert":true}`,
+	} {
+		got, ok := parseDisconnect([]byte(msg))
+		if !ok || got != want {
+			t.Errorf("parseDisconnect(%.60q) = %q, %v; want %q", msg, got, ok, want)
+		}
+	}
+	for _, msg := range []string{`{"type":"hello"}`, `{"type":"slash_commands","reason":"link_disabled"}`,
+		`{"type":"disconnect","reason":7}`, `{"type":["disconnect"]}`, `[invalid JSON]`, ``, `null`,
+		`{"type":"disconnect"` + strings.Repeat(" ", maxEnvelope) + `}`} {
+		if r, ok := parseDisconnect([]byte(msg)); ok {
+			t.Errorf("parseDisconnect(%.60q) = %q, true", msg, r)
+		}
+	}
+}
+
+func FuzzParseDisconnect(f *testing.F) {
+	f.Add([]byte(`{"type":"disconnect","reason":"link_disabled"}`))
+	f.Add([]byte(`{"type":"disconnect","reason":"\u0000\u2028"}`))
+	f.Add([]byte(`{"type":"hello","num_connections":1}`))
+	f.Fuzz(func(t *testing.T, msg []byte) {
+		r, ok := parseDisconnect(msg)
+		if !ok && r != "" {
+			t.Fatal("a reason without a disconnect")
+		}
+		if len(r) > 40*4 || strings.ContainsAny(r, "\n\r\x00") {
+			t.Fatalf("reason %q not bounded and clean", r)
+		}
+	})
+}
+
+// TestAckIsBounded: an acknowledgement that cannot be queued (slack-go
+// holds 20 while no connection drains them) gives up after ackWait,
+// within Slack's 3 s, instead of holding the receiver's event loop, which
+// would also stop slack-go from reconnecting. Without the bound the 21st
+// call never returns.
+func TestAckIsBounded(t *testing.T) {
+	var logs syncBuffer
+	s := socketService(t, &logs)
+	client := socketmode.New(slack.New("", slack.OptionAppLevelToken("xapp-1-test")))
+	seen := newEnvelopeCache(seenEnvelopes, seenFor)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 21 {
+			s.envelope(context.Background(), client, fmt.Sprintf("00000000-0000-4000-8000-%012d", i), json.RawMessage(socketPayload), 0, seen)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("an acknowledgement with nowhere to go held the receiver for a minute")
+	}
+	if n := strings.Count(logs.String(), "couldn't acknowledge a Socket Mode envelope"); n != 1 {
+		t.Errorf("%d acknowledgements given up, want 1 (the 21st):\n%s", n, logs.String())
+	}
+}
