@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
 )
@@ -363,6 +364,19 @@ func (s *server) brokerFor(id uint64, req *job.Launch, end *os.File) *broker {
 		}
 	}
 	return b
+}
+
+// brokerOrKill returns the broker of request id, whose child leads
+// process group pgid; with none (the child died or did not send its
+// descriptor), it kills the group and reports failed: a download never
+// runs without its broker (only the assume-breach suite's switch takes
+// it away).
+func (s *server) brokerOrKill(id uint64, req *job.Launch, end *os.File, pgid int) (b *broker, failed bool) {
+	if b = s.brokerFor(id, req, end); b != nil || confine.Ablated(confine.LayerBroker) {
+		return b, false
+	}
+	unix.Kill(-pgid, unix.SIGKILL)
+	return nil, true
 }
 
 // brokerHello bounds the wait for a child's notification descriptor: the

@@ -5,8 +5,11 @@ import (
 	"context"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -98,4 +101,75 @@ func connectReq(sa *unix.RawSockaddrInet4) seccompNotif {
 	keep = append(keep, sa)
 	return seccompNotif{Nr: unix.SYS_CONNECT, PID: uint32(os.Getpid()),
 		Args: [6]uint64{3, uint64(uintptr(unsafe.Pointer(sa))), unix.SizeofSockaddrInet4}}
+}
+
+// TestNoDownloadWithoutBroker: when the child does not send its
+// notification descriptor (it died first, or sent a message without
+// one), the server kills the child's process group and fails the
+// request: the download never runs on Landlock alone. The control, a
+// child that sends one, keeps running. Without the kill in brokerOrKill,
+// the group survives and this fails.
+func TestNoDownloadWithoutBroker(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		send   func(end int) error
+		killed bool
+	}{
+		{"closed without a word", func(int) error { return nil }, true},
+		{"a message without a descriptor", func(end int) error { return sendBrokerFD(end, -1) }, true},
+		{"control: a descriptor", func(end int) error {
+			var p [2]int
+			if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+				return err
+			}
+			defer unix.Close(p[0])
+			defer unix.Close(p[1])
+			return sendBrokerFD(end, p[0])
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			serverEnd := os.NewFile(uintptr(pair[0]), "broker")
+			defer serverEnd.Close()
+			// The download: a process group of two (the leader and a
+			// helper), as yt-dlp and ffmpeg would be.
+			cmd := exec.Command("/bin/sh", "-c", "sleep 60 & wait")
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			pgid := cmd.Process.Pid
+			defer unix.Kill(-pgid, unix.SIGKILL)
+			if err := tt.send(pair[1]); err != nil {
+				t.Fatal(err)
+			}
+			unix.Close(pair[1])
+			s := &server{children: map[uint64]chan struct{}{}, jobPorts: map[uint64]uint16{}}
+			b, failed := s.brokerOrKill(7, nil, serverEnd, pgid)
+			if failed != tt.killed || (b == nil) != tt.killed {
+				t.Fatalf("broker %v, failed %v; want failed %v", b, failed, tt.killed)
+			}
+			if b != nil {
+				unix.Close(b.fd)
+				unix.Kill(-pgid, unix.SIGTERM)
+			}
+			err = cmd.Wait()
+			ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
+			if got := ws.Signaled() && ws.Signal() == syscall.SIGKILL; got != tt.killed {
+				t.Errorf("the download's group was killed: %v, want %v (%v)", got, tt.killed, err)
+			}
+			// The helper went with its group (once its new parent has
+			// reaped it, it is gone).
+			deadline := time.Now().Add(10 * time.Second)
+			for unix.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if unix.Kill(-pgid, 0) == nil {
+				t.Errorf("a process of the group lives on")
+			}
+		})
+	}
 }

@@ -621,13 +621,7 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	brokerFailed := false
 	if brokerEnd != nil {
 		cmd.ExtraFiles[2].Close() // the child has it: EOF if it dies before it sends
-		b = s.brokerFor(id, req, brokerEnd)
-		// Fail closed: a download never runs without its broker (only
-		// the assume-breach suite's switch takes it away).
-		if b == nil && !confine.Ablated(confine.LayerBroker) {
-			brokerFailed = true
-			unix.Kill(-pgid, unix.SIGKILL)
-		}
+		b, brokerFailed = s.brokerOrKill(id, req, brokerEnd, pgid)
 	}
 
 	// Wait for the child's exit without reaping it (WNOWAIT): until
