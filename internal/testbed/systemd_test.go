@@ -219,8 +219,75 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("after the restarts: %q", msgs)
 	}
 
+	socketModeUnit(t, c, slack, edited)
 	checkJournal(t, c)
 	reportEnforcement(t, c)
+}
+
+// socketModeUnit switches the installed receiver to Socket Mode, the
+// example configuration's mode, as README's set-up does it: the app-level
+// token in /etc/ytkeep/app_token, mode = "socket", a restart. (And the
+// loopback stand-in for Slack's Web API, testing.slack_api_url.) A slash
+// command arrives over the simulated WebSocket and is downloaded; the
+// receiver's process holds sockets but none that listens; doctor checks
+// the token; the unit still scores <= 1.0.
+func socketModeUnit(t *testing.T, c *container, slack *Slack, cfg string) {
+	sm, err := NewSocketMode(slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sm.Close)
+	writeInto(t, c.path("/etc/ytkeep/app_token"), sm.AppToken+"\n")
+	cfg = replaceLines(t, cfg, map[string]string{`mode = "http"`: `mode = "socket"`})
+	writeInto(t, c.path("/etc/ytkeep/ytkeep.toml"), cfg+fmt.Sprintf("slack_api_url = %q\n", sm.APIURL()))
+	doctor, err := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
+	if err != nil {
+		t.Fatalf("ytkeep doctor in Socket Mode failed: %v\n%s", err, doctor)
+	}
+	if !strings.Contains(doctor, "[OK  ] app-level token") {
+		t.Errorf("doctor does not check the app-level token in Socket Mode:\n%s", doctor)
+	}
+	const u = "ytkeep-receiver.service"
+	before := c.unitProperty(u, "MainPID")
+	c.must("systemctl restart " + u)
+	waitActive(t, c, u, before)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := sm.WaitConnected(ctx, 1); err != nil {
+		t.Fatalf("the receiver unit opened no Socket Mode connection: %v", err)
+	}
+	// Slack escapes the & of the link as &amp;.
+	start := time.Now()
+	reply, id, err := sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep",
+		Text: "https://www.youtube.com/watch?v=jNQXAC9IVRw&amp;t=5s audio"})
+	if err != nil || !strings.Contains(reply, "Queued") {
+		t.Fatalf("slash command over Socket Mode: reply %q, err %v", reply, err)
+	}
+	msgs := waitReply(t, c, slack, id, Final)
+	t.Logf("Socket Mode slash command: ack %q; final %q after %.1f s", reply, msgs[len(msgs)-1], time.Since(start).Seconds())
+	if !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark:") {
+		t.Fatalf("the download failed: %q", msgs)
+	}
+	// Its sockets (the WebSocket to the simulated Slack, the journal's),
+	// and the listening ones of its network namespace: no overlap.
+	pid := c.unitProperty(u, "MainPID")
+	socks := strings.Fields(c.must(fmt.Sprintf(`for f in /proc/%s/fd/*; do readlink "$f"; done | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p'`, pid)))
+	listening := strings.Fields(c.must(fmt.Sprintf(`awk '$4 == "0A" {print $10}' /proc/%s/net/tcp /proc/%s/net/tcp6`, pid, pid)))
+	if len(socks) == 0 {
+		t.Fatalf("the receiver (pid %s) holds no socket: the check would show nothing", pid)
+	}
+	for _, in := range socks {
+		if slices.Contains(listening, in) {
+			t.Errorf("the Socket Mode receiver listens (socket inode %s)", in)
+		}
+	}
+	t.Logf("Socket Mode receiver: %d sockets, none listening (%d listening sockets in its namespace)", len(socks), len(listening))
+	out, _ := c.run("systemd-analyze security --no-pager " + u)
+	score, ok := exposure(out, u)
+	if !ok || score > 1.0 {
+		t.Errorf("%s in Socket Mode: exposure %.1f (found %v) > 1.0:\n%s", u, score, ok, out)
+	}
+	t.Logf("exposure (online) in Socket Mode: %s %.1f", u, score)
 }
 
 // checkDownloaderView looks at the running downloader unit from the
