@@ -21,6 +21,12 @@ import (
 
 // process runs one validated job to its end.
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
+	release, err := w.await(ctx, j)
+	if err != nil {
+		w.log.Info("job interrupted by shutdown", "job", j.ID)
+		return
+	}
+	defer release()
 	if s := w.lookupStored(j.Video, j.Format); s != nil {
 		w.finish(j, claimedAs, storedResult(s, j, true))
 		return
@@ -35,6 +41,37 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 		return
 	}
 	w.finish(j, claimedAs, r)
+}
+
+// await returns once no other job is downloading j's video in j's
+// format, with the right to do so (release gives it up), or with ctx's
+// error. Two users who ask for the same video and format at the same
+// time thus get one download: the second job waits for the first, then
+// finds the file stored (or, if the first failed, tries itself).
+func (w *Worker) await(ctx context.Context, j *job.Job) (release func(), err error) {
+	key := j.Video + "-" + string(j.Format)
+	for {
+		w.mu.Lock()
+		busy, ok := w.inflight[key]
+		if !ok {
+			done := make(chan struct{})
+			w.inflight[key] = done
+			w.mu.Unlock()
+			return func() {
+				w.mu.Lock()
+				delete(w.inflight, key)
+				w.mu.Unlock()
+				close(done)
+			}, nil
+		}
+		w.mu.Unlock()
+		w.log.Info("waiting for the same video's download by another job", "job", j.ID, "video", j.Video, "format", j.Format)
+		select {
+		case <-busy:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // download runs yt-dlp for j in a fresh job directory and stores the file.

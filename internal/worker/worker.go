@@ -57,12 +57,15 @@ type Worker struct {
 
 	mu      sync.Mutex
 	pending map[string]bool // names queued or being handled
-	storeMu sync.Mutex      // serialises lookups and stores in downloads/
+	// inflight holds, per video and format, the channel closed when the
+	// job downloading it has finished (see await).
+	inflight map[string]chan struct{}
+	storeMu  sync.Mutex // serialises lookups and stores in downloads/
 }
 
 // New opens the spool and downloads directories. It does not run yt-dlp.
 func New(opt Options) (*Worker, error) {
-	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}}
+	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}, inflight: map[string]chan struct{}{}}
 	if w.log == nil || opt.Launcher == nil {
 		return nil, errors.New("worker: no logger or launcher")
 	}

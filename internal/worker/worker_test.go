@@ -487,3 +487,36 @@ func TestSameJobIDRunsOnce(t *testing.T) {
 		t.Errorf("no duplicate event:\n%s", h.log.String())
 	}
 }
+
+// TestSameVideoOneDownload: two users ask for the same video and format
+// at the same time: one download; the other job waits for it and is
+// answered from the store. Both get a "done" result. (Should the second
+// job be claimed only after the first has stored the file, the outcome is
+// the same; without await, both download, and the second announces it.)
+func TestSameVideoOneDownload(t *testing.T) {
+	h := newHarness(t, nil)
+	a, b := newJob("slowokAAAAA", job.FormatBest), newJob("slowokAAAAA", job.FormatBest)
+	b.User = "U2"
+	h.submit(a)
+	h.submit(b)
+	h.start()
+	ra, rb := h.result(a.ID), h.result(b.ID)
+	if ra.Status != job.StatusDone || rb.Status != job.StatusDone || ra.File != rb.File {
+		t.Fatalf("results %+v, %+v", ra, rb)
+	}
+	started := 0
+	for _, id := range []string{a.ID, b.ID} {
+		if _, err := os.Stat(filepath.Join(h.layout.Results(), id+".started.result")); err == nil {
+			started++
+		}
+	}
+	if started != 1 || ra.Cached == rb.Cached {
+		t.Errorf("%d downloads announced, cached %v/%v: want one download and one answer from the store", started, ra.Cached, rb.Cached)
+	}
+	// Another format of the same video is another download.
+	c := newJob("slowokAAAAA", job.FormatAudio)
+	h.submit(c)
+	if r := h.result(c.ID); r.Status != job.StatusDone || r.Cached {
+		t.Errorf("another format: %+v", r)
+	}
+}
