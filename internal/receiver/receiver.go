@@ -233,9 +233,14 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 	return queued(j)
 }
 
-// queued is the reply to an accepted command.
+// queued is the reply to an accepted command. Results are posted to the
+// command's response_url, which Slack accepts for 30 minutes only
+// (ResponseURLLifetime), and a download may take longer
+// (worker.job_timeout_seconds is 30 minutes by default): the reply says
+// so, until the courier posts with a bot token (docs/courier.md).
 func queued(j *job.Job) string {
-	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved.", j.Video, j.Format, j.ID)
+	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved, "+
+		"if that is within 30 minutes: Slack lets me answer here no longer. A later download is still kept on the server.", j.Video, j.Format, j.ID)
 }
 
 // enqueue seals what the reply needs into the job and makes the job

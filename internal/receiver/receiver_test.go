@@ -163,6 +163,11 @@ func TestHandle(t *testing.T) {
 	if len(jobs) != 1 || jobs[0].Video != "dQw4w9WgXcQ" || jobs[0].Format != job.Format480 || !strings.Contains(reply, jobs[0].ID) {
 		t.Fatalf("reply %q, jobs %+v", reply, jobs)
 	}
+	// Results go to the response_url, which Slack accepts for 30
+	// minutes: the user is told.
+	if !strings.Contains(reply, "if that is within 30 minutes") {
+		t.Errorf("the reply does not say a result after 30 minutes is not posted here: %q", reply)
+	}
 	// The job file carries the response_url only sealed.
 	b, _ := os.ReadFile(filepath.Join(f.layout.Incoming(), jobs[0].FileName()))
 	if bytes.Contains(b, []byte("http")) || bytes.Contains(b, []byte("/r/1")) {
