@@ -62,8 +62,9 @@ type Service struct {
 
 	teams, channels, users, enterprises allowlist
 
-	rateMu sync.Mutex
-	rate   map[string][]time.Time
+	rateMu  sync.Mutex
+	rate    map[string][]time.Time
+	rateLog *rateLog // rate, on disk: it survives a restart
 }
 
 type allowlist struct {
@@ -123,6 +124,13 @@ func New(opt Options, n *Notifier) (*Service, error) {
 	}
 	if err := checkKeyMode(s.layout.Receiver(keyFile)); err != nil {
 		return nil, err
+	}
+	var lost error
+	if s.rateLog, s.rate, lost, err = openRateLog(d[0], d[6], opt.Now(), time.Minute); err != nil {
+		return nil, err
+	}
+	if lost != nil {
+		s.log.Error("the per-user limit starts afresh", "err", lost)
 	}
 	return s, nil
 }
@@ -274,6 +282,9 @@ func (s *Service) allowRate(user string) bool {
 		return false
 	}
 	s.rate[user] = append(keep, now)
+	if err := s.rateLog.add(now, user, s.rate); err != nil {
+		s.log.Error("couldn't record an accepted job in the rate log: the per-user limit holds until the next restart only", "err", err)
+	}
 	if len(s.rate) > 10000 { // forget idle users
 		for u, ts := range s.rate {
 			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Minute {

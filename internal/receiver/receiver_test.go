@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -484,5 +485,71 @@ func TestAppAndEnterprise(t *testing.T) {
 	}
 	if n := len(f.incoming(t)); n != 1 {
 		t.Fatalf("%d jobs, want the allowed organization's one", n)
+	}
+}
+
+// TestRateLimitSurvivesRestart: the per-user limit is kept on disk; a
+// receiver started since (a crash, or a restart to reset the limit)
+// still refuses the user until the minute has passed. Without the rate
+// log the restarted receiver accepts the fourth job.
+func TestRateLimitSurvivesRestart(t *testing.T) {
+	f := newFixture(t)
+	for i := 0; i < 3; i++ {
+		if r := f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ")); !strings.HasPrefix(r, "Queued") {
+			t.Fatalf("job %d: %q", i, r)
+		}
+	}
+	restart := func() {
+		t.Helper()
+		s, err := New(f.s.opt, NewNotifier())
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.s = s
+	}
+	restart()
+	if r := f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ")); !strings.Contains(r, "please wait") {
+		t.Fatalf("fourth job in a minute, after a restart: %q", r)
+	}
+	c := f.cmd("https://youtu.be/dQw4w9WgXcQ")
+	c.UserID = "U2"
+	if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
+		t.Fatalf("another user: %q", r)
+	}
+	f.now = f.now.Add(61 * time.Second)
+	restart()
+	if r := f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ")); !strings.HasPrefix(r, "Queued") {
+		t.Fatalf("a minute later, after a restart: %q", r)
+	}
+	// A torn or foreign line is skipped, not fatal.
+	p := filepath.Join(f.layout.Receiver(""), rateLogName)
+	fd, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd.WriteString("12 ../../etc\nnot a line\n17")
+	fd.Close()
+	restart()
+	if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
+		t.Fatalf("after a torn log: %q", r)
+	}
+}
+
+// TestRateLogBounded: the log is rewritten with the live entries once it
+// passes its limit, so it stays bounded however long the receiver runs.
+func TestRateLogBounded(t *testing.T) {
+	f := newFixtureWith(t, func(o *Options) { o.PerUserPerMinute = 1 << 20 })
+	p := filepath.Join(f.layout.Receiver(""), rateLogName)
+	// Entries a day apart: each rewrite keeps the live ones only (those
+	// of the last minute are, here, all of the same second).
+	for i := range 40000 {
+		f.now = f.now.Add(time.Second)
+		if !f.s.allowRate(fmt.Sprintf("U%06d", i%500)) {
+			t.Fatal("refused")
+		}
+	}
+	st, err := os.Stat(p)
+	if err != nil || st.Size() > 2*rateLogMax {
+		t.Fatalf("rate log: %v, %v bytes", err, st.Size())
 	}
 }
