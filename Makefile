@@ -75,6 +75,10 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzPayloadForm$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzParseDisconnect$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest$$ -fuzztime=$(FUZZTIME) ./internal/egress
+	$(GO) test -run=NONE -fuzz=FuzzValidate$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
+	$(GO) test -run=NONE -fuzz=FuzzTruncate$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
+	$(GO) test -run=NONE -fuzz=FuzzRetryAfter$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
+	$(GO) test -run=NONE -fuzz=FuzzUploadURL$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
 
 # Benchmarks print figures; tests never time anything.
 bench: build
