@@ -45,11 +45,14 @@ const (
 	// CodeClientRateLimited: ctx ended while the call waited for its turn
 	// under the client's limits; Slack was not called.
 	CodeClientRateLimited = "client_ratelimited"
-	// CodeInvalidArgument: the caller's channel, user, ts, message or file
-	// was refused before anything was sent. Permanent.
+	// CodeInvalidArgument: the caller's channel (one that is not a DM, for
+	// instance), user, ts, message or file was refused before anything
+	// was sent. Permanent.
 	CodeInvalidArgument = "client_invalid_argument"
 	// CodeInvalidResponse: Slack's answer was malformed, too large, or
-	// named a channel, ts, file or upload URL the client does not accept.
+	// named a channel, ts, file or upload URL the client does not accept
+	// (another user's DM, for instance), or the upload URL answered
+	// before the whole file was sent.
 	CodeInvalidResponse = "client_invalid_response"
 	// CodeRefused: the client's own dialer refused the connection (a host
 	// or scheme outside its policy). Permanent.

@@ -5,6 +5,11 @@
 // to the upload URL, files.completeUploadExternal). It is built on
 // slack-go.
 //
+// It writes into DMs only: Post, Update and Upload refuse a channel ID
+// that is not a DM's (D…), public (C…) and private (G…) channels
+// included, before any request (CodeInvalidArgument), and OpenDM accepts
+// only a DM, and only the requested user's when Slack names the user.
+//
 // It is a trust boundary both ways. What it sends is bounded and checked
 // first: IDs, timestamps, text (cut to MaxTextLen), blocks (MaxBlocks),
 // file names and sizes (MaxUploadSize). What it reads is Slack's answer,
@@ -195,10 +200,13 @@ func parseTestURL(raw string) (*url.URL, error) {
 }
 
 // OpenDM returns the DM channel between the bot and user
-// (conversations.open with users=user), from memory after the first time.
-// user must be a user ID ([UW][A-Z0-9]{2,31}); the answer must name a DM
-// channel (D…): a status message meant for one person never goes to a
-// channel others read.
+// (conversations.open with users=user and return_im=true), from memory
+// after the first time. user must be a user ID ([UW][A-Z0-9]{2,31}); the
+// answer must name a DM channel (D…) and, when it names the DM's user
+// (return_im asks for it), that must be user: a status message meant for
+// one person never goes to a channel others read, nor to another
+// person's DM. Either refusal is CodeInvalidResponse, and nothing is
+// kept in memory.
 func (c *Client) OpenDM(ctx context.Context, user string) (channel string, err error) {
 	if !validUser(user) {
 		return "", invalidArgument(methodOpen, "user ID %q", clip(user))
@@ -214,12 +222,15 @@ func (c *Client) OpenDM(ctx context.Context, user string) (channel string, err e
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
-	conv, _, _, err := c.api.OpenConversationContext(cctx, &slack.OpenConversationParameters{Users: []string{user}})
+	conv, _, _, err := c.api.OpenConversationContext(cctx, &slack.OpenConversationParameters{Users: []string{user}, ReturnIM: true})
 	if err != nil {
 		return "", c.fail(methodOpen, "", err)
 	}
 	if conv == nil || !validDM(conv.ID) {
 		return "", invalidResponse(methodOpen, "no DM channel ID in the answer")
+	}
+	if conv.User != "" && conv.User != user {
+		return "", invalidResponse(methodOpen, "the answer names the DM of user %q, not of %s", clip(conv.User), user)
 	}
 	c.mu.Lock()
 	if len(c.dms) >= maxDMs {
@@ -230,12 +241,13 @@ func (c *Client) OpenDM(ctx context.Context, user string) (channel string, err e
 	return conv.ID, nil
 }
 
-// Post posts m into channel ([CDG][A-Z0-9]{2,31}) with chat.postMessage,
-// without link or media unfurling, and returns the message's ts. The
+// Post posts m into channel, a DM (D[A-Z0-9]{2,31}, as OpenDM gives),
+// with chat.postMessage, without link or media unfurling, and returns the
+// message's ts. Any other channel ID is refused before any request. The
 // answer must name the same channel and a well-formed ts.
 func (c *Client) Post(ctx context.Context, channel string, m Message) (ts string, err error) {
-	if !validChannel(channel) {
-		return "", invalidArgument(methodPost, "channel ID %q", clip(channel))
+	if !validDM(channel) {
+		return "", invalidArgument(methodPost, "channel ID %q is not a DM's", clip(channel))
 	}
 	text, err := checkMessage(methodPost, m)
 	if err != nil {
@@ -261,12 +273,13 @@ func (c *Client) Post(ctx context.Context, channel string, m Message) (ts string
 	return ts, nil
 }
 
-// Update replaces the message ts in channel by m with chat.update: its
-// text and its blocks (none if m has none). The answer must name the same
-// channel and ts.
+// Update replaces the message ts in channel, a DM (D[A-Z0-9]{2,31}), by
+// m with chat.update: its text and its blocks (none if m has none). Any
+// other channel ID is refused before any request. The answer must name
+// the same channel and ts.
 func (c *Client) Update(ctx context.Context, channel, ts string, m Message) error {
-	if !validChannel(channel) {
-		return invalidArgument(methodUpdate, "channel ID %q", clip(channel))
+	if !validDM(channel) {
+		return invalidArgument(methodUpdate, "channel ID %q is not a DM's", clip(channel))
 	}
 	if !validTS(ts) {
 		return invalidArgument(methodUpdate, "ts %q", clip(ts))
@@ -294,7 +307,9 @@ func (c *Client) Update(ctx context.Context, channel, ts string, m Message) erro
 	return nil
 }
 
-// Upload shares size bytes read from r into channel as a file named
+// Upload shares size bytes read from r into channel, a DM
+// (D[A-Z0-9]{2,31}; any other channel ID is refused before any request),
+// as a file named
 // filename, titled title (filename when empty; control characters become
 // spaces, and it is cut to 250 UTF-16 code units), in Slack's three steps,
 // each a slack-go call: files.getUploadURLExternal, which gives an upload
@@ -306,12 +321,18 @@ func (c *Client) Update(ctx context.Context, channel, ts string, m Message) erro
 // has its own timeout, and an error names the step.
 //
 // size must be 1 to MaxUploadSize, and r must give exactly size bytes:
-// fewer or more fail the upload (and the file is never shared).
-// filename must be 1 to 255 bytes of UTF-8 without control characters or
-// path separators.
+// fewer or more fail the upload (and the file is never shared), and so
+// does an answer of the upload URL that comes before all of them were
+// read (CodeInvalidResponse). filename must be 1 to 255 bytes of UTF-8
+// without control characters or path separators.
+//
+// r is read by another goroutine (slack-go's), never after Upload has
+// returned: Upload first waits for a Read of r under way to end, so r
+// must not block without end (a file does not), and the caller may close
+// it as soon as Upload returns.
 func (c *Client) Upload(ctx context.Context, channel, filename, title string, r io.Reader, size int64) error {
-	if !validChannel(channel) {
-		return invalidArgument(methodGetURL, "channel ID %q", clip(channel))
+	if !validDM(channel) {
+		return invalidArgument(methodGetURL, "channel ID %q is not a DM's", clip(channel))
 	}
 	if !validFilename(filename) {
 		return invalidArgument(methodGetURL, "file name %q", clip(filename))
@@ -342,12 +363,20 @@ func (c *Client) Upload(ctx context.Context, channel, filename, title string, r 
 
 	uctx, cancel := context.WithTimeout(ctx, uploadTimeout(size))
 	defer cancel()
-	body := &exactReader{r: r, left: size}
-	if err := c.api.UploadToURL(uctx, slack.UploadToURLParameters{UploadURL: u.UploadURL, Reader: body, Filename: filename}); err != nil {
+	body := &exactReader{r: r, size: size}
+	err = c.api.UploadToURL(uctx, slack.UploadToURLParameters{UploadURL: u.UploadURL, Reader: body, Filename: filename})
+	// slack-go's multipart writer may still be reading body: the upload
+	// URL can answer before it has read the whole request. Stop it first,
+	// whatever the outcome, so that r is not read after Upload returns.
+	read, whole, readErr := body.stop()
+	if err != nil {
 		return c.fail(methodUpload, "", err)
 	}
-	if body.left != 0 {
-		return invalidResponse(methodUpload, "answered after %d bytes of %d", size-body.left, size)
+	if readErr != nil {
+		return c.fail(methodUpload, "", readErr)
+	}
+	if !whole {
+		return invalidResponse(methodUpload, "answered before the whole file was sent (%d bytes of %d read)", read, size)
 	}
 
 	if err := c.wait(ctx, methodComplete, ""); err != nil {
@@ -381,20 +410,51 @@ func (c *Client) fail(method, channel string, err error) error {
 	return e
 }
 
-// exactReader gives r's bytes and fails unless there are exactly left of
-// them: Slack was told the size.
+// exactReader gives r's bytes and fails unless there are exactly size of
+// them: Slack was told the size. Its Reads come from slack-go's multipart
+// writer, a goroutine of its own that may outlive the upload's answer;
+// stop ends them, under mu: it waits for a Read under way, and every
+// later Read fails without reading r.
 type exactReader struct {
-	r    io.Reader
-	left int64
+	mu      sync.Mutex
+	r       io.Reader
+	size    int64
+	read    int64
+	whole   bool  // r ended after exactly size bytes
+	err     error // the first error other than io.EOF that Read returned
+	stopped bool
 }
 
 var (
 	errShortRead = errors.New("the file is shorter than its size")
 	errLongRead  = errors.New("the file is longer than its size")
+	errStopped   = errors.New("the upload is over")
 )
 
 func (e *exactReader) Read(p []byte) (int, error) {
-	if e.left == 0 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.stopped:
+		return 0, errStopped
+	case e.err != nil:
+		return 0, e.err
+	case e.whole:
+		return 0, io.EOF
+	}
+	n, err := e.readLocked(p)
+	e.read += int64(n)
+	if err == io.EOF {
+		e.whole = true
+	} else if err != nil {
+		e.err = err
+	}
+	return n, err
+}
+
+func (e *exactReader) readLocked(p []byte) (int, error) {
+	left := e.size - e.read
+	if left == 0 {
 		var one [1]byte
 		n, err := e.r.Read(one[:])
 		if n > 0 {
@@ -405,18 +465,27 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		}
 		return 0, err
 	}
-	if int64(len(p)) > e.left {
-		p = p[:e.left]
+	if int64(len(p)) > left {
+		p = p[:left]
 	}
 	n, err := e.r.Read(p)
-	e.left -= int64(n)
-	if err == io.EOF && e.left > 0 {
+	if err == io.EOF && int64(n) < left {
 		return n, errShortRead
 	}
 	if err == io.EOF {
 		err = nil
 	}
 	return n, err
+}
+
+// stop waits for a Read under way to end and makes later Reads fail
+// without reading r. It reports how many bytes were read, whether r ended
+// after exactly size bytes, and the first error Read returned.
+func (e *exactReader) stop() (read int64, whole bool, err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped = true
+	return e.read, e.whole, e.err
 }
 
 // clip bounds a caller's or Slack's string quoted in an error.

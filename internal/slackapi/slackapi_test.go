@@ -83,7 +83,9 @@ func (f *fakeSlack) serve(w http.ResponseWriter, r *http.Request) {
 	form := r.PostForm
 	switch method {
 	case methodOpen:
-		reply(w, fmt.Sprintf(`{"ok":true,"channel":{"id":"D%s"}}`, form.Get("users")[1:]))
+		// With return_im=true, the IM's whole definition, user included.
+		user := form.Get("users")
+		reply(w, fmt.Sprintf(`{"ok":true,"channel":{"id":"D%s","is_im":true,"user":%q}}`, user[1:], user))
 	case methodPost:
 		reply(w, fmt.Sprintf(`{"ok":true,"channel":%q,"ts":"1700000000.000100"}`, form.Get("channel")))
 	case methodUpdate:
@@ -272,8 +274,8 @@ func TestOpenDM(t *testing.T) {
 	if n := f.count(methodOpen); n != 1 {
 		t.Fatalf("conversations.open called %d times for one user, want 1 (cached)", n)
 	}
-	if got := f.form(methodOpen).Get("users"); got != "U0ALICE" {
-		t.Errorf("users=%q", got)
+	if form := f.form(methodOpen); form.Get("users") != "U0ALICE" || form.Get("return_im") != "true" {
+		t.Errorf("users=%q return_im=%q, want U0ALICE, true", form.Get("users"), form.Get("return_im"))
 	}
 	if ch, err := c.OpenDM(ctx, "W0BOB"); err != nil || ch != "D0BOB" {
 		t.Fatalf("OpenDM(W0BOB) = %q, %v", ch, err)
@@ -289,6 +291,12 @@ func TestOpenDM(t *testing.T) {
 	}
 	if n := f.count(methodOpen); n != 2 {
 		t.Errorf("a refused user ID reached Slack")
+	}
+	// An answer that does not name the DM's user is taken (return_im
+	// is a request; the DM's ID alone is checked then).
+	f.set(methodOpen, func(w http.ResponseWriter, r *http.Request) { reply(w, `{"ok":true,"channel":{"id":"D0CAROL"}}`) })
+	if ch, err := c.OpenDM(ctx, "U0CAROL"); err != nil || ch != "D0CAROL" {
+		t.Fatalf("OpenDM(U0CAROL), no user in the answer = %q, %v", ch, err)
 	}
 }
 
@@ -315,7 +323,7 @@ func TestPost(t *testing.T) {
 
 	m := Message{Text: "fallback", Blocks: []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "*hi*", false, false), nil, nil)}}
-	if _, err := c.Post(context.Background(), "C0TEAM", m); err != nil {
+	if _, err := c.Post(context.Background(), "D0BOB", m); err != nil {
 		t.Fatal(err)
 	}
 	var blocks []map[string]any
@@ -378,6 +386,40 @@ func TestPostTruncatesText(t *testing.T) {
 	got := f.form(methodPost).Get("text")
 	if utf8.RuneCountInString(got) != MaxTextLen || !strings.HasSuffix(got, "…") || !strings.HasPrefix(got, strings.Repeat("a", MaxTextLen-1)) {
 		t.Fatalf("sent %d characters ending %q, want %d ending in …", utf8.RuneCountInString(got), got[len(got)-8:], MaxTextLen)
+	}
+}
+
+// TestDMOnly: Post, Update and Upload write into DMs only; any other
+// channel ID, well-formed or not, is refused before any request.
+func TestDMOnly(t *testing.T) {
+	calls := map[string]func(*Client, string) error{
+		methodPost: func(c *Client, channel string) error {
+			_, err := c.Post(context.Background(), channel, textMsg("x"))
+			return err
+		},
+		methodUpdate: func(c *Client, channel string) error {
+			return c.Update(context.Background(), channel, "1700000000.000100", textMsg("x"))
+		},
+		methodGetURL: func(c *Client, channel string) error {
+			return c.Upload(context.Background(), channel, "a.mp4", "", strings.NewReader("data"), 4)
+		},
+	}
+	for method, call := range calls {
+		for _, channel := range []string{"C0TEAM", "G0PRIVATE", "U0ALICE", "W0BOB", "F0FILE", "d0alice", "D0", "D0ALICE ", ""} {
+			t.Run(method+"/"+channel, func(t *testing.T) {
+				f := newFakeSlack(t, false)
+				c, _ := newTestClient(t, f)
+				err := call(c, channel)
+				if e := slackError(t, err); e.Code != CodeInvalidArgument || !e.Permanent || e.Method != method {
+					t.Fatalf("%v, want a permanent %s from %s", err, CodeInvalidArgument, method)
+				}
+				for _, m := range []string{methodOpen, methodPost, methodUpdate, methodGetURL, methodUpload, methodComplete} {
+					if n := f.count(m); n != 0 {
+						t.Errorf("%s called %d times", m, n)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -490,6 +532,86 @@ func TestUploadRefusesBadFile(t *testing.T) {
 	}
 }
 
+// slowReader gives left bytes, at most 512 a Read, each Read taking
+// 10 ms, and notes when each Read ends. (Under its own mutex: an atomic
+// flag set by the test after Upload returns would order Upload before
+// the Read's end for the race detector, and hide the race.)
+type slowReader struct {
+	left int64
+
+	mu   sync.Mutex
+	ends []time.Time
+}
+
+func (s *slowReader) Read(p []byte) (int, error) {
+	time.Sleep(10 * time.Millisecond)
+	defer func() {
+		s.mu.Lock()
+		s.ends = append(s.ends, time.Now())
+		s.mu.Unlock()
+	}()
+	if s.left == 0 {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), 512, s.left)
+	for i := range n {
+		p[i] = 'x'
+	}
+	s.left -= n
+	return int(n), nil
+}
+
+// readsAfter counts the Reads that ended after t.
+func (s *slowReader) readsAfter(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, end := range s.ends {
+		if end.After(t) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestUploadAnsweredEarly: an upload URL that answers 200 before it has
+// read the file fails the upload (no data race under -race), the file is
+// not shared, and the caller's reader is never read once Upload has
+// returned.
+func TestUploadAnsweredEarly(t *testing.T) {
+	f := newFakeSlack(t, false)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) }) // before the server closes
+	f.set(methodUpload, func(w http.ResponseWriter, r *http.Request) {
+		// Once some of the file has come (the reader is then in the
+		// middle of the file), answer. Full duplex: the server does
+		// not read the rest of the body first.
+		io.ReadFull(r.Body, make([]byte, 1024))
+		rc := http.NewResponseController(w)
+		rc.EnableFullDuplex()
+		io.WriteString(w, "OK")
+		rc.Flush()
+		select { // the body unread
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	c, _ := newTestClient(t, f)
+	r := &slowReader{left: 1 << 20}
+	err := c.Upload(context.Background(), "D0ALICE", "a.mp4", "", r, 1<<20)
+	returned := time.Now()
+	if e := slackError(t, err); e.Code != CodeInvalidResponse || e.Method != methodUpload {
+		t.Fatalf("Upload: %v, want %s from %s", err, CodeInvalidResponse, methodUpload)
+	}
+	if f.count(methodComplete) != 0 {
+		t.Errorf("a file not uploaded whole was shared")
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := r.readsAfter(returned); n != 0 {
+		t.Fatalf("the reader was read %d times after Upload returned", n)
+	}
+}
+
 // TestHostileAnswers serves each sample in testdata/hostile/<method>/ as
 // Slack's answer to that method: the client must refuse it
 // (CodeInvalidResponse) and go no further. Each sample is an honest
@@ -506,7 +628,7 @@ func TestHostileAnswers(t *testing.T) {
 			f := newFakeSlack(t, false)
 			var body []byte
 			if strings.HasPrefix(filepath.Base(file), "(") {
-				body = []byte(`{"ok":true,"channel":"C0TEST","ts":"1700000000.000100","text":"` + strings.Repeat("a", maxAnswer) + `"}`)
+				body = []byte(`{"ok":true,"channel":"D0TEST","ts":"1700000000.000100","text":"` + strings.Repeat("a", maxAnswer) + `"}`)
 			} else if body, err = os.ReadFile(file); err != nil {
 				t.Fatal(err)
 			}
@@ -517,13 +639,13 @@ func TestHostileAnswers(t *testing.T) {
 			var err error
 			switch method {
 			case methodPost:
-				_, err = c.Post(ctx, "C0TEST", textMsg("x"))
+				_, err = c.Post(ctx, "D0TEST", textMsg("x"))
 			case methodUpdate:
-				err = c.Update(ctx, "C0TEST", "1700000000.000100", textMsg("x"))
+				err = c.Update(ctx, "D0TEST", "1700000000.000100", textMsg("x"))
 			case methodOpen:
 				_, err = c.OpenDM(ctx, "U0TEST")
 			case methodGetURL, methodComplete:
-				err = c.Upload(ctx, "C0TEST", "a.mp4", "", strings.NewReader("data"), 4)
+				err = c.Upload(ctx, "D0TEST", "a.mp4", "", strings.NewReader("data"), 4)
 			}
 			e := slackError(t, err)
 			if e.Code != CodeInvalidResponse || e.Method != method {
@@ -909,7 +1031,7 @@ func TestLimiter(t *testing.T) {
 	})
 	t.Run("posts to two channels", func(t *testing.T) {
 		c, clock := newTestClient(t, newFakeSlack(t, false))
-		for _, ch := range []string{"D0ALICE", "D0BOB", "C0TEAM"} {
+		for _, ch := range []string{"D0ALICE", "D0BOB", "D0CAROL"} {
 			if _, err := c.Post(ctx, ch, textMsg("x")); err != nil {
 				t.Fatal(err)
 			}
@@ -1028,10 +1150,10 @@ func TestPostWindowsBounded(t *testing.T) {
 }
 
 var (
-	channelRE = regexp.MustCompile(`^[CDG][A-Z0-9]{2,31}$`)
-	userRE    = regexp.MustCompile(`^[UW][A-Z0-9]{2,31}$`)
-	tsRE      = regexp.MustCompile(`^[0-9]{1,20}\.[0-9]{1,20}$`)
-	codeRE    = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
+	dmRE   = regexp.MustCompile(`^D[A-Z0-9]{2,31}$`)
+	userRE = regexp.MustCompile(`^[UW][A-Z0-9]{2,31}$`)
+	tsRE   = regexp.MustCompile(`^[0-9]{1,20}\.[0-9]{1,20}$`)
+	codeRE = regexp.MustCompile(`^[a-z0-9_]{1,64}$`)
 )
 
 // FuzzValidate holds the hand-written checks of Slack's answers to their
@@ -1041,8 +1163,8 @@ func FuzzValidate(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		if validChannel(s) != channelRE.MatchString(s) {
-			t.Fatalf("validChannel(%q) = %v", s, validChannel(s))
+		if validDM(s) != dmRE.MatchString(s) {
+			t.Fatalf("validDM(%q) = %v", s, validDM(s))
 		}
 		if validUser(s) != userRE.MatchString(s) {
 			t.Fatalf("validUser(%q) = %v", s, validUser(s))

@@ -58,10 +58,9 @@ func validID(s, first string) bool {
 	return true
 }
 
-// validChannel: [CDG][A-Z0-9]{2,31} (public, DM, private).
-func validChannel(s string) bool { return validID(s, "CDG") }
-
-// validDM: D[A-Z0-9]{2,31}, what conversations.open gives for one user.
+// validDM: D[A-Z0-9]{2,31}, what conversations.open gives for one user,
+// and the only channel the client writes into (not public C… nor private
+// G… channels).
 func validDM(s string) bool { return validID(s, "D") }
 
 // validUser: [UW][A-Z0-9]{2,31} (W: Enterprise Grid).
