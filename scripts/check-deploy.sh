@@ -24,12 +24,26 @@ if systemd-analyze security --offline=true --threshold=10 "$tmp/weak.service" >/
 	exit 1
 fi
 echo "ok: an unhardened unit is refused by the same check"
-# Both units report abnormal ends (seccomp kills, crashes) to the admins.
-for d in receiver worker; do
-	grep -qx "ExecStopPost=/usr/local/bin/ytkeep-$d -config /etc/ytkeep/ytkeep.toml -exit-alert" "systemd/ytkeep-$d.service" ||
+# These units report abnormal ends (seccomp kills, crashes) to the admins.
+for d in receiver worker courier; do
+	cfg=/etc/ytkeep/ytkeep.toml
+	[[ $d == courier ]] && cfg=- # on standard input, below
+	grep -qxF "ExecStopPost=/usr/local/bin/ytkeep-$d -config $cfg -exit-alert" "systemd/ytkeep-$d.service" ||
 		{ echo "FAIL: ytkeep-$d.service has no exit alert (ExecStopPost=)" >&2; exit 1; }
 done
-echo "ok: both units alert the admins when the daemon is killed or fails (ExecStopPost=)"
+echo "ok: the receiver, worker and courier units alert the admins when the daemon is killed or fails (ExecStopPost=)"
+# The courier, outside the spool group the file is readable by, gets its
+# configuration on standard input too (for its exit alert as well), and
+# the file is not in its root.
+cu=systemd/ytkeep-courier.service
+for line in "ExecStart=/usr/local/bin/ytkeep-courier -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
+	"StandardOutput=journal" "StandardError=journal"; do
+	grep -qx -- "$line" "$cu" || { echo "FAIL: $cu must have the line $line" >&2; exit 1; }
+done
+if grep -E '^(BindPaths|BindReadOnlyPaths)=' "$cu" | grep -q 'ytkeep\.toml'; then
+	echo "FAIL: $cu binds the configuration into its root" >&2; exit 1
+fi
+echo "ok: the courier's configuration comes on standard input, not bound into its root"
 # The downloader gets its configuration from systemd on standard input:
 # its user cannot read the file (0640, root:ytkeep-spool), and the file is
 # not in its root; its log still goes to the journal.
@@ -42,23 +56,69 @@ if grep -E '^(BindPaths|BindReadOnlyPaths)=' "$dl" | grep -q 'ytkeep\.toml'; the
 	echo "FAIL: $dl binds the configuration into its root: its downloads could read it" >&2; exit 1
 fi
 echo "ok: the downloader's configuration comes on standard input (StandardInput=file:, output to the journal), not bound into its root"
-# The receiver gets the Slack app's secrets from systemd, both modes'
-# (it reads only its mode's; install.sh makes each file, empty). The
-# receiver's AppArmor profile lets it read each one; the worker's and the
-# downloader's deny them.
-rc=systemd/ytkeep-receiver.service
-for cred in app_token signing_secret alert_webhook; do
-	grep -qx "LoadCredential=$cred:/etc/ytkeep/$cred" "$rc" || { echo "FAIL: $rc must have the line LoadCredential=$cred:/etc/ytkeep/$cred" >&2; exit 1; }
-	[[ $(grep -Ec "^ *(/etc/ytkeep/|/\{,var/\}run/credentials/ytkeep-receiver\.service/)\{([a-z_]+,)*$cred(,[a-z_]+)*\} r,$" apparmor/ytkeep-receiver) == 2 ]] ||
-		{ echo "FAIL: apparmor/ytkeep-receiver must let the receiver read $cred both in /etc/ytkeep and as a credential" >&2; exit 1; }
-	for p in apparmor/ytkeep-worker apparmor/ytkeep-downloader; do
-		grep -Eq "^ *deny /etc/ytkeep/\{([a-z_]+,)*$cred(,[a-z_]+)*\} rwx,$" "$p" || { echo "FAIL: $p does not deny /etc/ytkeep/$cred" >&2; exit 1; }
-	done
+# The courier runs as its own user and group (ytkeep-media, for uploads,
+# comes from sysusers.d), has the whole spool (claims by rename) and the
+# downloads read only, and no socket but IPv4 and IPv6.
+cu=systemd/ytkeep-courier.service
+for line in "User=ytkeep-courier" "Group=ytkeep-courier" "BindPaths=/var/spool/ytkeep" "BindReadOnlyPaths=/var/lib/ytkeep/downloads" \
+	"RestrictAddressFamilies=AF_INET AF_INET6"; do
+	grep -qx "$line" "$cu" || { echo "FAIL: $cu must have the line $line" >&2; exit 1; }
 done
-if [[ $(grep -c '^LoadCredential=' "$rc") != 3 ]]; then
-	echo "FAIL: $rc loads credentials this script does not check:" >&2; grep '^LoadCredential=' "$rc" >&2; exit 1
+if grep -Eq '^BindPaths=.*downloads' "$cu"; then echo "FAIL: $cu binds the downloads writable" >&2; exit 1; fi
+echo "ok: the courier runs as ytkeep-courier:ytkeep-courier with the spool, the downloads read only, IPv4 and IPv6 only"
+# The receiver gets the Slack app's secrets from systemd, both modes'
+# (it reads only its mode's; install.sh makes each file, empty), and the
+# alert webhook; the courier gets the alert webhook and the bot token.
+# Each one's AppArmor profile lets it read its own, in /etc/ytkeep and as
+# credentials, and denies the other's; the worker's and the downloader's
+# deny them all.
+reads() { # daemon secret: its profile reads the secret in /etc/ytkeep and as a credential
+	[[ $(grep -Ec "^ *(/etc/ytkeep/|/\{,var/\}run/credentials/ytkeep-$1\.service/)\{([a-z_]+,)*$2(,[a-z_]+)*\} r,$" "apparmor/ytkeep-$1") == 2 ]] ||
+		{ echo "FAIL: apparmor/ytkeep-$1 must let the $1 read $2 both in /etc/ytkeep and as a credential" >&2; exit 1; }
+}
+denies() { # daemon secret
+	grep -Eq "^ *deny /etc/ytkeep/(\{([a-z_]+,)*$2(,[a-z_]+)*\}|$2) rwx,$" "apparmor/ytkeep-$1" ||
+		{ echo "FAIL: apparmor/ytkeep-$1 does not deny /etc/ytkeep/$2" >&2; exit 1; }
+}
+loads() { # daemon secret...: its unit loads exactly these secrets
+	local unit=systemd/ytkeep-$1.service d=$1 cred
+	shift
+	for cred in "$@"; do
+		grep -qx "LoadCredential=$cred:/etc/ytkeep/$cred" "$unit" || { echo "FAIL: $unit must have the line LoadCredential=$cred:/etc/ytkeep/$cred" >&2; exit 1; }
+		reads "$d" "$cred"
+	done
+	if [[ $(grep -c '^LoadCredential=' "$unit") != $# ]]; then
+		echo "FAIL: $unit loads credentials this script does not check:" >&2; grep '^LoadCredential=' "$unit" >&2; exit 1
+	fi
+}
+loads receiver app_token signing_secret alert_webhook
+loads courier alert_webhook bot_token
+for cred in app_token signing_secret alert_webhook bot_token; do
+	denies worker "$cred"
+	denies downloader "$cred"
+done
+denies receiver bot_token
+denies courier app_token
+denies courier signing_secret
+echo "ok: the receiver loads app_token, signing_secret and alert_webhook, the courier alert_webhook and bot_token, from /etc/ytkeep (LoadCredential=); AppArmor lets each read its own, denies bot_token to the receiver, app_token and signing_secret to the courier, and all four to the worker and the downloader"
+# The courier's spool: the results (the receiver no longer reads them) and
+# its own directory; of the receiver's directory only the reply key, read.
+grep -qx "  deny /var/spool/ytkeep/{results,courier}/{,\*\*} rwx," apparmor/ytkeep-receiver ||
+	{ echo "FAIL: apparmor/ytkeep-receiver must deny results/ and courier/" >&2; exit 1; }
+if grep -Eq "^ */var/spool/ytkeep/results" apparmor/ytkeep-receiver; then
+	echo "FAIL: apparmor/ytkeep-receiver still grants results/" >&2; exit 1
 fi
-echo "ok: the receiver loads app_token, signing_secret and alert_webhook from /etc/ytkeep (LoadCredential=); AppArmor lets it read them and denies them to the worker and the downloader"
+for p in worker downloader; do
+	grep -Eq "^ *deny /var/spool/ytkeep/\{([a-z]+,)*courier(,[a-z]+)*\}/\*\* rwx,$" "apparmor/ytkeep-$p" ||
+		{ echo "FAIL: apparmor/ytkeep-$p does not deny courier/" >&2; exit 1; }
+done
+for line in "/var/spool/ytkeep/receiver/reply.key r," "deny /var/spool/ytkeep/receiver/ rwx," "deny /var/spool/ytkeep/receiver/*/{,**} rwx," \
+	"deny /var/spool/ytkeep/{incoming,worker,work}/{,**} rwx,"; do
+	grep -qxF "  $line" apparmor/ytkeep-courier || { echo "FAIL: apparmor/ytkeep-courier must have the rule $line" >&2; exit 1; }
+done
+extra=$(grep -E "^ */var/spool/ytkeep/receiver" apparmor/ytkeep-courier | grep -vxF "  /var/spool/ytkeep/receiver/reply.key r," || true)
+[[ -z "$extra" ]] || { echo "FAIL: apparmor/ytkeep-courier grants more of receiver/ than reply.key, read: $extra" >&2; exit 1; }
+echo "ok: AppArmor gives results/ and courier/ to the courier alone (with receiver/reply.key, read); the receiver, worker and downloader are denied courier/"
 
 for profile in apparmor/*; do
 	apparmor_parser -Q -K "$profile" 2>"$tmp/err" || { cat "$tmp/err" >&2; echo "FAIL: $profile" >&2; exit 1; }
@@ -67,16 +127,22 @@ done
 
 # make install lays out every file (DESTDIR: copies only).
 if [[ -x ../bin/ytkeep-receiver ]]; then
+	for b in ytkeep-receiver ytkeep-worker ytkeep-downloader ytkeep-courier ytkeep; do
+		[[ -x ../bin/$b ]] || { echo "FAIL: bin/$b is missing (bin/ is from an older build: make build)" >&2; exit 1; }
+	done
 	DESTDIR="$tmp/dest" ../scripts/install.sh
-	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep \
-		etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service etc/systemd/system/ytkeep-downloader.socket \
-		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/ytkeep/ytkeep.toml \
+	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep-courier usr/local/bin/ytkeep \
+		etc/systemd/system/ytkeep-receiver.service etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service \
+		etc/systemd/system/ytkeep-downloader.socket etc/systemd/system/ytkeep-courier.service \
+		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-receiver etc/apparmor.d/ytkeep-worker \
+		etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/apparmor.d/ytkeep-courier etc/ytkeep/ytkeep.toml \
 		usr/share/doc/ytkeep/manifest-socket.json usr/share/doc/ytkeep/manifest-http.json; do
 		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
 	done
 	# The secrets' files, empty until the admin pastes them: each must
-	# exist, or systemd does not start the receiver (LoadCredential=).
-	for f in app_token signing_secret alert_webhook; do
+	# exist, or systemd does not start the receiver or the courier
+	# (LoadCredential=).
+	for f in app_token signing_secret alert_webhook bot_token; do
 		[[ -f "$tmp/dest/etc/ytkeep/$f" ]] || { echo "FAIL: install did not create /etc/ytkeep/$f" >&2; exit 1; }
 		[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/$f")" == 400 ]] || { echo "FAIL: the installed $f file is not 0400" >&2; exit 1; }
 	done
@@ -98,7 +164,7 @@ systemd-tmpfiles --root="$tmp/root" --create "$PWD/tmpfiles.d/ytkeep.conf"
 uid() { awk -F: -v u="$1" '$1==u{print $3}' "$tmp/root/etc/passwd"; }
 gid() { awk -F: -v g="$1" '$1==g{print $3}' "$tmp/root/etc/group"; }
 expect() { # path mode(decimal) uid gid
-	got=$(stat -c '%a %u %g' "$tmp/root$1")
+	got=$(stat -c '%a %u %g' "$tmp/root$1" 2>/dev/null) || { echo "FAIL: tmpfiles.d did not make $1" >&2; exit 1; }
 	got="$((8#${got%% *})) ${got#* }"
 	[[ "$got" == "$2 $3 $4" ]] || { echo "FAIL: $1 is '$got', want '$2 $3 $4'" >&2; exit 1; }
 }
@@ -111,7 +177,30 @@ while read -r type path mode user group _; do
 	expect "$path" "$((8#$mode))" "$u" "$g"
 done < <(grep -v '^#' "$PWD/tmpfiles.d/ytkeep.conf")
 [[ "$(awk -F: '$1=="ytkeep-work"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-spool)" ]] || { echo "FAIL: ytkeep-work's primary group" >&2; exit 1; }
-grep -q "^ytkeep-media:[^:]*:[^:]*:$" "$tmp/root/etc/group" || { echo "FAIL: ytkeep-media must have no members" >&2; exit 1; }
+grep -qx "ytkeep-media:[^:]*:[0-9]*:ytkeep-courier" "$tmp/root/etc/group" || { echo "FAIL: ytkeep-media's members must be ytkeep-courier alone" >&2; exit 1; }
+# The courier: a group of its own, with no member, the group of the
+# receiver's directory (for the reply key); a member of ytkeep-media, not
+# of the spool group.
+[[ "$(awk -F: '$1=="ytkeep-courier"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-courier)" ]] || { echo "FAIL: ytkeep-courier's primary group" >&2; exit 1; }
+grep -qx "ytkeep-courier:[^:]*:[0-9]*:" "$tmp/root/etc/group" || { echo "FAIL: ytkeep-courier's group must have no members" >&2; exit 1; }
+if grep -Eq "^ytkeep-(spool|dl):[^:]*:[^:]*:.*ytkeep-courier" "$tmp/root/etc/group"; then
+	echo "FAIL: ytkeep-courier must be in no group but its own and ytkeep-media" >&2; exit 1
+fi
+# The tree's hand-overs, spelled out: results/ is the courier's; the
+# receiver's directory is setgid, its group the courier's; the private
+# directories are 0700, and the receiver's claimed/, quarantine/ and
+# replies/ are gone (they are the courier's).
+expect /var/spool/ytkeep/results $((8#1730)) "$(uid ytkeep-courier)" "$(gid ytkeep-spool)"
+expect /var/spool/ytkeep/receiver $((8#2710)) "$(uid ytkeep-recv)" "$(gid ytkeep-courier)"
+for d in "" tmp claimed quarantine replies alerts; do
+	expect "/var/spool/ytkeep/courier${d:+/$d}" $((8#700)) "$(uid ytkeep-courier)" "$(gid ytkeep-courier)"
+done
+for d in tmp alerts; do
+	expect "/var/spool/ytkeep/receiver/$d" $((8#700)) "$(uid ytkeep-recv)" "$(gid ytkeep-spool)"
+done
+for d in claimed quarantine replies; do
+	[[ ! -e "$tmp/root/var/spool/ytkeep/receiver/$d" ]] || { echo "FAIL: tmpfiles.d still makes receiver/$d" >&2; exit 1; }
+done
 # The downloader: a group of its own with the worker as its one member,
 # and in no other group (the spool's, the media's).
 [[ "$(awk -F: '$1=="ytkeep-dl"{print $4}' "$tmp/root/etc/passwd")" == "$(gid ytkeep-dl)" ]] || { echo "FAIL: ytkeep-dl's primary group" >&2; exit 1; }

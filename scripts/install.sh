@@ -7,13 +7,13 @@ cd "$(dirname "$0")/.."
 D="${DESTDIR:-}"
 install -d "$D/usr/local/bin" "$D/etc/systemd/system" "$D/etc/sysusers.d" "$D/etc/tmpfiles.d" \
 	"$D/etc/apparmor.d" "$D/etc/ytkeep" "$D/usr/share/doc/ytkeep"
-install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep-downloader bin/ytkeep "$D/usr/local/bin/"
+install -m 0755 bin/ytkeep-receiver bin/ytkeep-worker bin/ytkeep-downloader bin/ytkeep-courier bin/ytkeep "$D/usr/local/bin/"
 install -m 0644 deploy/systemd/ytkeep-receiver.service deploy/systemd/ytkeep-worker.service deploy/systemd/ytkeep-downloader.service \
-	deploy/systemd/ytkeep-downloader.socket "$D/etc/systemd/system/"
+	deploy/systemd/ytkeep-downloader.socket deploy/systemd/ytkeep-courier.service "$D/etc/systemd/system/"
 install -m 0644 deploy/sysusers.d/ytkeep.conf "$D/etc/sysusers.d/ytkeep.conf"
 install -m 0644 deploy/tmpfiles.d/ytkeep.conf "$D/etc/tmpfiles.d/ytkeep.conf"
 install -m 0644 deploy/apparmor/ytkeep-receiver deploy/apparmor/ytkeep-worker deploy/apparmor/ytkeep-downloader deploy/apparmor/ytkeep-ytdlp \
-	"$D/etc/apparmor.d/"
+	deploy/apparmor/ytkeep-courier "$D/etc/apparmor.d/"
 install -m 0644 README.md deploy/slack/manifest-socket.json deploy/slack/manifest-http.json "$D/usr/share/doc/ytkeep/"
 # The configuration holds no secret, but the downloader's user (and so
 # every download) must not read it: root's, for the spool group (the
@@ -21,10 +21,15 @@ install -m 0644 README.md deploy/slack/manifest-socket.json deploy/slack/manifes
 # downloader on standard input. The group is set below, once sysusers.d
 # has made it.
 [[ -e "$D/etc/ytkeep/ytkeep.toml" ]] || install -m 0640 ytkeep.example.toml "$D/etc/ytkeep/ytkeep.toml"
-# The admins' alert webhook: empty means alerts go to the log only.
+# The admins' alert webhook: empty means alerts go to the log only. The
+# receiver's and the courier's units load it as a credential.
 if [[ ! -e "$D/etc/ytkeep/alert_webhook" ]]; then
 	install -m 0400 /dev/null "$D/etc/ytkeep/alert_webhook"
 fi
+# The Slack app's bot token (xoxb-...), for the courier's unit: empty
+# means results go to the command's response_url only. It must exist for
+# systemd to start the unit, empty or not.
+[[ -e "$D/etc/ytkeep/bot_token" ]] || install -m 0400 /dev/null "$D/etc/ytkeep/bot_token"
 # The Slack app's secrets, empty until the admin pastes them: the
 # app-level token (Socket Mode) or the signing secret (HTTP mode). The
 # receiver's unit loads both as credentials and reads only its mode's;
@@ -39,9 +44,35 @@ systemd-sysusers /etc/sysusers.d/ytkeep.conf
 chown root:ytkeep-spool /etc/ytkeep/ytkeep.toml
 chmod 0640 /etc/ytkeep/ytkeep.toml
 systemd-tmpfiles --create /etc/tmpfiles.d/ytkeep.conf
+# A reply key from an earlier install is 0600, the receiver's group: the
+# courier (the receiver's directory's group now) reads it, 0640.
+key=/var/spool/ytkeep/receiver/reply.key
+if [[ -f "$key" && ! -L "$key" && "$(stat -c '%G %a' "$key")" != "ytkeep-courier 640" ]]; then
+	echo "Giving the reply key $key to the courier's group (ytkeep-courier, mode 0640)"
+	chgrp ytkeep-courier "$key"
+	chmod 0640 "$key"
+fi
+# An earlier install's receiver read the results itself: what it had
+# claimed and not yet posted, and its post counts, are the courier's now.
+# (Its quarantine/ stays where it is, for whoever reads the incident.)
+old=/var/spool/ytkeep/receiver
+for f in "$old"/claimed/*.result "$old"/claimed/*.alert; do
+	[[ -f "$f" && ! -L "$f" ]] || continue
+	echo "Handing $f to the courier"
+	chmod 0644 "$f" # the worker's, which the courier reads without the spool group
+	mv -n "$f" /var/spool/ytkeep/results/
+done
+for f in "$old"/replies/*.json; do
+	[[ -f "$f" && ! -L "$f" ]] || continue
+	chown ytkeep-courier:ytkeep-courier "$f"
+	mv -n "$f" /var/spool/ytkeep/courier/replies/
+done
+for d in claimed replies; do
+	[[ -d "$old/$d" && ! -L "$old/$d" ]] && rmdir "$old/$d" 2>/dev/null || true
+done
 if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
 	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-ytdlp \
-		/etc/apparmor.d/ytkeep-downloader
+		/etc/apparmor.d/ytkeep-downloader /etc/apparmor.d/ytkeep-courier
 fi
 systemctl daemon-reload 2>/dev/null || true
 cat <<MSG
@@ -50,8 +81,12 @@ Installed. Next (README, "Set up the Slack app and start"):
   2. Paste its app-level token (xapp-..., scope connections:write) into /etc/ytkeep/app_token (root-owned, mode 0400).
      HTTP mode instead (receiver.mode = "http", manifest-http.json): paste the signing secret into
      /etc/ytkeep/signing_secret (mode 0400) and put a TLS reverse proxy in front of 127.0.0.1:3000.
-  3. Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
+  3. Recommended: paste the app's bot token (xoxb-..., OAuth & Permissions) into /etc/ytkeep/bot_token (mode 0400) and set
+     status_messages = true in [courier]: each job's status then lasts in the requester's DM, however long it runs.
+     Empty, results go to each command's response_url, which Slack accepts for 30 minutes.
+     Optional: paste the admins' channel incoming-webhook URL into /etc/ytkeep/alert_webhook (mode 0400) for security alerts.
   4. Edit /etc/ytkeep/ytkeep.toml (root:ytkeep-spool, mode 0640): app_id, allowed_teams, allowed_channels, allowed_users.
   5. ytkeep doctor -config /etc/ytkeep/ytkeep.toml
-  6. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-receiver
+  6. systemctl enable --now ytkeep-downloader.socket ytkeep-downloader ytkeep-worker ytkeep-courier ytkeep-receiver
+     (Upgrading from a release without the courier: systemctl enable --now ytkeep-courier; restart the others.)
 MSG

@@ -1,5 +1,6 @@
 // Command ytkeep-receiver is the Slack-facing daemon: it verifies slash
-// commands, queues jobs in the spool and replies with worker results.
+// commands and queues jobs in the spool (ytkeep-courier posts the
+// results).
 package main
 
 import (
@@ -11,12 +12,12 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/receiver"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/spool"
@@ -94,7 +95,7 @@ func run(configPath string) error {
 	abi, err := daemon.Confine(log, domain, confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
-		SpoolDirs:    []string{layout.Receiver(""), layout.Results()},
+		SpoolDirs:    []string{layout.Receiver("")},
 		DropDirs:     []string{layout.Incoming()},
 		ListenPort:   port,
 		ConnectPorts: connect,
@@ -103,7 +104,7 @@ func run(configPath string) error {
 		return err
 	}
 	// Alerts raised while the receiver was down (its exit alert).
-	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
+	pending, err := notify.OpenPendingAlerts("receiver", layout.Receiver("tmp"), layout.Receiver("alerts"))
 	if err != nil {
 		return err
 	}
@@ -119,8 +120,9 @@ func run(configPath string) error {
 		AllowedUsers:       cfg.Receiver.AllowedUsers,
 		AllowedEnterprises: cfg.Receiver.AllowedEnterprises,
 		ResponseURLAllowed: cfg.ResponseURLAllowed,
+		StatusInDM:         cfg.Courier.StatusMessages,
 		Logger:             log,
-	}, receiver.NewNotifier())
+	})
 	if err != nil {
 		return err
 	}
@@ -157,7 +159,6 @@ func run(configPath string) error {
 			"tls", cfg.Receiver.TLSCertFile != "", "signing_secret", source, "uid", os.Getuid(),
 			"landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(domain))
 	}
-	go func() { errc <- svc.RunResults(ctx) }()
 	if poster != nil {
 		go poster.Run(ctx)
 	}
@@ -183,21 +184,16 @@ func mustURL(raw string) *url.URL {
 	return u
 }
 
-// newLogger returns the daemon's logger: alerts also go to the admin
-// channel when a webhook is configured (start the poster's Run once
-// confined), and only to the log otherwise, which is announced.
-func newLogger(cfg *config.Config) (*slog.Logger, *receiver.AlertPoster, error) {
+// newLogger returns the daemon's logger (notify.NewLogger) and its
+// alert poster, or nil when no webhook is configured.
+func newLogger(cfg *config.Config) (*slog.Logger, *notify.AlertPoster, error) {
 	base := audit.NewLogger(os.Stderr, cfg.Log.Level, "receiver")
 	hook, err := cfg.AlertWebhook()
 	if err != nil {
 		return nil, nil, err
 	}
-	if hook == "" {
-		audit.Alert(base, audit.Weakened, "warning", "receiver.alert_webhook_file is not set: security alerts go to the log only")
-		return base, nil, nil
-	}
-	poster := receiver.NewAlertPoster(hook, receiver.NewNotifier(), base)
-	return audit.WithSink(base, "receiver", poster), poster, nil
+	log, poster := notify.NewLogger(base, "receiver", hook, "receiver.alert_webhook_file")
+	return log, poster, nil
 }
 
 // reportExit runs as systemd's ExecStopPost= of the receiver: when the
@@ -206,8 +202,9 @@ func newLogger(cfg *config.Config) (*slog.Logger, *receiver.AlertPoster, error) 
 // SERVICE_RESULT, EXIT_CODE and EXIT_STATUS. The alert is posted now when
 // the webhook can be read, and otherwise (under systemd, which has removed
 // the unit's credentials by now) or when the post fails, kept in
-// receiver/alerts/ for the next start to post. The worker's unit uses
-// ytkeep-worker -exit-alert, which relays through the spool.
+// receiver/alerts/ for the next start to post (notify.ReportExit). The
+// worker's unit uses ytkeep-worker -exit-alert, which relays through the
+// spool.
 func reportExit(configPath string) error {
 	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckReceiver)
 	if err != nil {
@@ -222,34 +219,6 @@ func reportExit(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 0); err != nil {
 		return err
 	}
-	// Decide first: a clean stop needs no spool.
-	var raised alertList
-	if !audit.ReportExit(audit.WithSink(log, "receiver", &raised), "ytkeep-receiver") {
-		return nil
-	}
-	pending, err := receiver.OpenPendingAlerts(cfg.Spool.Dir)
-	if err != nil {
-		return err
-	}
-	defer pending.Close()
-	for _, a := range raised {
-		pending.Alert(a)
-	}
-	if hook != "" {
-		poster := receiver.NewAlertPoster(hook, receiver.NewNotifier(), log)
-		pending.Replay(poster)
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		err := poster.Flush(ctx)
-		if err == nil {
-			return nil
-		}
-		log.Error("couldn't post the exit alert; keeping it for the next start", "err", err)
-	}
-	return pending.Save()
+	layout := spool.Layout{Root: cfg.Spool.Dir}
+	return notify.ReportExit(log, "receiver", "ytkeep-receiver", hook, layout.Receiver("tmp"), layout.Receiver("alerts"))
 }
-
-// alertList is a sink that keeps what it is given.
-type alertList []audit.AlertRecord
-
-func (l *alertList) Alert(a audit.AlertRecord) { *l = append(*l, a) }

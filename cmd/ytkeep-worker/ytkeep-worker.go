@@ -32,7 +32,7 @@ func run(configPath string) error {
 		return err
 	}
 	base := audit.NewLogger(os.Stderr, cfg.Log.Level, "worker")
-	// Alerts also cross to the receiver, which posts them to the admin
+	// Alerts also cross to the courier, which posts them to the admin
 	// channel (the relay starts writing once the spool is open).
 	relay := worker.NewAlertRelay(base)
 	log := audit.WithSink(base, "worker", relay)
@@ -91,7 +91,7 @@ func run(configPath string) error {
 	err = w.Run(ctx)
 	log.Info("worker stopped", "signal", stoppedBy())
 	if err == nil && launcherGone(launcher) {
-		// The relay stopped with ctx: hand its alert to the receiver now.
+		// The relay stopped with ctx: hand its alert to the courier now.
 		relay.Flush(w.Results())
 		return errors.New("the downloader went away")
 	}
@@ -126,7 +126,7 @@ func launcherGone(l *sandbox.Launcher) bool {
 
 // reportExit runs as systemd's ExecStopPost=: when the worker ended
 // abnormally (killed by seccomp's SIGSYS, crashed, failed) it leaves an
-// alert in results/ for the receiver to post.
+// alert in results/ for the courier to post.
 func reportExit(configPath string) error {
 	cfg, _, err := config.LoadFor(configPath, (*config.Config).CheckWorker)
 	if err != nil {

@@ -72,12 +72,17 @@ const placeholderHost = "https://ytkeep.example.org"
 
 // wantScopes are the bot scopes of both modes, and no more: a slash
 // command needs "commands" (https://api.slack.com/interactivity/slash-commands);
-// Socket Mode needs none of the bot's, only an app-level token with
+// the courier's status messages in the requester's DM need "chat:write"
+// (chat.postMessage, chat.update: https://docs.slack.dev/reference/methods/chat.postMessage)
+// and "im:write" (conversations.open:
+// https://docs.slack.dev/reference/methods/conversations.open). Socket
+// Mode needs none of the bot's, only an app-level token with
 // connections:write (https://api.slack.com/apis/socket-mode), which a
-// manifest does not hold; replies go to the command's response_url, which
-// needs no scope. The alert webhook's "incoming-webhook" scope is added
-// by Slack when the administrator activates Incoming Webhooks (optional).
-var wantScopes = []string{"commands"}
+// manifest does not hold; the response_url fallback needs no scope. The
+// alert webhook's "incoming-webhook" scope is added by Slack when the
+// administrator activates Incoming Webhooks (optional). files:write comes
+// with uploads.
+var wantScopes = []string{"commands", "chat:write", "im:write"}
 
 func TestManifests(t *testing.T) {
 	example, err := config.Load("../../ytkeep.example.toml")

@@ -21,7 +21,7 @@ const (
 	Finished     = "finished"      // a job ended with a stored file
 	Failed       = "failed"        // a job ended without one; see class
 	Quarantined  = "quarantined"   // a spool file was refused and moved aside
-	Replied      = "replied"       // the receiver posted to Slack
+	Replied      = "replied"       // the courier posted a result to Slack
 	ReplyFailed  = "reply_failed"  // a post to Slack failed or was not allowed
 	Violation    = "violation"     // the downloader broke a sandbox rule
 	Weakened     = "weakened"      // a security default is relaxed by config

@@ -137,12 +137,12 @@ func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mkspool DIR DOWNLOADS [RECEIVER_UID WORKER_UID SPOOL_GID MEDIA_GID DOWNLOADER_GID]
+// mkspool DIR DOWNLOADS [RECEIVER_UID WORKER_UID SPOOL_GID MEDIA_GID DOWNLOADER_GID COURIER_UID COURIER_GID]
 // makes the spool tree and the downloads directory with the production
 // modes, owned by the current user or (as root) by the given ids.
 func cmdMkspool(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || (len(args) != 2 && len(args) != 7) {
-		ts.Fatalf("usage: mkspool dir downloads [receiver-uid worker-uid spool-gid media-gid downloader-gid]")
+	if neg || (len(args) != 2 && len(args) != 9) {
+		ts.Fatalf("usage: mkspool dir downloads [receiver-uid worker-uid spool-gid media-gid downloader-gid courier-uid courier-gid]")
 	}
 	l := spool.Layout{Root: ts.MkAbs(args[0])}
 	downloads := ts.MkAbs(args[1])
@@ -150,7 +150,7 @@ func cmdMkspool(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Check(l.CreateSingleUser(downloads))
 		return
 	}
-	var ids [5]int
+	var ids [7]int
 	for i, a := range args[2:] {
 		n, err := strconv.Atoi(a)
 		if err != nil {
@@ -159,7 +159,7 @@ func cmdMkspool(ts *testscript.TestScript, neg bool, args []string) {
 		ids[i] = n
 	}
 	ts.Check(l.Create(downloads, &spool.Owners{ReceiverUID: ids[0], WorkerUID: ids[1], SpoolGID: ids[2], MediaGID: ids[3],
-		DownloaderGID: ids[4]}))
+		DownloaderGID: ids[4], CourierUID: ids[5], CourierGID: ids[6]}))
 }
 
 // lsdir DIR prints one line per entry of DIR, by name: the name, the mode

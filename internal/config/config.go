@@ -37,9 +37,11 @@ type Config struct {
 	// Downloader is the daemon that runs yt-dlp for the worker; its
 	// downloads are configured in [worker] (ytdlp, egress_hosts, child_*).
 	Downloader Downloader `toml:"downloader"`
-	Log        Log        `toml:"log"`
-	Security   Security   `toml:"security"`
-	Testing    Testing    `toml:"testing"`
+	// Courier is the daemon that posts results to Slack.
+	Courier  Courier  `toml:"courier"`
+	Log      Log      `toml:"log"`
+	Security Security `toml:"security"`
+	Testing  Testing  `toml:"testing"`
 }
 
 // RunAs names the Unix user a daemon switches to when started as root.
@@ -178,6 +180,35 @@ type Downloader struct {
 	RunAs  RunAs  `toml:"run_as"`
 }
 
+// Courier configures the daemon that reads the worker's results and
+// posts them to Slack (ytkeep-courier): each job's response_url, and the
+// admins' channel for alerts. The response_url hosts it may post to are
+// receiver.response_url_hosts.
+type Courier struct {
+	// AlertWebhookFile holds the incoming-webhook URL of the admins'
+	// Slack channel, for the courier's alerts and those it relays from
+	// the worker. If empty, the systemd credential "alert_webhook" is
+	// used; if that is absent or empty, alerts go to the log only.
+	AlertWebhookFile string `toml:"alert_webhook_file"`
+	// BotTokenFile holds the Slack app's bot token (xoxb-…, scopes
+	// chat:write and im:write): with it, each job gets a status message
+	// in the requester's DM with the app, updated until its end, however
+	// long it takes. If empty, the systemd credential "bot_token" is used;
+	// if that is absent or empty, results go to the command's
+	// response_url only (for 30 minutes).
+	BotTokenFile string `toml:"bot_token_file"`
+	// StatusMessages says that the courier has a bot token (set it when
+	// you give it one): the receiver's acknowledgement then tells the user
+	// the job's status comes in their DM with the app, not in the channel
+	// for 30 minutes. ytkeep doctor checks that the token is there.
+	StatusMessages bool `toml:"status_messages"`
+	// FinalTTLHours is how long a job's final status message is retried
+	// while Slack does not take it (an outage, 429s); then an alert.
+	// Default 24.
+	FinalTTLHours int   `toml:"final_ttl_hours"`
+	RunAs         RunAs `toml:"run_as"`
+}
+
 // Log configures the JSON log on standard error.
 type Log struct {
 	// Level is debug, info, warn or error. Default info.
@@ -197,6 +228,9 @@ type Testing struct {
 	// Socket Mode: a simulated Slack on loopback, e.g.
 	// http://127.0.0.1:PORT/api/.
 	SlackAPIURL string `toml:"slack_api_url"`
+	// BotAPIURL replaces Slack's Web API for the courier's bot token: a
+	// simulated Slack on loopback, e.g. http://127.0.0.1:PORT/api/.
+	BotAPIURL string `toml:"bot_api_url"`
 }
 
 const maxConfigSize = 1 << 20
@@ -327,6 +361,7 @@ func (c *Config) defaults() {
 		c.Worker.EgressHosts = egress.DefaultHosts
 	}
 	def(&c.Downloader.Socket, "/run/ytkeep-downloader/launcher.sock")
+	defInt(&c.Courier.FinalTTLHours, 24)
 	def(&c.Log.Level, "info")
 }
 
@@ -343,13 +378,16 @@ func (c *Config) checkCommon() error {
 	if p := c.Testing.LoopbackResponsePort; p < 0 || p > 65535 {
 		errs = append(errs, fmt.Errorf("testing.loopback_response_port %d is not a port", p))
 	}
-	if u := c.Testing.SlackAPIURL; u != "" {
-		if err := checkLoopbackURL(u); err != nil {
-			errs = append(errs, fmt.Errorf("testing.slack_api_url: %w", err))
-		} else if !strings.HasSuffix(u, "/") {
-			errs = append(errs, errors.New("testing.slack_api_url must end with /"))
-		} else if pu, _ := url.Parse(u); pu.Port() == "" {
-			errs = append(errs, errors.New("testing.slack_api_url must name its port (the receiver's Landlock rules allow that one)"))
+	for _, t := range []struct{ key, url string }{{"slack_api_url", c.Testing.SlackAPIURL}, {"bot_api_url", c.Testing.BotAPIURL}} {
+		if t.url == "" {
+			continue
+		}
+		if err := checkLoopbackURL(t.url); err != nil {
+			errs = append(errs, fmt.Errorf("testing.%s: %w", t.key, err))
+		} else if !strings.HasSuffix(t.url, "/") {
+			errs = append(errs, fmt.Errorf("testing.%s must end with /", t.key))
+		} else if pu, _ := url.Parse(t.url); pu.Port() == "" {
+			errs = append(errs, fmt.Errorf("testing.%s must name its port (the daemon's Landlock rules allow that one)", t.key))
 		}
 	}
 	if u := c.Testing.MediaBaseURL; u != "" {
@@ -524,6 +562,64 @@ func (c *Config) CheckWorker() error {
 	return errors.Join(errs...)
 }
 
+// CheckCourier reports every problem with the courier's settings.
+func (c *Config) CheckCourier() error {
+	var errs []error
+	for _, f := range []struct{ key, path string }{{"alert_webhook_file", c.Courier.AlertWebhookFile}, {"bot_token_file", c.Courier.BotTokenFile}} {
+		if f.path != "" && !filepath.IsAbs(f.path) {
+			errs = append(errs, fmt.Errorf("courier.%s must be an absolute path", f.key))
+		}
+	}
+	if h := c.Courier.FinalTTLHours; h < 1 || h > 24*7 {
+		errs = append(errs, fmt.Errorf("courier.final_ttl_hours %d is not between 1 and 168", h))
+	}
+	return errors.Join(errs...)
+}
+
+// BotToken reads the bot token for the courier: from
+// courier.bot_token_file, else the systemd credential "bot_token" (an
+// empty one means none); never from the environment. "" without error:
+// none configured. A file others may read is refused, and so is a token
+// that is not a bot token's shape (xoxb-…).
+func (c *Config) BotToken() (token, source string, err error) {
+	path := c.Courier.BotTokenFile
+	if path == "" {
+		dir := os.Getenv("CREDENTIALS_DIRECTORY")
+		if dir == "" {
+			return "", "", nil
+		}
+		path = filepath.Join(dir, "bot_token")
+		if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+			return "", "", nil
+		}
+	}
+	t, err := readSecretFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("courier.bot_token_file: %w", err)
+	}
+	if err := CheckBotToken(t); err != nil {
+		return "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	return t, path, nil
+}
+
+// CheckBotToken checks a bot token's shape: "xoxb-", then letters,
+// digits and dashes only, 20 to 512 characters in all.
+func CheckBotToken(t string) error {
+	if !strings.HasPrefix(t, "xoxb-") {
+		return errors.New("not a bot token (xoxb-…, OAuth & Permissions -> Bot User OAuth Token)")
+	}
+	if len(t) < 20 || len(t) > 512 {
+		return errors.New("the bot token's length is wrong")
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return errors.New("the bot token holds a character it cannot")
+		}
+	}
+	return nil
+}
+
 // CheckDownloader reports every problem with the downloader's settings:
 // the [worker] ones it shares, and its socket.
 func (c *Config) CheckDownloader() error { return c.CheckWorker() }
@@ -539,6 +635,9 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Testing.SlackAPIURL != "" {
 		w = append(w, "TEST MODE: testing.slack_api_url is set; Socket Mode connects to "+c.Testing.SlackAPIURL+" instead of Slack")
+	}
+	if c.Testing.BotAPIURL != "" {
+		w = append(w, "TEST MODE: testing.bot_api_url is set; the courier posts with the bot token to "+c.Testing.BotAPIURL+" instead of Slack")
 	}
 	if c.Security.InsecureNoLandlock {
 		w = append(w, "INSECURE: security.insecure_no_landlock is set; if the kernel lacks Landlock, the daemons run without file system and network confinement")
@@ -568,10 +667,20 @@ func (c *Config) Warnings() []string {
 	return w
 }
 
-// AlertWebhook reads the admin channel's webhook URL, or returns "" when
-// none is configured. The URL must be one the receiver may post to.
+// AlertWebhook reads the admin channel's webhook URL for the receiver,
+// or returns "" when none is configured. The URL must be one the
+// receiver may post to.
 func (c *Config) AlertWebhook() (string, error) {
-	path := c.Receiver.AlertWebhookFile
+	return c.alertWebhook(c.Receiver.AlertWebhookFile, "receiver.alert_webhook_file")
+}
+
+// CourierAlertWebhook is AlertWebhook for the courier
+// (courier.alert_webhook_file).
+func (c *Config) CourierAlertWebhook() (string, error) {
+	return c.alertWebhook(c.Courier.AlertWebhookFile, "courier.alert_webhook_file")
+}
+
+func (c *Config) alertWebhook(path, key string) (string, error) {
 	if path == "" {
 		// The systemd credential "alert_webhook", if the unit loads one
 		// (an empty one means: not configured).
@@ -586,14 +695,14 @@ func (c *Config) AlertWebhook() (string, error) {
 	}
 	u, err := readSecretFile(path)
 	if err != nil {
-		return "", fmt.Errorf("receiver.alert_webhook_file: %w", err)
+		return "", fmt.Errorf("%s: %w", key, err)
 	}
 	if !c.ResponseURLAllowed(u) {
 		var urls []string
 		for _, h := range c.responseURLHosts() {
 			urls = append(urls, "https://"+h+"/")
 		}
-		return "", fmt.Errorf("receiver.alert_webhook_file: not an %s URL", strings.Join(urls, " or "))
+		return "", fmt.Errorf("%s: not an %s URL", key, strings.Join(urls, " or "))
 	}
 	return u, nil
 }

@@ -1,6 +1,6 @@
 package confine
 
-// The Landlock rules of the three domains (DESIGN §2). Paths that differ
+// The Landlock rules of the four domains (DESIGN §2). Paths that differ
 // between distributions are optional; everything else must exist.
 
 // System files a TLS and DNS client reads.
@@ -44,6 +44,34 @@ func ReceiverRules(p ReceiverParams) *Rules {
 		Optional:   append(append(append([]string{}, netClientFiles...), netClientDirs...), append(timeFiles, timeDirs...)...),
 		ConnectTCP: p.ConnectPorts,
 		BindTCP:    bind,
+	}
+}
+
+// CourierParams are the courier's paths and ports.
+type CourierParams struct {
+	ConfigFile string
+	ReadFiles  []string // the reply key (the receiver's)
+	SpoolDirs  []string // its private dir and results/
+	// ConnectPorts: 443 for Slack, 53 for DNS over TCP, and the simulated
+	// Slack's port in test mode.
+	ConnectPorts []uint16
+}
+
+// CourierRules: read its config, the reply key and the system's DNS and
+// TLS files; write only its spool directories; connect only to the given
+// ports; bind nothing, execute nothing.
+func CourierRules(p CourierParams) *Rules {
+	var cfg []string
+	if p.ConfigFile != "" { // "": read from standard input
+		cfg = []string{p.ConfigFile}
+	}
+	return &Rules{
+		Name:       "courier",
+		ReadFiles:  uniq(append(append(append(cfg, p.ReadFiles...), netClientFiles...), timeFiles...)),
+		ReadDirs:   uniq(append(append([]string{}, netClientDirs...), timeDirs...)),
+		WriteDirs:  uniq(p.SpoolDirs),
+		Optional:   append(append(append([]string{}, netClientFiles...), netClientDirs...), append(timeFiles, timeDirs...)...),
+		ConnectTCP: p.ConnectPorts,
 	}
 }
 

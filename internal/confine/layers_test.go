@@ -181,6 +181,13 @@ func receiverRules() *Rules {
 		SpoolDirs: []string{env("SPOOL")}, DropDirs: []string{env("DROP")}, ListenPort: port("LISTEN"), ConnectPorts: []uint16{port("ALLOWED")}})
 }
 
+// courierRules: the reply key (KEY) and its spool dirs (SPOOL); DROP, the
+// receiver's incoming/, is not among them.
+func courierRules() *Rules {
+	return CourierRules(CourierParams{ConfigFile: env("CONFIG"), ReadFiles: []string{env("KEY")},
+		SpoolDirs: []string{env("SPOOL")}, ConnectPorts: []uint16{port("ALLOWED")}})
+}
+
 func workerRules() *Rules {
 	return WorkerRules(WorkerParams{ConfigFile: env("CONFIG"), WriteDirs: []string{env("SPOOL")}})
 }
@@ -255,6 +262,33 @@ func runCase(c string) {
 		} else {
 			report(bind(0))
 		}
+	// Courier, Landlock: its key and spool, Slack's port; not the
+	// intake's secret, not incoming/ (it may never queue a job), no
+	// port of its own, nothing to run.
+	case "courier-landlock-read-key":
+		must(Landlock(courierRules()))
+		report(readFile(env("KEY")))
+	case "courier-landlock-read-secret":
+		must(Landlock(courierRules()))
+		report(readFile(env("SECRET")))
+	case "courier-landlock-write-spool":
+		must(Landlock(courierRules()))
+		report(writeFile(filepath.Join(env("SPOOL"), "courier.json")))
+	case "courier-landlock-drop-job":
+		must(Landlock(courierRules()))
+		report(writeFile(filepath.Join(env("DROP"), "forged.job")))
+	case "courier-landlock-connect-allowed":
+		must(Landlock(courierRules()))
+		report(connect(port("ALLOWED")))
+	case "courier-landlock-connect-other":
+		must(Landlock(courierRules()))
+		report(connect(port("OTHERPORT")))
+	case "courier-landlock-bind":
+		must(Landlock(courierRules()))
+		report(bind(0))
+	case "courier-landlock-exec":
+		must(Landlock(courierRules()))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
 	case "receiver-landlock-exec":
 		must(Landlock(receiverRules()))
 		report(syscall.Exec("/bin/true", []string{"true"}, nil))
@@ -411,6 +445,25 @@ func runCase(c string) {
 			unix.Close(fds[1])
 		}
 		report(err)
+	case "courier-seccomp-accept":
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		must(err)
+		f, err := ln.(*net.TCPListener).File()
+		must(err)
+		must(Seccomp(Courier))
+		_, _, e := unix.Syscall6(unix.SYS_ACCEPT4, f.Fd(), 0, 0, unix.SOCK_NONBLOCK, 0, 0)
+		report(errnoOrNil(e))
+	case "courier-seccomp-bind":
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM, 0)
+		must(err)
+		must(Seccomp(Courier))
+		report(unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	case "courier-seccomp-execve":
+		must(Seccomp(Courier))
+		report(syscall.Exec("/bin/true", []string{"true"}, nil))
+	case "courier-seccomp-connect":
+		must(Seccomp(Courier))
+		report(connect(port("ALLOWED")))
 	case "receiver-socket-seccomp-accept":
 		// A listening socket made before the filter (as HTTP mode's is):
 		// in Socket Mode, accept4 is not on the allowlist.
@@ -626,6 +679,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	os.WriteFile(f.secret, []byte("s3cret"), 0o600)
 	os.WriteFile(filepath.Join(root, "other", "file"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(root, "reply.key"), make([]byte, 32), 0o640)
 	// Two listeners: one allowed, one not.
 	for _, p := range []*int{&f.allowed, &f.other} {
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
@@ -653,7 +707,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { v.Process.Kill(); v.Wait() })
 	f.env = []string{
-		"YTKEEP_CONFIG=" + filepath.Join(root, "config.toml"), "YTKEEP_SECRET=" + f.secret,
+		"YTKEEP_CONFIG=" + filepath.Join(root, "config.toml"), "YTKEEP_SECRET=" + f.secret, "YTKEEP_KEY=" + filepath.Join(root, "reply.key"),
 		"YTKEEP_SPOOL=" + filepath.Join(root, "spool"), "YTKEEP_JOB=" + f.job, "YTKEEP_DROP=" + filepath.Join(root, "drop"),
 		"YTKEEP_OTHER=" + filepath.Join(root, "other", "file"),
 		"YTKEEP_ALLOWED=" + strconv.Itoa(f.allowed), "YTKEEP_OTHERPORT=" + strconv.Itoa(f.other),
@@ -725,6 +779,14 @@ var landlockCases = []struct{ c, want string }{
 	{"receiver-landlock-exec", "EACCES"},
 	{"receiver-socket-landlock-bind", "EACCES"},
 	{"receiver-socket-landlock-bind-ephemeral", "EACCES"},
+	{"courier-landlock-read-key", "ok"},
+	{"courier-landlock-read-secret", "EACCES"},
+	{"courier-landlock-write-spool", "ok"},
+	{"courier-landlock-drop-job", "EACCES"},
+	{"courier-landlock-connect-allowed", "ok"},
+	{"courier-landlock-connect-other", "EACCES"},
+	{"courier-landlock-bind", "EACCES"},
+	{"courier-landlock-exec", "EACCES"},
 	{"worker-landlock-exec", "EACCES"},
 	{"worker-landlock-connect", "EACCES"},
 	{"worker-landlock-read-secret", "EACCES"},
@@ -751,6 +813,10 @@ var seccompCases = []struct{ c, want string }{
 	{"receiver-seccomp-ptrace", "SIGSYS"},
 	{"receiver-seccomp-mptcp", "SIGSYS"},
 	{"receiver-socket-seccomp-accept", "EPERM"},
+	{"courier-seccomp-accept", "EPERM"},
+	{"courier-seccomp-bind", "EPERM"},
+	{"courier-seccomp-execve", "SIGSYS"},
+	{"courier-seccomp-connect", "ok"},
 	{"receiver-seccomp-prlimit-other", "EPERM"},
 	{"downloader-seccomp-prlimit-other", "EPERM"},
 	{"downloader-seccomp-prlimit-own", "ok"},

@@ -48,6 +48,9 @@ const (
 	ReceiverSocket Domain = "receiver-socket"
 	Worker         Domain = "worker"
 	Downloader     Domain = "downloader"
+	// Courier posts to Slack: a client's calls (ReceiverSocket's), no
+	// listening socket.
+	Courier Domain = "courier"
 )
 
 // goRuntime are the calls of the Go runtime and standard library seen in
@@ -86,9 +89,10 @@ var netCalls = []string{
 var socketNetCalls = slices.DeleteFunc(slices.Clone(netCalls), func(n string) bool { return n == "accept4" })
 
 // receiverAllowed is the receiver's allowlist in d's mode (HTTP, or
-// Socket Mode without accept4).
+// Socket Mode without accept4), and the courier's (a client's, as Socket
+// Mode's).
 func receiverAllowed(d Domain) []string {
-	if d == ReceiverSocket {
+	if d == ReceiverSocket || d == Courier {
 		return join(goRuntime, spoolCalls, socketNetCalls)
 	}
 	return join(goRuntime, spoolCalls, netCalls)
@@ -202,7 +206,7 @@ func keepGroupProgram() ([]bpf.RawInstruction, error) {
 func SeccompPolicy(d Domain) (*seccomp.Policy, error) {
 	kill := seccomp.SyscallGroup{Action: seccomp.ActionKillProcess}
 	switch d {
-	case Receiver, ReceiverSocket:
+	case Receiver, ReceiverSocket, Courier:
 		kill.Names = deadly
 		return &seccomp.Policy{DefaultAction: seccomp.ActionErrno, Syscalls: []seccomp.SyscallGroup{
 			kill,
@@ -261,7 +265,7 @@ func join(lists ...[]string) []string {
 // Downloader, whose policy is a deny list, and for any other domain.
 func AllowedCount(d Domain) int {
 	switch d {
-	case Receiver, ReceiverSocket:
+	case Receiver, ReceiverSocket, Courier:
 		return len(receiverAllowed(d))
 	case Worker:
 		return len(join(goRuntime, spoolCalls, workerIPC))

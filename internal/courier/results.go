@@ -1,4 +1,4 @@
-package receiver
+package courier
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/reply"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
@@ -82,6 +83,7 @@ func (s *Service) RunResults(ctx context.Context) error {
 		defer t.Stop()
 		for {
 			s.sweepBudgets()
+			s.sweepStatus()
 			select {
 			case <-ctx.Done():
 				return
@@ -89,6 +91,9 @@ func (s *Service) RunResults(ctx context.Context) error {
 			}
 		}
 	}()
+	if s.opt.Slack != nil {
+		go s.runRetries(ctx)
+	}
 	return spool.Watch(ctx, s.inbox.In, func(name string) bool {
 		s.handleResult(ctx, name)
 		return true
@@ -147,7 +152,7 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 		quarantine("file name does not match its content")
 		return
 	}
-	info, err := s.sealer.open(r.Job, r.Reply)
+	info, err := s.sealer.Open(r.Job, r.Reply)
 	if err != nil {
 		// Not sealed by us for this job: forged, or moved from another job.
 		quarantine(err.Error())
@@ -157,13 +162,19 @@ func (s *Service) handleClaimed(ctx context.Context, name string) {
 		quarantine("stored file does not match the job")
 		return
 	}
+	if s.opt.Slack != nil && info.User != "" {
+		if s.deliver(ctx, name, r, info) {
+			s.inbox.Claimed.Remove(name)
+		}
+		return
+	}
 	s.reply(ctx, r, info)
 	s.inbox.Claimed.Remove(name)
 }
 
 // relayAlert passes on an alert the worker could not send itself (it has
 // no network): logged as an alert here, so it reaches the admin channel
-// through the receiver's sink, marked as coming from the worker.
+// through the courier's sink, marked as coming from the worker.
 func (s *Service) relayAlert(name string, quarantine func(string)) {
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxAlertSize)
 	if err != nil {
@@ -186,7 +197,7 @@ func (s *Service) relayAlert(name string, quarantine func(string)) {
 }
 
 // reply posts a result to the job's response_url within Slack's budget.
-func (s *Service) reply(ctx context.Context, r *job.Result, info *replyInfo) {
+func (s *Service) reply(ctx context.Context, r *job.Result, info *reply.Info) {
 	attrs := []any{"job", r.Job, "status", r.Status}
 	age := s.opt.Now().Sub(time.Unix(info.Created, 0))
 	if age > ResponseURLLifetime-time.Minute {
@@ -227,7 +238,7 @@ func (s *Service) reply(ctx context.Context, r *job.Result, info *replyInfo) {
 }
 
 // Message is the text shown to the user for a result.
-func Message(p *replyInfo, r *job.Result) string {
+func Message(p *reply.Info, r *job.Result) string {
 	switch r.Status {
 	case job.StatusStarted:
 		return fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)…", p.Video, p.Format)
@@ -249,14 +260,6 @@ func Message(p *replyInfo, r *job.Result) string {
 	default:
 		return fmt.Sprintf(":x: Couldn't keep `%s` (%s): %s.", p.Video, p.Format, r.Class.Describe())
 	}
-}
-
-// escape replaces Slack's three control characters with their entities,
-// so that text cannot open a link, a mention or an entity ("<…>", "&…;").
-// It leaves mrkdwn (*bold*…) and Slack's automatic linking of bare URLs,
-// domains and @here alone: alone it suits only text shown as code.
-func escape(s string) string {
-	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }
 
 // zwsp is U+200B ZERO WIDTH SPACE: invisible, and a word break for Slack.

@@ -1,4 +1,4 @@
-package receiver
+package courier
 
 import (
 	"regexp"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/reply"
 )
 
 // What TestHostileTitles checks in the text posted to Slack, and why:
@@ -50,7 +51,7 @@ func TestHostileTitles(t *testing.T) {
 		"closes the bold":     "x* <!channel> *y",
 		"ordinary with colon": "Episode 2: the return",
 	}
-	p := &replyInfo{Video: "dQw4w9WgXcQ", Format: job.FormatBest}
+	p := &reply.Info{Video: "dQw4w9WgXcQ", Format: job.FormatBest}
 	const prefix = ":white_check_mark: Saved *"
 	for name, title := range titles {
 		t.Run(name, func(t *testing.T) {

@@ -99,7 +99,7 @@ func Confine(log *slog.Logger, d confine.Domain, rules *confine.Rules, insecureN
 		audit.Alert(log, audit.Weakened, "warning", warning)
 	}
 	if uid, err := spool.Owner(otherDir); err == nil && uid == os.Getuid() {
-		audit.Alert(log, audit.Weakened, "warning", "the receiver and the worker run as the same user: Unix-user separation is off (Landlock and seccomp are on); run them as two users in production")
+		audit.Alert(log, audit.Weakened, "warning", "this daemon runs as the user of another daemon's directory ("+otherDir+"): Unix-user separation is off (Landlock and seccomp are on); run each daemon as its own user in production")
 	}
 	return abi, nil
 }

@@ -39,12 +39,13 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 		return err
 	}
 	defer func() {
-		say("\n[6/6] Stopping the receiver, the worker and the downloader.")
+		say("\n[6/6] Stopping the receiver, the worker, the downloader and the courier.")
 		if cerr := w.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
 		if err != nil {
-			say("\nreceiver log:\n%s\nworker log:\n%s\ndownloader log:\n%s", tail(w.Receiver.Log(), 20), tail(w.Worker.Log(), 20), tail(w.Downloader.Log(), 20))
+			say("\nreceiver log:\n%s\nworker log:\n%s\ndownloader log:\n%s\ncourier log:\n%s", tail(w.Receiver.Log(), 20), tail(w.Worker.Log(), 20),
+				tail(w.Downloader.Log(), 20), tail(w.Courier.Log(), 20))
 		}
 	}()
 	clip, _ := os.Stat(w.Clip)
@@ -54,8 +55,9 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	if w.Socket != nil {
 		intake = "Socket Mode"
 	}
-	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d) and ytkeep-downloader (pid %d) as separate processes.",
-		w.Receiver.Cmd.Process.Pid, intake, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid)
+	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d), ytkeep-downloader (pid %d) and ytkeep-courier (pid %d)",
+		w.Receiver.Cmd.Process.Pid, intake, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid, w.Courier.Cmd.Process.Pid)
+	say("      as separate processes: the receiver takes commands, the courier posts the results.")
 	ports, err := testbed.ListeningPorts(w.Receiver.Cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -71,17 +73,17 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	}
 	layers := fmt.Sprintf("Landlock ABI %d, seccomp, no_new_privs, rlimits", confine.LandlockABI())
 	if os.Geteuid() == 0 {
-		say("      Confinement: receiver as uid %d, worker as uid %d, downloader as uid %d, each with %s.",
-			testbed.ReceiverUID, testbed.WorkerUID, testbed.DownloaderUID, layers)
+		say("      Confinement: receiver as uid %d, worker as uid %d, downloader as uid %d, courier as uid %d, each with %s.",
+			testbed.ReceiverUID, testbed.WorkerUID, testbed.DownloaderUID, testbed.CourierUID, layers)
 	} else {
-		say("      WARNING: not root, so the three daemons run as your user: Unix-user separation is OFF.")
+		say("      WARNING: not root, so the four daemons run as your user: Unix-user separation is OFF.")
 		say("      Confinement that is on: %s.", layers)
 	}
 
 	// Idle memory, once each daemon is ready (the worker says so last).
 	if err := waitLog(ctx, w.Worker, `"msg":"worker ready"`); err == nil {
 		var rss []string
-		for _, d := range []*testbed.Daemon{w.Receiver, w.Worker, w.Downloader} {
+		for _, d := range []*testbed.Daemon{w.Receiver, w.Worker, w.Downloader, w.Courier} {
 			if n, err := d.RSS(); err == nil {
 				rss = append(rss, fmt.Sprintf("%s %.1f MiB", strings.TrimPrefix(d.Name, "ytkeep-"), float64(n)/(1<<20)))
 			}
@@ -104,7 +106,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	}
 	say("      Slack shows you (only you):\n        %s", reply)
 
-	say("\n[5/6] Later, Slack shows you:")
+	say("\n[5/6] Later, the courier posts to the command's response_url, and Slack shows you:")
 	msgs, err := w.Slack.WaitFor(ctx, id, testbed.Final)
 	for _, m := range msgs {
 		say("        %s", m)

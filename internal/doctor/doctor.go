@@ -17,6 +17,7 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
+	"github.com/ytkeep/ytkeep/internal/reply"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
@@ -134,6 +135,7 @@ func Run(opt Options) []Result {
 		rs = append(rs, checkSecret(cfg)...)
 	}
 	rs = append(rs, checkAlertWebhook(cfg)...)
+	rs = append(rs, checkBotToken(cfg))
 	rs = append(rs, checkCredentialFiles(systemRoots.UnitDir)...)
 	rs = append(rs, checkUnits(systemRoots)...)
 	return rs
@@ -182,17 +184,18 @@ func checkTree(l spool.Layout, downloads, socket string) []Result {
 	}
 	recv, ok1 := stat(l.Receiver(""))
 	work, ok2 := stat(l.Worker(""))
-	if !ok1 || !ok2 {
+	cour, ok3 := stat(l.Courier(""))
+	if !ok1 || !ok2 || !ok3 {
 		return rs
 	}
-	if recv.Uid == 0 || work.Uid == 0 || recv.Uid == work.Uid {
-		rs = append(rs, Result{Fail, fmt.Sprintf("receiver/ (uid %d) and worker/ (uid %d) must belong to two different users, neither root", recv.Uid, work.Uid)})
+	if recv.Uid == 0 || work.Uid == 0 || cour.Uid == 0 || recv.Uid == work.Uid || cour.Uid == recv.Uid || cour.Uid == work.Uid {
+		rs = append(rs, Result{Fail, fmt.Sprintf("receiver/ (uid %d), worker/ (uid %d) and courier/ (uid %d) must belong to three different users, none root", recv.Uid, work.Uid, cour.Uid)})
 	}
 	in, ok := stat(l.Incoming())
 	if !ok {
 		return rs
 	}
-	uids := map[spool.Role]uint32{spool.RoleRoot: 0, spool.RoleReceiver: recv.Uid, spool.RoleWorker: work.Uid}
+	uids := map[spool.Role]uint32{spool.RoleRoot: 0, spool.RoleReceiver: recv.Uid, spool.RoleWorker: work.Uid, spool.RoleCourier: cour.Uid}
 	bad := 0
 	for _, e := range l.Tree(downloads) {
 		st, ok := stat(e.Path)
@@ -208,6 +211,10 @@ func checkTree(l spool.Layout, downloads, socket string) []Result {
 			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the downloader's own group (%s), not the spool's or root's", e.Path, st.Gid, spool.Names[spool.RoleDownloader])})
 			bad++
 		}
+		if e.Group == spool.RoleCourierGroup && (st.Gid != cour.Gid || st.Gid == in.Gid || st.Gid == 0) {
+			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the courier's own group %d of courier/ (%s), not the spool's or root's", e.Path, st.Gid, cour.Gid, spool.Names[spool.RoleCourierGroup])})
+			bad++
+		}
 		if e.Group == spool.RoleSpool && st.Gid != in.Gid {
 			rs = append(rs, Result{Fail, fmt.Sprintf("%s has group %d; want the spool group %d of incoming/ (%s)", e.Path, st.Gid, in.Gid, spool.Names[spool.RoleSpool])})
 			bad++
@@ -216,7 +223,22 @@ func checkTree(l spool.Layout, downloads, socket string) []Result {
 	if bad == 0 {
 		rs = append(rs, Result{OK, fmt.Sprintf("spool %s and downloads %s have the documented owners and modes", l.Root, downloads)})
 	}
+	rs = append(rs, checkReplyKey(l.Receiver(reply.KeyFile), recv.Uid, cour.Gid))
 	return append(rs, checkDownloaderSocket(socket, recv.Uid, work.Uid, in.Gid)...)
+}
+
+// checkReplyKey: the reply key is the receiver's, readable by the
+// courier's group alone (0640), once the receiver has made it.
+func checkReplyKey(path string, recvUID, courierGID uint32) Result {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return Result{Warn, fmt.Sprintf("reply key %s: %v (the receiver makes it at its first start)", path, err)}
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != recvUID || st.Gid != courierGID || st.Mode&0o7777 != reply.KeyMode {
+		return Result{Fail, fmt.Sprintf("reply key %s: mode %04o, uid %d, gid %d, %d link(s); want a file of mode %04o, the receiver's (uid %d), group the courier's (gid %d), one link (scripts/install.sh sets an older install's)",
+			path, st.Mode&0o7777, st.Uid, st.Gid, st.Nlink, reply.KeyMode, recvUID, courierGID)}
+	}
+	return Result{OK, fmt.Sprintf("reply key %s is the receiver's, readable by the courier's group alone", path)}
 }
 
 // checkDownloaderSocket: only the downloader's group (the worker) may
@@ -286,6 +308,36 @@ func checkSecret(cfg *config.Config) []Result {
 		return []Result{{Fail, fmt.Sprintf("signing secret %s has mode %04o: chmod 0400 (or 0600) and let only root or the receiver own it", path, st.Mode&0o7777)}}
 	}
 	return []Result{{OK, fmt.Sprintf("signing secret %s is private (mode %04o, uid %d)", path, st.Mode&0o7777, st.Uid)}}
+}
+
+// checkBotToken: with courier.status_messages the courier must have a bot
+// token (the receiver tells users their status comes in their DM); a
+// token without it is unused by the acknowledgement's wording. The file
+// must be private and a bot token's shape (config.CheckBotToken).
+func checkBotToken(cfg *config.Config) Result {
+	path := cfg.Courier.BotTokenFile
+	if path == "" {
+		path = "/etc/ytkeep/bot_token" // what the courier's unit loads as the credential bot_token
+	}
+	const next = "OAuth & Permissions -> Bot User OAuth Token (xoxb-…, scopes chat:write and im:write), root's, mode 0400"
+	data, err := os.ReadFile(path)
+	token := strings.TrimSpace(string(data))
+	switch {
+	case !cfg.Courier.StatusMessages && token == "":
+		return Result{OK, "no bot token: results go to each command's response_url, for 30 minutes (courier.status_messages is off)"}
+	case !cfg.Courier.StatusMessages:
+		return Result{Warn, fmt.Sprintf("bot token %s is set but courier.status_messages is off: the acknowledgement still tells users to look in the channel", path)}
+	case err != nil || token == "":
+		return Result{Fail, fmt.Sprintf("courier.status_messages is on but the bot token %s is missing or empty (%v): paste the %s", path, err, next)}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil || st.Mode&0o077 != 0 {
+		return Result{Fail, fmt.Sprintf("bot token %s has mode %04o: chmod 0400 (root's, or the courier's)", path, st.Mode&0o7777)}
+	}
+	if err := config.CheckBotToken(token); err != nil {
+		return Result{Fail, fmt.Sprintf("bot token %s: %v", path, err)}
+	}
+	return Result{OK, fmt.Sprintf("bot token %s is private and has a bot token's form: status messages go to the requesters' DMs", path)}
 }
 
 // appTokenNext tells where the app-level token comes from and where it

@@ -32,7 +32,7 @@ func install(t *testing.T) (cfgPath string, l spool.Layout, downloads, secret st
 	root := t.TempDir()
 	l = spool.Layout{Root: filepath.Join(root, "spool")}
 	downloads = filepath.Join(root, "downloads")
-	if err := l.Create(downloads, &spool.Owners{ReceiverUID: 61001, WorkerUID: 61002, SpoolGID: 61010, MediaGID: 61011, DownloaderGID: 61012}); err != nil {
+	if err := l.Create(downloads, &spool.Owners{ReceiverUID: 61001, WorkerUID: 61002, SpoolGID: 61010, MediaGID: 61011, DownloaderGID: 61012, CourierUID: 61004, CourierGID: 61013}); err != nil {
 		t.Fatal(err)
 	}
 	secret = filepath.Join(root, "signing_secret")
@@ -87,7 +87,7 @@ func TestBrokenInstallFails(t *testing.T) {
 		{"incoming owned by the receiver", func(l spool.Layout, _, _ string) error { return os.Chown(l.Incoming(), 61001, 61010) },
 			"want mode 1730 and uid 61002"},
 		{"one user for both", func(l spool.Layout, _, _ string) error { return os.Chown(l.Worker(""), 61001, 61010) },
-			"must belong to two different users"},
+			"must belong to three different users"},
 		{"secret readable by others", func(_ spool.Layout, _, secret string) error { return os.Chmod(secret, 0o644) },
 			"signing secret"},
 		{"downloads not setgid", func(_ spool.Layout, downloads, _ string) error { return os.Chmod(downloads, 0o755) },
@@ -97,6 +97,17 @@ func TestBrokenInstallFails(t *testing.T) {
 		// The configuration as install.sh made it before (0644).
 		{"config readable by all", func(l spool.Layout, _, _ string) error { return os.Chmod(configOf(l), 0o644) },
 			"is readable by every user (mode 0644), the downloads included"},
+		{"courier as the receiver", func(l spool.Layout, _, _ string) error { return os.Chown(l.Courier(""), 61001, 61013) },
+			"must belong to three different users"},
+		{"receiver dir of the spool group", func(l spool.Layout, _, _ string) error { return os.Chown(l.Receiver(""), 61001, 61010) },
+			"want the courier's own group 61013"},
+		{"reply key readable by all", func(l spool.Layout, _, _ string) error {
+			p := l.Receiver("reply.key")
+			if err := os.WriteFile(p, make([]byte, 32), 0o644); err != nil {
+				return err
+			}
+			return os.Chown(p, 61001, 61013)
+		}, "reply key"},
 		{"config of root's group", func(l spool.Layout, _, _ string) error { return os.Chown(configOf(l), 0, 0) },
 			"belongs to group 0; want the spool group 61010 of incoming/"},
 	}
@@ -317,6 +328,40 @@ func TestModeSecrets(t *testing.T) {
 				if strings.Contains(b.String(), w) {
 					t.Errorf("report has %q:\n%s", w, b.String())
 				}
+			}
+		})
+	}
+}
+
+// TestBotTokenCheck: with courier.status_messages the bot token must be
+// there, private and a bot token; without it, a token is a warning.
+func TestBotTokenCheck(t *testing.T) {
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "bot_token")
+	for _, tt := range []struct {
+		name     string
+		status   bool
+		content  string
+		mode     os.FileMode
+		want     Level
+		contains string
+	}{
+		{"off, none", false, "", 0o400, OK, "no bot token"},
+		{"off, a token", false, "xoxb-1234567890-abcdefghij", 0o400, Warn, "status_messages is off"},
+		{"on, none", true, "", 0o400, Fail, "missing or empty"},
+		{"on, readable", true, "xoxb-1234567890-abcdefghij", 0o644, Fail, "chmod 0400"},
+		{"on, an app token", true, "xapp-1-A0-1234567890-abcdef", 0o400, Fail, "not a bot token"},
+		{"on, good", true, "xoxb-1234567890-abcdefghij", 0o400, OK, "private and has a bot token's form"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(tok)
+			if err := os.WriteFile(tok, []byte(tt.content+"\n"), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			cfg := &config.Config{}
+			cfg.Courier.BotTokenFile, cfg.Courier.StatusMessages = tok, tt.status
+			if r := checkBotToken(cfg); r.Level != tt.want || !strings.Contains(r.What, tt.contains) {
+				t.Errorf("%+v, want %v with %q", r, tt.want, tt.contains)
 			}
 		})
 	}

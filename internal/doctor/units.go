@@ -17,6 +17,7 @@ var Units = []struct{ Unit, Comm string }{
 	{"ytkeep-receiver.service", "ytkeep-receiver"},
 	{"ytkeep-worker.service", "ytkeep-worker"},
 	{"ytkeep-downloader.service", "ytkeep-download"},
+	{"ytkeep-courier.service", "ytkeep-courier"},
 }
 
 // cgroupLimit is a unit directive that systemd enforces through a cgroup

@@ -1,4 +1,4 @@
-package receiver
+package notify
 
 import (
 	"context"
@@ -42,9 +42,9 @@ func NewAlertPoster(webhookURL string, n *Notifier, log *slog.Logger) *AlertPost
 }
 
 // urgent reports whether r goes in the urgent lane: a sandbox violation,
-// a crash, a quarantined spool file (only the worker's user can write
-// what the receiver quarantines), an alert relayed from the worker
-// (from=worker, which only relayAlert sets) or one kept while the receiver
+// a crash, a quarantined spool file (only the daemons' users can write
+// what a daemon quarantines), an alert relayed from the worker
+// (from=worker, which only the courier's relay sets) or one kept while a daemon
 // was down (pending=true, PendingAlerts.Deliver).
 func urgent(r audit.AlertRecord) bool {
 	switch r.Event {
@@ -146,11 +146,19 @@ func (p *AlertPoster) render(batch []audit.AlertRecord, dropped int64) string {
 	b.WriteString(":rotating_light: *ytkeep security alert*")
 	for _, r := range batch {
 		b.WriteString("\n• `")
-		b.WriteString(strings.ReplaceAll(escape(r.Text()), "`", "'"))
+		b.WriteString(strings.ReplaceAll(Escape(r.Text()), "`", "'"))
 		b.WriteString("`")
 	}
 	if dropped > 0 {
 		fmt.Fprintf(&b, "\n…and %d more alerts dropped (queue full); see the audit log.", dropped)
 	}
 	return b.String()
+}
+
+// Escape replaces Slack's three control characters with their entities,
+// so that text cannot open a link, a mention or an entity ("<…>", "&…;").
+// It leaves mrkdwn (*bold*…) and Slack's automatic linking of bare URLs,
+// domains and @here alone: alone it suits only text shown as code.
+func Escape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
 }

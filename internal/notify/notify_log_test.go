@@ -1,4 +1,4 @@
-package receiver
+package notify
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
-	"github.com/ytkeep/ytkeep/internal/job"
 )
 
 // A response_url and a webhook URL are secrets: whoever has one can post
@@ -45,25 +44,13 @@ func noSecret(t *testing.T, what, log string) {
 	}
 }
 
-// TestPostErrorsKeepURLsSecret: a failed post is logged (reply_failed,
-// "couldn't post alerts") or returned to be logged (Flush, for the exit
-// alert) with the host and the cause, never the URL.
+// TestPostErrorsKeepURLsSecret: a failed post is logged ("couldn't post
+// alerts") or returned to be logged (Flush, for the exit alert; a
+// Notifier's error, which the courier logs as reply_failed) with the host
+// and the cause, never the URL.
 func TestPostErrorsKeepURLsSecret(t *testing.T) {
 	srv := hangUp(t)
 	host := strings.TrimPrefix(srv.URL, "http://")
-
-	t.Run("reply to a response_url", func(t *testing.T) {
-		w := newFloodWorld(t)
-		w.s.notifier.Attempts = 1
-		id := job.NewID()
-		w.s.reply(context.Background(), &job.Result{V: job.Version, Job: id, Status: job.StatusStarted},
-			&replyInfo{URL: srv.URL + secretReplyPath, Created: time.Now().Unix(), Video: "dQw4w9WgXcQ", Format: job.FormatBest})
-		log := w.log.String()
-		if !strings.Contains(log, `"event":"reply_failed"`) || !strings.Contains(log, "post to "+host+": ") {
-			t.Fatalf("no reply_failed event naming the host %s:\n%s", host, log)
-		}
-		noSecret(t, "a failed reply", log)
-	})
 
 	t.Run("alerts to the webhook", func(t *testing.T) {
 		var log syncBuffer

@@ -1,4 +1,4 @@
-package receiver
+package notify
 
 import (
 	"log/slog"
@@ -10,31 +10,33 @@ import (
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
-// PendingAlerts keeps alerts the receiver could not post when they were
-// raised, as files in its private receiver/alerts/, until the next start
-// posts them. Under systemd the receiver's ExecStopPost= (its -exit-alert)
+// PendingAlerts keeps alerts a daemon could not post when they were
+// raised, as files in its private alerts/ directory, until its next start
+// posts them. Under systemd a daemon's ExecStopPost= (its -exit-alert)
 // cannot post: systemd removes the unit's credentials, and with them the
-// webhook URL, before it runs. Restart= starts the receiver again seconds
+// webhook URL, before it runs. Restart= starts the daemon again seconds
 // later, and the crash alert goes out then.
 type PendingAlerts struct {
 	tmp, dir *spool.Dir
+	daemon   string // whose they are: "receiver" or "courier"
 	queued   []audit.AlertRecord
 }
 
-// OpenPendingAlerts opens receiver/alerts (and receiver/tmp, where files
-// are written before they are renamed into place).
-func OpenPendingAlerts(spoolDir string) (*PendingAlerts, error) {
-	l := spool.Layout{Root: spoolDir}
-	tmp, err := spool.OpenDir(l.Receiver("tmp"))
+// OpenPendingAlerts opens a daemon's alerts directory and its tmp
+// directory, where files are written before they are renamed into place
+// (spool.Layout's Receiver("alerts") and Receiver("tmp"), or the
+// courier's).
+func OpenPendingAlerts(daemon, tmpDir, alertsDir string) (*PendingAlerts, error) {
+	tmp, err := spool.OpenDir(tmpDir)
 	if err != nil {
 		return nil, err
 	}
-	dir, err := spool.OpenDir(l.Receiver("alerts"))
+	dir, err := spool.OpenDir(alertsDir)
 	if err != nil {
 		tmp.Close()
 		return nil, err
 	}
-	return &PendingAlerts{tmp: tmp, dir: dir}, nil
+	return &PendingAlerts{tmp: tmp, dir: dir, daemon: daemon}, nil
 }
 
 // Alert is the sink: it keeps a for Save.
@@ -79,10 +81,10 @@ func (p *PendingAlerts) Deliver(log *slog.Logger) {
 		data, err := spool.ReadFile(p.dir, name, os.Getuid(), job.MaxAlertSize)
 		var a *audit.AlertRecord
 		if err == nil {
-			a, err = job.ParseAlert(data, "receiver")
+			a, err = job.ParseAlert(data, p.daemon)
 		}
 		if err != nil {
-			audit.Alert(log, audit.Quarantined, "file", "receiver/alerts/"+name, "reason", err.Error())
+			audit.Alert(log, audit.Quarantined, "file", p.daemon+"/alerts/"+name, "reason", err.Error())
 		} else {
 			attrs := []any{"pending", true, "at", a.Time.UTC().Format(time.RFC3339)}
 			for k, v := range a.Attrs {

@@ -1,4 +1,4 @@
-package receiver
+package notify
 
 import (
 	"log/slog"
@@ -24,7 +24,7 @@ func TestPendingAlertsSurviveUntilNextStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The exit alert, as -exit-alert raises it.
-	p, err := OpenPendingAlerts(l.Root)
+	p, err := OpenPendingAlerts("receiver", l.Receiver("tmp"), l.Receiver("alerts"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestPendingAlertsSurviveUntilNextStart(t *testing.T) {
 
 	// The next start.
 	var got collect
-	p, err = OpenPendingAlerts(l.Root)
+	p, err = OpenPendingAlerts("receiver", l.Receiver("tmp"), l.Receiver("alerts"))
 	if err != nil {
 		t.Fatal(err)
 	}

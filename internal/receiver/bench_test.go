@@ -21,7 +21,7 @@ func benchService(b *testing.B) *Service {
 	s, err := New(Options{SpoolDir: layout.Root, Command: "/ytkeep", AllowedTeams: []string{"T1"},
 		AllowedChannels: []string{"*"}, AllowedUsers: []string{"*"}, PerUserPerMinute: 1 << 30,
 		ResponseURLAllowed: func(string) bool { return true },
-		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil))}, NewNotifier())
+		Logger:             slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

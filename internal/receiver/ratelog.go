@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"time"
 
@@ -16,47 +15,52 @@ import (
 )
 
 // rateLog makes the per-user limit on accepted jobs survive a restart:
-// each accepted job appends "<unix seconds> <user ID>\n" to
-// receiver/rate.log, and a receiver started since reads back the
-// entries of the last minute. No fsync: the page cache keeps what a
+// each accepted job appends "<unix seconds> <user ID>\n" to the file of
+// its minute, receiver/rate.0.log or rate.1.log by the minute's parity,
+// and a receiver started since reads both back, keeping the entries of
+// the last minute. The first append of a minute truncates that minute's
+// file, whose entries are two minutes old: every append costs the same,
+// however many users there are. No fsync: the page cache keeps what a
 // killed process wrote; a power loss may forget the last entries, which
-// only loosens the limit for a minute. Past rateLogMax bytes the file is
-// rewritten with the live entries alone. It is written under the
-// caller's lock (Service.rateMu).
+// only loosens the limit for a minute. It is written under the caller's
+// lock (Service.rateMu).
 type rateLog struct {
-	tmp, dir *spool.Dir
-	f        *os.File
-	// size is the file's; past limit it is rewritten (twice what the
-	// last rewrite wrote, at least rateLogMax: amortised, each entry is
-	// written a bounded number of times whatever the number of users).
-	size, limit int64
-	// failed is set after the first error, which is logged: the limit
+	dir    *spool.Dir
+	f      *os.File
+	minute int64 // the Unix minute f holds, or -1
+	// failed is set after the first error, which is reported: the limit
 	// then holds in memory only.
 	failed bool
 }
 
-const (
-	rateLogName = "rate.log"
-	rateLogMax  = 256 << 10
-	// rateLogRead bounds what is read back: 100,000 users at the
-	// default limit of 20 a minute, about 60 MB; more is dropped.
-	rateLogRead = 64 << 20
-)
+// rateLogRead bounds what is read back of each file: 100,000 users at
+// the default limit of 20 a minute, about 40 MB; more is dropped.
+const rateLogRead = 64 << 20
 
-// openRateLog opens dir's rate log (tmp is dir's temporary area) and
-// returns, per user, the times of the entries within window before now.
-// A line that is not an entry (the file is the receiver's own, but a
-// crash can cut one short) is skipped. A log that cannot be read is
-// replaced, and the error returned with the log (lost is only the
-// limit's memory); a log that cannot be written is an error.
-func openRateLog(tmp, dir *spool.Dir, now time.Time, window time.Duration) (l *rateLog, live map[string][]time.Time, lost, err error) {
+func rateLogName(minute int64) string { return fmt.Sprintf("rate.%d.log", minute&1) }
+
+// openRateLog opens dir's rate log and returns, per user, the times of the
+// entries within window before now. A line that is not an entry (the files
+// are the receiver's own, but a crash can cut one short) is skipped. It
+// never fails: a file that cannot be read or opened is reported in
+// problem, and the limit starts afresh or holds in memory only; the
+// receiver starts all the same (a full disk must not stop it).
+func openRateLog(dir *spool.Dir, now time.Time, window time.Duration) (l *rateLog, live map[string][]time.Time, problem error) {
 	live = map[string][]time.Time{}
-	data, err := spool.ReadFile(dir, rateLogName, -1, rateLogRead)
-	switch {
-	case errors.Is(err, unix.ENOENT):
-	case err != nil:
-		lost = fmt.Errorf("couldn't read %s/%s: %w", dir.Path(), rateLogName, err)
-	default:
+	l = &rateLog{dir: dir, minute: -1}
+	cur := now.Unix() / 60
+	var problems []error
+	for _, m := range []int64{cur - 1, cur} {
+		name := rateLogName(m)
+		data, err := spool.ReadFile(dir, name, -1, rateLogRead)
+		if errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if err != nil {
+			problems = append(problems, fmt.Errorf("couldn't read %s/%s: %w", dir.Path(), name, err))
+			continue
+		}
+		newest := int64(-1)
 		for _, line := range bytes.Split(data, []byte("\n")) {
 			secs, user, ok := bytes.Cut(line, []byte(" "))
 			if !ok {
@@ -66,59 +70,52 @@ func openRateLog(tmp, dir *spool.Dir, now time.Time, window time.Duration) (l *r
 			if err != nil || !slackreq.ValidSlackID(string(user)) {
 				continue
 			}
+			newest = max(newest, n/60)
 			if t := time.Unix(n, 0); now.Sub(t) < window && t.Sub(now) < window {
 				live[string(user)] = append(live[string(user)], t)
 			}
 		}
-	}
-	l = &rateLog{tmp: tmp, dir: dir}
-	if err := l.rewrite(live); err != nil {
-		return nil, nil, nil, err
-	}
-	return l, live, lost, nil
-}
-
-// rewrite replaces the log with the entries of live and opens it for
-// appending.
-func (l *rateLog) rewrite(live map[string][]time.Time) error {
-	var b bytes.Buffer
-	users := make([]string, 0, len(live))
-	for u := range live {
-		users = append(users, u)
-	}
-	sort.Strings(users)
-	for _, u := range users {
-		for _, t := range live[u] {
-			fmt.Fprintf(&b, "%d %s\n", t.Unix(), u)
+		if m == cur && newest == cur {
+			// This minute's file already: append to it, not over it.
+			if err := l.open(cur, false); err != nil {
+				problems = append(problems, err)
+			}
 		}
 	}
+	return l, live, errors.Join(problems...)
+}
+
+// open opens the file of minute m for appending, emptied when truncate.
+func (l *rateLog) open(m int64, truncate bool) error {
 	if l.f != nil {
 		l.f.Close()
-		l.f = nil
+		l.f, l.minute = nil, -1
 	}
-	if err := spool.WriteFile(l.tmp, l.dir, rateLogName, b.Bytes(), 0o600, -1, true); err != nil {
-		return err
+	flags := unix.O_WRONLY | unix.O_CREAT | unix.O_APPEND | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	if truncate {
+		flags |= unix.O_TRUNC
 	}
-	fd, err := unix.Openat(l.dir.FD(), rateLogName, unix.O_WRONLY|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	name := rateLogName(m)
+	fd, err := unix.Openat(l.dir.FD(), name, flags, 0o600)
 	if err != nil {
-		return fmt.Errorf("couldn't open %s/%s: %w", l.dir.Path(), rateLogName, err)
+		return fmt.Errorf("couldn't open %s/%s: %w", l.dir.Path(), name, err)
 	}
-	l.f, l.size = os.NewFile(uintptr(fd), rateLogName), int64(b.Len())
-	l.limit = max(rateLogMax, 2*l.size)
+	l.f, l.minute = os.NewFile(uintptr(fd), name), m
 	return nil
 }
 
-// add records an accepted job of user at t; live is the whole limit's
-// state (under the caller's lock), written out when the file has grown
-// past rateLogMax. It returns the first error only.
-func (l *rateLog) add(t time.Time, user string, live map[string][]time.Time) error {
+// add records an accepted job of user at t. It returns the first error
+// only; after it, the log is not written again.
+func (l *rateLog) add(t time.Time, user string) error {
 	if l == nil || l.failed {
 		return nil
 	}
-	n, err := fmt.Fprintf(l.f, "%d %s\n", t.Unix(), user)
-	l.size += int64(n)
-	if err == nil && l.size > l.limit {
-		err = l.rewrite(live)
+	var err error
+	if m := t.Unix() / 60; m != l.minute {
+		err = l.open(m, true)
+	}
+	if err == nil {
+		_, err = fmt.Fprintf(l.f, "%d %s\n", t.Unix(), user)
 	}
 	if err != nil {
 		l.failed = true

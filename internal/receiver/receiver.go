@@ -1,9 +1,10 @@
-// Package receiver turns verified Slack commands into durable jobs and
-// worker results into Slack replies. It holds the Slack secrets and never
-// runs a downloader.
+// Package receiver turns verified Slack commands into durable jobs. It
+// holds the Slack app's intake secret (the signing secret, or the
+// app-level token) and never runs a downloader; the courier posts the
+// results.
 //
-// Intake is independent of transport: HTTP (this package's Handler) and,
-// later, Socket Mode both hand a *slackreq.Command to Service.Handle, which
+// Intake is independent of transport: HTTP (this package's Handler) and
+// Socket Mode (RunSocket) both hand a *slackreq.Command to Service.Handle, which
 // answers with the text of the ephemeral reply. A job is acknowledged only
 // after it is durable in the spool.
 package receiver
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/reply"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/videourl"
@@ -40,24 +42,23 @@ type Options struct {
 	// ResponseURLAllowed vets the response_url of a command (see
 	// config.Config.ResponseURLAllowed).
 	ResponseURLAllowed func(string) bool
+	// StatusInDM says the courier posts each job's status in the
+	// requester's DM (courier.status_messages): the acknowledgement says
+	// so instead of warning that the response_url expires.
+	StatusInDM bool
 	// PerUserPerMinute caps accepted jobs per user and minute (default 20).
 	PerUserPerMinute int
 	Now              func() time.Time
 	Logger           *slog.Logger
 }
 
-// Service handles commands and results. Its methods are safe for
-// concurrent use.
+// Service handles commands. Its methods are safe for concurrent use.
 type Service struct {
 	opt      Options
 	log      *slog.Logger
 	layout   spool.Layout
 	jobs     *spool.Outbox // receiver/tmp -> incoming
-	tmp      *spool.Dir    // receiver/tmp
-	replies  *spool.Dir    // receiver/replies: post counts, private
-	inbox    *spool.Inbox  // results -> receiver/claimed
-	sealer   *sealer
-	notifier *Notifier
+	sealer   *reply.Sealer
 	refusals *refusalGate // unauthenticated requests: few alerts
 
 	teams, channels, users, enterprises allowlist
@@ -85,9 +86,10 @@ func newAllowlist(ids []string) allowlist {
 
 func (a allowlist) allows(id string) bool { return a.any || a.ids[id] }
 
-// New opens the spool directories the receiver uses.
-func New(opt Options, n *Notifier) (*Service, error) {
-	if opt.Logger == nil || opt.ResponseURLAllowed == nil || n == nil {
+// New opens the spool directories the receiver uses, and makes the reply
+// key at the first start.
+func New(opt Options) (*Service, error) {
+	if opt.Logger == nil || opt.ResponseURLAllowed == nil {
 		return nil, errors.New("receiver: incomplete options")
 	}
 	if opt.Now == nil {
@@ -96,17 +98,13 @@ func New(opt Options, n *Notifier) (*Service, error) {
 	if opt.PerUserPerMinute == 0 {
 		opt.PerUserPerMinute = 20
 	}
-	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, notifier: n,
+	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir},
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
 		users: newAllowlist(opt.AllowedUsers), enterprises: newAllowlist(opt.AllowedEnterprises),
 		rate: map[string][]time.Time{}, refusals: newRefusalGate(opt.Logger)}
-	workerUID, err := spool.Owner(s.layout.Worker(""))
-	if err != nil {
-		return nil, err
-	}
-	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("replies"),
-		s.layout.Results(), s.layout.Receiver("claimed"), s.layout.Receiver("quarantine"), s.layout.Receiver("")}
+	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("")}
 	d := make([]*spool.Dir, len(paths))
+	var err error
 	for i, p := range paths {
 		if d[i], err = spool.OpenDir(p); err != nil {
 			return nil, err
@@ -117,20 +115,12 @@ func New(opt Options, n *Notifier) (*Service, error) {
 		return nil, err
 	}
 	s.jobs = &spool.Outbox{Tmp: d[0], Dst: d[1], GID: gid}
-	s.tmp, s.replies = d[0], d[2]
-	s.inbox = &spool.Inbox{In: d[3], Claimed: d[4], Quarantined: d[5], UID: workerUID, MaxSize: job.MaxRecordSize}
-	if s.sealer, err = loadSealer(d[6]); err != nil {
+	if s.sealer, err = reply.Create(d[2]); err != nil {
 		return nil, err
 	}
-	if err := checkKeyMode(s.layout.Receiver(keyFile)); err != nil {
-		return nil, err
-	}
-	var lost error
-	if s.rateLog, s.rate, lost, err = openRateLog(d[0], d[6], opt.Now(), time.Minute); err != nil {
-		return nil, err
-	}
-	if lost != nil {
-		s.log.Error("the per-user limit starts afresh", "err", lost)
+	var problem error
+	if s.rateLog, s.rate, problem = openRateLog(d[2], opt.Now(), time.Minute); problem != nil {
+		s.log.Error("the per-user limit's log: the limit may start afresh, or hold in memory only", "err", problem)
 	}
 	return s, nil
 }
@@ -231,22 +221,25 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 		// Queued by an earlier delivery, not yet claimed (once claimed,
 		// the worker refuses a second run of the ID).
 		audit.Event(s.log, audit.Duplicate, append([]any{"job", j.ID}, who...)...)
-		return queued(j)
+		return s.queued(j)
 	}
 	if err != nil {
 		s.log.Error("couldn't enqueue job", "job", j.ID, "err", err)
 		return refuse("internal", "Sorry, I couldn't queue that (internal error). Please try again.", false)
 	}
 	audit.Event(s.log, audit.Accepted, append([]any{"job", j.ID, "video", video, "format", format}, who...)...)
-	return queued(j)
+	return s.queued(j)
 }
 
-// queued is the reply to an accepted command. Results are posted to the
-// command's response_url, which Slack accepts for 30 minutes only
-// (ResponseURLLifetime), and a download may take longer
-// (worker.job_timeout_seconds is 30 minutes by default): the reply says
-// so, until the courier posts with a bot token (docs/courier.md).
-func queued(j *job.Job) string {
+// queued is the reply to an accepted command. With a bot token the
+// courier posts the job's status in the requester's DM. Without one,
+// results go to the command's response_url, which Slack accepts for 30
+// minutes only, and a download may take longer (worker.job_timeout_seconds
+// is 30 minutes by default): the reply says so.
+func (s *Service) queued(j *job.Job) string {
+	if s.opt.StatusInDM {
+		return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll keep you posted in our direct messages until it's saved.", j.Video, j.Format, j.ID)
+	}
 	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved, "+
 		"if that is within 30 minutes: Slack lets me answer here no longer. A later download is still kept on the server.", j.Video, j.Format, j.ID)
 }
@@ -254,7 +247,7 @@ func queued(j *job.Job) string {
 // enqueue seals what the reply needs into the job and makes the job
 // durable: the only write on the request path.
 func (s *Service) enqueue(j *job.Job, responseURL string) error {
-	token, err := s.sealer.seal(j.ID, replyInfo{URL: responseURL, Created: j.Created, Video: j.Video, Format: j.Format})
+	token, err := s.sealer.Seal(j.ID, reply.Info{URL: responseURL, Created: j.Created, Video: j.Video, Format: j.Format, User: j.User})
 	if err != nil {
 		return err
 	}
@@ -282,7 +275,7 @@ func (s *Service) allowRate(user string) bool {
 		return false
 	}
 	s.rate[user] = append(keep, now)
-	if err := s.rateLog.add(now, user, s.rate); err != nil {
+	if err := s.rateLog.add(now, user); err != nil {
 		s.log.Error("couldn't record an accepted job in the rate log: the per-user limit holds until the next restart only", "err", err)
 	}
 	if len(s.rate) > 10000 { // forget idle users

@@ -2,10 +2,8 @@ package receiver
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -87,7 +85,7 @@ func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
 		mut(&opt)
 	}
 	var err error
-	f.s, err = New(opt, NewNotifier())
+	f.s, err = New(opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,48 +172,16 @@ func TestHandle(t *testing.T) {
 	if bytes.Contains(b, []byte("http")) || bytes.Contains(b, []byte("/r/1")) {
 		t.Fatalf("job file reveals the response_url: %s", b)
 	}
-	info, err := f.s.sealer.open(jobs[0].ID, jobs[0].Reply)
+	info, err := f.s.sealer.Open(jobs[0].ID, jobs[0].Reply)
 	if err != nil || info.URL != f.slack.srv.URL+"/r/1" || info.Video != "dQw4w9WgXcQ" || info.Format != job.Format480 {
 		t.Fatalf("token opens to %+v, %v", info, err)
 	}
-	st, err := os.Stat(f.layout.Receiver(keyFile))
-	if err != nil || st.Mode().Perm() != 0o600 {
+	// The key: the receiver's, for the courier's group (the setgid
+	// directory's) to read, no one else.
+	st, err := os.Stat(f.layout.Receiver("reply.key"))
+	if err != nil || st.Mode().Perm() != 0o640 {
 		t.Fatalf("reply key: %v %v", st, err)
 	}
-}
-
-func TestSealer(t *testing.T) {
-	f := newFixture(t)
-	id, other := job.NewID(), job.NewID()
-	tok, err := f.s.sealer.seal(id, replyInfo{URL: "https://hooks.slack.com/x", Created: 1, Video: "dQw4w9WgXcQ", Format: job.FormatBest})
-	if err != nil || !job.ValidToken(tok) {
-		t.Fatalf("seal: %q %v", tok, err)
-	}
-	if _, err := f.s.sealer.open(other, tok); err == nil {
-		t.Fatal("a token opened under another job ID")
-	}
-	flipped := []byte(tok)
-	flipped[len(flipped)/2] ^= 1
-	if _, err := f.s.sealer.open(id, string(flipped)); err == nil {
-		t.Fatal("a tampered token opened")
-	}
-	// A second receiver start reads the same key.
-	again, err := loadSealer(mustOpen(t, f.layout.Receiver("")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := again.open(id, tok); err != nil {
-		t.Fatalf("token from before a restart: %v", err)
-	}
-}
-
-func mustOpen(t *testing.T, path string) *spool.Dir {
-	d, err := spool.OpenDir(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
 }
 
 func TestRateLimit(t *testing.T) {
@@ -236,189 +202,6 @@ func TestRateLimit(t *testing.T) {
 	f.now = f.now.Add(61 * time.Second)
 	if r := f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ")); !strings.HasPrefix(r, "Queued") {
 		t.Fatalf("after a minute: %q", r)
-	}
-}
-
-// writeResult plays the worker.
-func (f *fixture) writeResult(t *testing.T, r *job.Result) {
-	t.Helper()
-	b, err := r.Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Through a temporary name, as the worker's outbox does: the receiver
-	// must never see a half-written file.
-	tmp := filepath.Join(f.layout.Root, "."+r.FileName())
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(f.layout.Results(), r.FileName())); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (f *fixture) runResults(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
-	go func() { done <- f.s.RunResults(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
-}
-
-func waitPosts(t *testing.T, f *fakeSlack, n int) []string {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if p := f.Posts(); len(p) >= n {
-			return p
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("posts %q, want %d", f.Posts(), n)
-	return nil
-}
-
-func TestResults(t *testing.T) {
-	f := newFixture(t)
-	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ 720p"))
-	c2 := f.cmd("https://youtu.be/aaaaaaaaaaa 720p")
-	c2.ResponseURL = f.slack.srv.URL + "/r/2"
-	f.s.Handle(c2)
-	var j, j2 *job.Job
-	for _, jj := range f.incoming(t) {
-		if jj.Video == "dQw4w9WgXcQ" {
-			j = jj
-		} else {
-			j2 = jj
-		}
-	}
-	f.runResults(t)
-
-	// Hostile results, as a compromised worker would write them.
-	forged := j.Result(job.StatusDone, job.ClassNone)
-	forged.Job, forged.File = job.NewID(), "dQw4w9WgXcQ-720p.mp4" // unknown job, its token moved
-	f.writeResult(t, forged)
-	transplant := j2.Result(job.StatusFailed, job.ClassTimeout)
-	transplant.Reply = j.Reply // j's token on j2's result
-	f.writeResult(t, transplant)
-	wrongFile := j.Result(job.StatusDone, job.ClassNone)
-	wrongFile.File = "aaaaaaaaaaa-720p.mp4"
-	f.writeResult(t, wrongFile)
-	renamed, _ := j.Result(job.StatusFailed, job.ClassTimeout).Marshal()
-	os.WriteFile(filepath.Join(f.layout.Results(), j.ID+".started.result"), renamed, 0o640)
-	os.WriteFile(filepath.Join(f.layout.Results(), "junk"), []byte("x"), 0o640)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		q, _ := os.ReadDir(f.layout.Receiver("quarantine"))
-		if len(q) == 5 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("quarantine holds %d files, want 5\n%s", len(q), f.log.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if p := f.slack.Posts(); len(p) != 0 {
-		t.Fatalf("hostile results were posted: %q", p)
-	}
-
-	f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
-	done := j.Result(job.StatusDone, job.ClassNone)
-	done.Title, done.Duration, done.Size, done.File = "<!channel> & <https://evil|click>", 3725, 5<<20, "dQw4w9WgXcQ-720p.mp4"
-	f.writeResult(t, done)
-	posts := waitPosts(t, f.slack, 2)
-	if !strings.Contains(posts[0], "/r/1 :hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)") {
-		t.Errorf("started post %q", posts[0])
-	}
-	want := "/r/1 :white_check_mark: Saved *&lt;!channel&gt; &amp; &lt;https:\u200b//evil|click&gt;* (1:02:05, 5.0 MiB) as `dQw4w9WgXcQ-720p.mp4`."
-	if posts[1] != want {
-		t.Errorf("done post\n%q, want\n%q", posts[1], want)
-	}
-	// A result replayed after the final one is refused and reported.
-	f.writeResult(t, done)
-	deadline = time.Now().Add(5 * time.Second)
-	for !strings.Contains(f.log.String(), "result_after_final") {
-		if time.Now().After(deadline) {
-			t.Fatal("no alert for a result after the final one")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := len(f.slack.Posts()); n != 2 {
-		t.Fatalf("%d posts after a replay", n)
-	}
-}
-
-func TestReplyBudget(t *testing.T) {
-	f := newFixture(t)
-	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ"))
-	j := f.incoming(t)[0]
-	info, err := f.s.sealer.open(j.ID, j.Reply)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 8; i++ {
-		f.s.reply(context.Background(), j.Result(job.StatusStarted, job.ClassNone), info)
-	}
-	if n := len(f.slack.Posts()); n != MaxPosts {
-		t.Fatalf("%d posts to one response_url, want %d", n, MaxPosts)
-	}
-	b, _ := f.s.loadBudget(j.ID)
-	if b.Posts != MaxPosts {
-		t.Fatalf("persisted post count %d", b.Posts)
-	}
-	// An expired response_url is not posted to.
-	f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ"))
-	var j2 *job.Job
-	for _, jj := range f.incoming(t) {
-		if jj.ID != j.ID {
-			j2 = jj
-		}
-	}
-	info2, _ := f.s.sealer.open(j2.ID, j2.Reply)
-	f.now = f.now.Add(ResponseURLLifetime)
-	f.s.reply(context.Background(), j2.Result(job.StatusStarted, job.ClassNone), info2)
-	if n := len(f.slack.Posts()); n != MaxPosts {
-		t.Fatal("posted to an expired response_url")
-	}
-	if !strings.Contains(f.log.String(), "response_url_expired") {
-		t.Fatal("no audit event for the expired response_url")
-	}
-	// Counts of expired response URLs are swept.
-	f.now = f.now.Add(2 * ResponseURLLifetime)
-	f.s.sweepBudgets()
-	if names, _ := f.s.replies.Names(); len(names) != 0 {
-		t.Fatalf("budgets kept after expiry: %v", names)
-	}
-}
-
-func TestNotifierRetries(t *testing.T) {
-	var mu sync.Mutex
-	calls := 0
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		calls++
-		n := calls
-		mu.Unlock()
-		io.Copy(io.Discard, r.Body)
-		if n == 1 {
-			w.Header().Set("Retry-After", "0")
-			w.WriteHeader(http.StatusTooManyRequests)
-			return
-		}
-		w.Write([]byte("ok"))
-	}))
-	defer srv.Close()
-	if err := NewNotifier().Post(context.Background(), srv.URL, "hi"); err != nil || calls != 2 {
-		t.Fatalf("Post = %v after %d calls", err, calls)
-	}
-	redirect := httptest.NewServer(http.RedirectHandler("http://169.254.169.254/", http.StatusFound))
-	defer redirect.Close()
-	if err := NewNotifier().Post(context.Background(), redirect.URL, "hi"); err == nil {
-		t.Fatal("followed a redirect")
 	}
 }
 
@@ -501,7 +284,7 @@ func TestRateLimitSurvivesRestart(t *testing.T) {
 	}
 	restart := func() {
 		t.Helper()
-		s, err := New(f.s.opt, NewNotifier())
+		s, err := New(f.s.opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -516,40 +299,85 @@ func TestRateLimitSurvivesRestart(t *testing.T) {
 	if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
 		t.Fatalf("another user: %q", r)
 	}
+	// Twice in the same minute: the second start appends to what the
+	// first wrote (U2's job), it does not start the file over.
+	restart()
+	for range 2 {
+		if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
+			t.Fatalf("U2's second and third: %q", r)
+		}
+	}
+	restart()
+	if r := f.s.Handle(c); !strings.Contains(r, "please wait") {
+		t.Fatalf("U2's fourth after two restarts in a minute: %q", r)
+	}
 	f.now = f.now.Add(61 * time.Second)
 	restart()
 	if r := f.s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ")); !strings.HasPrefix(r, "Queued") {
 		t.Fatalf("a minute later, after a restart: %q", r)
 	}
 	// A torn or foreign line is skipped, not fatal.
-	p := filepath.Join(f.layout.Receiver(""), rateLogName)
-	fd, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
-	if err != nil {
-		t.Fatal(err)
+	for _, name := range []string{"rate.0.log", "rate.1.log"} {
+		fd, err := os.OpenFile(filepath.Join(f.layout.Receiver(""), name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fd.WriteString("12 ../../etc\nnot a line\n17")
+		fd.Close()
 	}
-	fd.WriteString("12 ../../etc\nnot a line\n17")
-	fd.Close()
 	restart()
 	if r := f.s.Handle(c); !strings.HasPrefix(r, "Queued") {
 		t.Fatalf("after a torn log: %q", r)
 	}
 }
 
-// TestRateLogBounded: the log is rewritten with the live entries once it
-// passes its limit, so it stays bounded however long the receiver runs.
+// TestRateLogBounded: each append goes to its minute's file, which the
+// minute's first append empties, so the log holds at most two minutes of
+// entries however long the receiver runs (and no append rewrites it).
 func TestRateLogBounded(t *testing.T) {
 	f := newFixtureWith(t, func(o *Options) { o.PerUserPerMinute = 1 << 20 })
-	p := filepath.Join(f.layout.Receiver(""), rateLogName)
-	// Entries a day apart: each rewrite keeps the live ones only (those
-	// of the last minute are, here, all of the same second).
-	for i := range 40000 {
-		f.now = f.now.Add(time.Second)
+	for i := range 20000 {
+		f.now = f.now.Add(100 * time.Millisecond) // 600 a minute
 		if !f.s.allowRate(fmt.Sprintf("U%06d", i%500)) {
 			t.Fatal("refused")
 		}
 	}
-	st, err := os.Stat(p)
-	if err != nil || st.Size() > 2*rateLogMax {
-		t.Fatalf("rate log: %v, %v bytes", err, st.Size())
+	var total int64
+	for _, name := range []string{"rate.0.log", "rate.1.log"} {
+		st, err := os.Stat(filepath.Join(f.layout.Receiver(""), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Size()
+	}
+	// Two minutes at 600 a minute, 19 bytes each.
+	if total > 2*600*19 {
+		t.Fatalf("the rate log holds %d bytes, more than two minutes of entries", total)
+	}
+}
+
+// TestRateLogCannotStopTheReceiver: a log that cannot be written (a full
+// disk, here a directory in its place) does not stop the receiver; the
+// limit holds in memory and the problem is logged.
+func TestRateLogCannotStopTheReceiver(t *testing.T) {
+	f := newFixture(t)
+	m := f.now.Unix() / 60
+	for _, name := range []string{"rate.0.log", "rate.1.log"} {
+		if err := os.Mkdir(filepath.Join(f.layout.Receiver(""), name), 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := New(f.s.opt)
+	if err != nil {
+		t.Fatalf("New with an unusable rate log: %v", err)
+	}
+	for i := range 4 {
+		r := s.Handle(f.cmd("https://youtu.be/dQw4w9WgXcQ"))
+		if (i < 3) != strings.HasPrefix(r, "Queued") {
+			t.Fatalf("job %d (minute %d): %q", i, m, r)
+		}
+	}
+	if !strings.Contains(f.log.String(), "the per-user limit's log") || !strings.Contains(f.log.String(), "couldn't record an accepted job") {
+		t.Errorf("the problems were not logged:\n%s", f.log.String())
 	}
 }

@@ -171,15 +171,29 @@ func (t disconnectTap) Output(_ int, line string) error {
 // refresh_requested, warning, link_disabled; "" when it gives none, or
 // another word, bounded): the message is the peer's, so only a JSON
 // object of type "disconnect" with a string reason counts.
+//
+// slack-go matches JSON keys without regard to case and the line it logs
+// is re-encoded with its keys sorted, so a message with "type" and "Type"
+// could read as a disconnect here and as something else there: a key
+// that is "type" or "reason" in another case is refused.
 func parseDisconnect(msg []byte) (string, bool) {
-	var m struct {
-		Type   string `json:"type"`
-		Reason string `json:"reason"`
-	}
-	if len(msg) > maxEnvelope || json.Unmarshal(msg, &m) != nil || m.Type != socketmode.RequestTypeDisconnect {
+	var m map[string]json.RawMessage
+	if len(msg) > maxEnvelope || json.Unmarshal(msg, &m) != nil {
 		return "", false
 	}
-	return audit.Clean(m.Reason, 40), true
+	for k := range m {
+		if l := strings.ToLower(k); (l == "type" || l == "reason") && k != l {
+			return "", false
+		}
+	}
+	var typ, reason string
+	if json.Unmarshal(m["type"], &typ) != nil || typ != socketmode.RequestTypeDisconnect {
+		return "", false
+	}
+	if r, ok := m["reason"]; ok && json.Unmarshal(r, &reason) != nil {
+		return "", false
+	}
+	return audit.Clean(reason, 40), true
 }
 
 // disconnectReason reports why Slack closes the connection: moving it
@@ -333,6 +347,9 @@ func (s *Service) socketEvent(ctx context.Context, client *socketmode.Client, ev
 			return fmt.Errorf("socket mode: %d connections in %v", len(st.recent), churnWindow)
 		}
 	case socketmode.EventTypeErrorWriteFailed, socketmode.EventTypeIncomingError:
+		if ctx.Err() != nil {
+			return nil // stopping: the connection closes under the reader
+		}
 		s.log.Warn("socket mode connection error", "event", string(ev.Type), "err", audit.Clean(fmt.Sprint(ev.Data), 200))
 	case socketmode.EventTypeConnectionError:
 		s.log.Warn("socket mode connection failed; retrying", "err", fmt.Sprint(ev.Data))

@@ -12,10 +12,12 @@ import (
 // Layout names the directories under the spool root. Owners and modes in
 // production (see deploy/ and the README):
 //
-//	incoming/            worker:ytkeep-spool 1730  receiver creates job files
-//	results/             recv:ytkeep-spool   1730  worker creates result files
-//	receiver/{tmp,claimed,quarantine,replies,alerts} recv 0700 (and reply.key 0600)
-//	worker/{tmp,claimed,quarantine,work}     worker 0700
+//	incoming/            worker:ytkeep-spool   1730  receiver creates job files
+//	results/             courier:ytkeep-spool  1730  worker creates result files
+//	receiver/            recv:ytkeep-courier   2710  reply.key 0640 (the courier reads it)
+//	receiver/{tmp,alerts}                      recv 0700
+//	worker/{tmp,claimed,quarantine,seen}       worker 0700
+//	courier/{tmp,claimed,quarantine,replies,alerts,status} courier 0700
 //
 // Tree lists them with their owners and modes.
 type Layout struct{ Root string }
@@ -31,6 +33,9 @@ func (l Layout) Receiver(sub string) string { return filepath.Join(l.Root, "rece
 
 // Worker is the worker's private directory.
 func (l Layout) Worker(sub string) string { return filepath.Join(l.Root, "worker", sub) }
+
+// Courier is the courier's private directory, or sub in it.
+func (l Layout) Courier(sub string) string { return filepath.Join(l.Root, "courier", sub) }
 
 // Work holds the job directories: the worker makes each and lends it to
 // the downloader's group for the time of its download.
@@ -59,6 +64,7 @@ type Owners struct {
 	ReceiverUID, WorkerUID int
 	SpoolGID, MediaGID     int
 	DownloaderGID          int // the downloader user's primary group
+	CourierUID, CourierGID int // the courier user and its primary group
 }
 
 // Role is who a directory of the tree belongs to (an owner or a group).
@@ -66,17 +72,20 @@ type Role int
 
 // The roles, and their names in deploy/ (sysusers.d, tmpfiles.d).
 const (
-	RoleRoot       Role = iota // root
-	RoleReceiver               // user ytkeep-recv
-	RoleWorker                 // user ytkeep-work
-	RoleSpool                  // group ytkeep-spool
-	RoleMedia                  // group ytkeep-media
-	RoleDownloader             // group ytkeep-dl (the downloader user's own; the worker is a member)
+	RoleRoot         Role = iota // root
+	RoleReceiver                 // user ytkeep-recv
+	RoleWorker                   // user ytkeep-work
+	RoleSpool                    // group ytkeep-spool
+	RoleMedia                    // group ytkeep-media
+	RoleDownloader               // group ytkeep-dl (the downloader user's own; the worker is a member)
+	RoleCourier                  // user ytkeep-courier
+	RoleCourierGroup             // group ytkeep-courier (the courier user's own)
 )
 
 // Names are the deploy/ names of the roles.
 var Names = map[Role]string{RoleRoot: "root", RoleReceiver: "ytkeep-recv", RoleWorker: "ytkeep-work",
-	RoleSpool: "ytkeep-spool", RoleMedia: "ytkeep-media", RoleDownloader: "ytkeep-dl"}
+	RoleSpool: "ytkeep-spool", RoleMedia: "ytkeep-media", RoleDownloader: "ytkeep-dl",
+	RoleCourier: "ytkeep-courier", RoleCourierGroup: "ytkeep-courier"}
 
 // Entry is one directory of the production tree.
 type Entry struct {
@@ -93,12 +102,19 @@ func (l Layout) Tree(downloads string) []Entry {
 	t := []Entry{
 		{l.Root, 0o755, RoleRoot, RoleRoot},
 		{l.Incoming(), 0o1730, RoleWorker, RoleSpool},
-		{l.Results(), 0o1730, RoleReceiver, RoleSpool},
-		{filepath.Join(l.Root, "receiver"), 0o700, RoleReceiver, RoleSpool},
+		{l.Results(), 0o1730, RoleCourier, RoleSpool},
+		// The courier may enter (not list) the receiver's directory to
+		// read the reply key, 0640 with the group the setgid bit gives
+		// it; every other file there is the receiver's alone (0600).
+		{filepath.Join(l.Root, "receiver"), 0o2710, RoleReceiver, RoleCourierGroup},
 		{filepath.Join(l.Root, "worker"), 0o700, RoleWorker, RoleSpool},
+		{filepath.Join(l.Root, "courier"), 0o700, RoleCourier, RoleCourierGroup},
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts"} {
+	for _, s := range []string{"tmp", "alerts"} {
 		t = append(t, Entry{l.Receiver(s), 0o700, RoleReceiver, RoleSpool})
+	}
+	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts", "status"} {
+		t = append(t, Entry{l.Courier(s), 0o700, RoleCourier, RoleCourierGroup})
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "seen"} {
 		t = append(t, Entry{l.Worker(s), 0o700, RoleWorker, RoleSpool})
@@ -116,10 +132,11 @@ func (l Layout) CreateSingleUser(downloads string) error { return l.Create(downl
 // Create makes Tree(downloads) with the production modes and, when o is
 // not nil, the production owners (else the current user's).
 func (l Layout) Create(downloads string, o *Owners) error {
-	ids := map[Role]int{RoleRoot: -1, RoleReceiver: -1, RoleWorker: -1, RoleSpool: -1, RoleMedia: -1, RoleDownloader: -1}
+	ids := map[Role]int{RoleRoot: -1, RoleReceiver: -1, RoleWorker: -1, RoleSpool: -1, RoleMedia: -1, RoleDownloader: -1,
+		RoleCourier: -1, RoleCourierGroup: -1}
 	if o != nil {
 		ids = map[Role]int{RoleRoot: 0, RoleReceiver: o.ReceiverUID, RoleWorker: o.WorkerUID, RoleSpool: o.SpoolGID,
-			RoleMedia: o.MediaGID, RoleDownloader: o.DownloaderGID}
+			RoleMedia: o.MediaGID, RoleDownloader: o.DownloaderGID, RoleCourier: o.CourierUID, RoleCourierGroup: o.CourierGID}
 	}
 	type entry struct {
 		mode     uint32

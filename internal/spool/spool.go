@@ -334,12 +334,20 @@ type Outbox struct {
 	Tmp *Dir // private temporary directory on the same file system
 	Dst *Dir // the shared directory (mode 1730, owned by the reader)
 	GID int  // group given to new files, or -1
+	// Mode of new files: 0640 when 0 (the reader is in the group). A
+	// reader outside the group needs 0644: the shared directory's mode
+	// (no access for others) still keeps everyone else out.
+	Mode uint32
 }
 
 // Put durably writes data as name. It fails if name exists: a record is
 // never overwritten. Put returns only once the record survives a crash.
 func (o *Outbox) Put(name string, data []byte) error {
-	return WriteFile(o.Tmp, o.Dst, name, data, 0o640, o.GID, false)
+	mode := o.Mode
+	if mode == 0 {
+		mode = 0o640
+	}
+	return WriteFile(o.Tmp, o.Dst, name, data, mode, o.GID, false)
 }
 
 // Inbox claims records from a shared directory.

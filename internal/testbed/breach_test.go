@@ -154,7 +154,7 @@ func find(rs []breach.Result, id string) (breach.Result, bool) {
 // buildBreach builds the breach daemons and the attack runner.
 func buildBreach(t *testing.T) string {
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-tags", "breach", "-o", bin+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep-breach")
+	build := exec.Command("go", "build", "-tags", "breach", "-o", bin+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep-courier", "../../cmd/ytkeep-breach")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the breach binaries: %v\n%s", err, out)
@@ -204,7 +204,7 @@ func waitUsersGone(t *testing.T) {
 		for _, p := range procs {
 			var st unix.Stat_t
 			if unix.Stat("/proc/"+p.Name(), &st) == nil && p.Name()[0] >= '0' && p.Name()[0] <= '9' &&
-				(st.Uid == ReceiverUID || st.Uid == WorkerUID) {
+				(st.Uid == ReceiverUID || st.Uid == WorkerUID || st.Uid == CourierUID) {
 				left++
 			}
 		}

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
-	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep")
+	build := exec.Command("go", "build", "-trimpath", "-o", dir+"/", "../../cmd/ytkeep-receiver", "../../cmd/ytkeep-worker", "../../cmd/ytkeep-downloader", "../../cmd/ytkeep-courier", "../../cmd/ytkeep")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
@@ -86,6 +86,9 @@ func newWorld(t *testing.T, opt WorldOptions) *World {
 			}
 			if w.Downloader != nil {
 				t.Logf("downloader log:\n%s", w.Downloader.Log())
+			}
+			if w.Courier != nil {
+				t.Logf("courier log:\n%s", w.Courier.Log())
 			}
 		}
 	})
@@ -162,10 +165,10 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatalf("audio: %q", msgs)
 	}
 
-	// Nothing is left in flight once the receiver has cleaned up.
-	waitEmpty(t, w, "incoming", "results", "receiver/claimed", "worker/claimed", "work", "receiver/quarantine", "worker/quarantine")
+	// Nothing is left in flight once the courier has cleaned up.
+	waitEmpty(t, w, "incoming", "results", "courier/claimed", "worker/claimed", "work", "courier/quarantine", "worker/quarantine")
 	for _, ev := range []string{`"event":"accepted"`, `"event":"claimed"`, `"event":"finished"`, `"event":"replied"`} {
-		if !strings.Contains(w.Receiver.Log()+w.Worker.Log(), ev) {
+		if !strings.Contains(w.Receiver.Log()+w.Worker.Log()+w.Courier.Log(), ev) {
 			t.Errorf("no audit event %s", ev)
 		}
 	}
@@ -178,7 +181,7 @@ func TestEndToEnd(t *testing.T) {
 	if strings.Contains(w.Worker.Log(), `"event":"egress_denied"`) {
 		t.Errorf("the proxy refused something an honest download asked for:\n%s", w.Worker.Log())
 	}
-	if strings.Contains(w.Receiver.Log()+w.Worker.Log(), w.Slack.Secret) {
+	if strings.Contains(w.Receiver.Log()+w.Worker.Log()+w.Courier.Log(), w.Slack.Secret) {
 		t.Error("the signing secret appears in a log")
 	}
 	if strings.Contains(w.Worker.Log(), "/response/") {
@@ -523,6 +526,7 @@ func TestDownloaderConfigOnStdin(t *testing.T) {
 		{"receiver", ReceiverUID, SpoolGID, nil, true},
 		{"worker", WorkerUID, SpoolGID, []uint32{DownloaderGID}, true},
 		{"downloader", DownloaderUID, DownloaderGID, nil, false},
+		{"courier", CourierUID, CourierGID, []uint32{MediaGID}, false},
 	} {
 		cat := exec.Command("cat", w.ConfigPath)
 		cat.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid, Groups: u.groups}}
@@ -532,6 +536,9 @@ func TestDownloaderConfigOnStdin(t *testing.T) {
 		}
 	}
 
+	if args := w.Courier.Cmd.Args; !slices.Equal(args[1:], []string{"-config", "-"}) {
+		t.Errorf("the courier was started with %q, want -config -", args[1:])
+	}
 	pid := strconv.Itoa(w.Downloader.Cmd.Process.Pid)
 	if args := w.Downloader.Cmd.Args; !slices.Equal(args[1:], []string{"-config", "-"}) {
 		t.Errorf("the downloader was started with %q, want -config -", args[1:])
@@ -587,7 +594,7 @@ func TestOpenUpKeepsOtherBits(t *testing.T) {
 // TestReleaseBinariesHaveNoBreachCode: the attack runner and catalog exist
 // only in builds with the "breach" tag.
 func TestReleaseBinariesHaveNoBreachCode(t *testing.T) {
-	for _, name := range []string{"ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader", "ytkeep"} {
+	for _, name := range []string{"ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader", "ytkeep-courier", "ytkeep"} {
 		b, err := os.ReadFile(filepath.Join(binDir, name))
 		if err != nil {
 			t.Fatal(err)

@@ -43,7 +43,7 @@ func TestSystemd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, b := range []string{"ytkeep", "ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader"} {
+	for _, b := range []string{"ytkeep", "ytkeep-receiver", "ytkeep-worker", "ytkeep-downloader", "ytkeep-courier"} {
 		if _, err := FindBinary(filepath.Join(src, "bin"), b); err != nil {
 			t.Fatal(err)
 		}
@@ -219,7 +219,8 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("after the restarts: %q", msgs)
 	}
 
-	socketModeUnit(t, c, slack, edited)
+	sm, socketCfg := socketModeUnit(t, c, slack, edited)
+	botTokenUnit(t, c, slack, sm, socketCfg)
 	checkJournal(t, c)
 	reportEnforcement(t, c)
 }
@@ -231,15 +232,15 @@ func TestSystemd(t *testing.T) {
 // command arrives over the simulated WebSocket and is downloaded; the
 // receiver's process holds sockets but none that listens; doctor checks
 // the token; the unit still scores <= 1.0.
-func socketModeUnit(t *testing.T, c *container, slack *Slack, cfg string) {
+func socketModeUnit(t *testing.T, c *container, slack *Slack, cfg string) (*SocketMode, string) {
 	sm, err := NewSocketMode(slack)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(sm.Close)
 	writeInto(t, c.path("/etc/ytkeep/app_token"), sm.AppToken+"\n")
-	cfg = replaceLines(t, cfg, map[string]string{`mode = "http"`: `mode = "socket"`})
-	writeInto(t, c.path("/etc/ytkeep/ytkeep.toml"), cfg+fmt.Sprintf("slack_api_url = %q\n", sm.APIURL()))
+	cfg = replaceLines(t, cfg, map[string]string{`mode = "http"`: `mode = "socket"`}) + fmt.Sprintf("slack_api_url = %q\n", sm.APIURL())
+	writeInto(t, c.path("/etc/ytkeep/ytkeep.toml"), cfg)
 	doctor, err := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
 	if err != nil {
 		t.Fatalf("ytkeep doctor in Socket Mode failed: %v\n%s", err, doctor)
@@ -269,10 +270,15 @@ func socketModeUnit(t *testing.T, c *container, slack *Slack, cfg string) {
 		t.Fatalf("the download failed: %q", msgs)
 	}
 	// Its sockets (the WebSocket to the simulated Slack, the journal's),
-	// and the listening ones of its network namespace: no overlap.
+	// and the listening ones of its network namespace, TCP, UDP and Unix:
+	// no overlap.
 	pid := c.unitProperty(u, "MainPID")
 	socks := strings.Fields(c.must(fmt.Sprintf(`for f in /proc/%s/fd/*; do readlink "$f"; done | sed -n 's/^socket:\[\([0-9]*\)\]$/\1/p'`, pid)))
-	listening := strings.Fields(c.must(fmt.Sprintf(`awk '$4 == "0A" {print $10}' /proc/%s/net/tcp /proc/%s/net/tcp6`, pid, pid)))
+	// Listening: TCP in LISTEN (0A), UDP bound but not connected (07: a
+	// connected DNS query shows 01), Unix sockets flagged __SO_ACCEPTCON.
+	listening := strings.Fields(c.must(fmt.Sprintf(`awk '$4 == "0A" {print $10}' /proc/%[1]s/net/tcp /proc/%[1]s/net/tcp6; `+
+		`awk '$4 == "07" {print $10}' /proc/%[1]s/net/udp /proc/%[1]s/net/udp6; `+
+		`awk '$4 == "00010000" {print $7}' /proc/%[1]s/net/unix`, pid)))
 	if len(socks) == 0 {
 		t.Fatalf("the receiver (pid %s) holds no socket: the check would show nothing", pid)
 	}
@@ -288,6 +294,55 @@ func socketModeUnit(t *testing.T, c *container, slack *Slack, cfg string) {
 		t.Errorf("%s in Socket Mode: exposure %.1f (found %v) > 1.0:\n%s", u, score, ok, out)
 	}
 	t.Logf("exposure (online) in Socket Mode: %s %.1f", u, score)
+	return sm, cfg
+}
+
+// botTokenUnit gives the installed courier the app's bot token, as the
+// README says (/etc/ytkeep/bot_token, courier.status_messages = true,
+// both units restarted; and the loopback stand-in for Slack's Web API):
+// a slash command's job then gets its status message in the requester's
+// DM, updated to the end, and the acknowledgement says so.
+func botTokenUnit(t *testing.T, c *container, slack *Slack, sm *SocketMode, cfg string) {
+	api, err := NewWebAPI(slack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(api.Close)
+	writeInto(t, c.path("/etc/ytkeep/bot_token"), api.BotToken+"\n")
+	cfg = replaceLines(t, cfg, map[string]string{`status_messages = false`: `status_messages = true`}) + fmt.Sprintf("bot_api_url = %q\n", api.APIURL())
+	writeInto(t, c.path("/etc/ytkeep/ytkeep.toml"), cfg)
+	doctor, err := c.run("ytkeep doctor -config /etc/ytkeep/ytkeep.toml")
+	if err != nil || !strings.Contains(doctor, "[OK  ] bot token /etc/ytkeep/bot_token is private") {
+		t.Fatalf("ytkeep doctor with a bot token: %v\n%s", err, doctor)
+	}
+	for _, u := range []string{"ytkeep-courier.service", "ytkeep-receiver.service"} {
+		before := c.unitProperty(u, "MainPID")
+		c.must("systemctl restart " + u)
+		waitActive(t, c, u, before)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := sm.WaitConnected(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	reply, _, err := sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: "https://youtu.be/9bZkp7q19f0 360p"})
+	if err != nil || !strings.Contains(reply, "direct messages") {
+		t.Fatalf("acknowledgement with a bot token: %q, %v", reply, err)
+	}
+	dm := api.DMOf(User)
+	err = api.WaitFor(ctx, func(a *WebAPI) bool {
+		m := a.Messages(dm)
+		return len(m) == 1 && strings.HasPrefix(m[0].Text, ":white_check_mark: Saved")
+	})
+	if err != nil {
+		t.Fatalf("no final status message in the DM: %+v (%v)", api.Messages(dm), err)
+	}
+	m := api.Messages(dm)[0]
+	t.Logf("status message in the DM after %.1f s, %d update(s): %q", time.Since(start).Seconds(), m.Updates, m.Texts)
+	if v := api.Violations(); len(v) != 0 {
+		t.Errorf("Slack's limits broken: %q", v)
+	}
 }
 
 // checkDownloaderView looks at the running downloader unit from the

@@ -24,6 +24,8 @@ const (
 	SpoolGID      = 61010
 	MediaGID      = 61011
 	DownloaderGID = 61012 // the downloader's own group; the worker is a member
+	CourierUID    = 61004
+	CourierGID    = 61013 // the courier's own group: the receiver's directory's
 )
 
 // Identities used by the simulated workspace. AppID is the example
@@ -44,7 +46,7 @@ const AdminChannel = "admin-alerts"
 // WorldOptions say what to start.
 type WorldOptions struct {
 	Dir         string // empty directory to hold everything
-	BinDir      string // holds ytkeep-receiver, ytkeep-worker and ytkeep-downloader
+	BinDir      string // holds ytkeep-receiver, ytkeep-worker, ytkeep-downloader and ytkeep-courier
 	FFmpeg      string // default /usr/bin/ffmpeg
 	YtDlp       string // default /usr/bin/yt-dlp
 	NoWorker    bool   // start only the receiver (load tests); StartWorker starts the rest
@@ -69,21 +71,25 @@ type WorldOptions struct {
 	// Slack's Socket Mode server (World.Socket); commands are sent with
 	// World.Send. Otherwise it serves HTTP at Endpoint.
 	SocketMode bool
+	// Bot gives the courier a bot token for the simulated Web API
+	// (World.WebAPI): status messages in the requester's DM.
+	Bot bool
 }
 
 // World is a complete loopback installation.
 type World struct {
-	recvBin, workBin, dlBin                                 string
+	recvBin, workBin, dlBin, courierBin                     string
 	env                                                     []string
 	dlConfigStdin                                           bool // start the downloader with -config -
 	Dir, SpoolDir, DownloadsDir, ConfigPath, Endpoint, Clip string
 	// SocketDir holds the downloader's socket (a short path of its own:
 	// a socket's address holds at most 107 bytes).
-	SocketDir                    string
-	Media                        *Media
-	Slack                        *Slack
-	Socket                       *SocketMode // in Socket Mode only
-	Receiver, Worker, Downloader *Daemon
+	SocketDir                             string
+	Media                                 *Media
+	Slack                                 *Slack
+	Socket                                *SocketMode // in Socket Mode only
+	WebAPI                                *WebAPI     // with WorldOptions.Bot only
+	Receiver, Worker, Downloader, Courier *Daemon
 }
 
 // NewWorld makes the clip, starts the media server and simulated Slack,
@@ -107,6 +113,10 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 		return nil, err
 	}
 	dlBin, err := FindBinary(opt.BinDir, "ytkeep-downloader")
+	if err != nil {
+		return nil, err
+	}
+	courierBin, err := FindBinary(opt.BinDir, "ytkeep-courier")
 	if err != nil {
 		return nil, err
 	}
@@ -144,10 +154,16 @@ func NewWorld(ctx context.Context, opt WorldOptions) (_ *World, err error) {
 	if asRoot {
 		// Separate users, as in production.
 		owners = &spool.Owners{ReceiverUID: ReceiverUID, WorkerUID: WorkerUID, SpoolGID: SpoolGID, MediaGID: MediaGID,
-			DownloaderGID: DownloaderGID}
+			DownloaderGID: DownloaderGID, CourierUID: CourierUID, CourierGID: CourierGID}
 		// As deploy/sysusers.d: the spool group as primary group; the
-		// worker also in the downloader's; the downloader in no other.
-		runAs = fmt.Sprintf(`[receiver.run_as]
+		// worker also in the downloader's; the downloader in no other; the
+		// courier in a group of its own and the media group.
+		runAs = fmt.Sprintf(`[courier.run_as]
+user = "%d"
+group = "%d"
+groups = ["%d"]
+
+[receiver.run_as]
 user = "%d"
 group = "%d"
 groups = []
@@ -161,7 +177,7 @@ groups = ["%d"]
 user = "%d"
 group = "%d"
 groups = []
-`, ReceiverUID, SpoolGID, WorkerUID, SpoolGID, DownloaderGID, DownloaderUID, DownloaderGID)
+`, CourierUID, CourierGID, MediaGID, ReceiverUID, SpoolGID, WorkerUID, SpoolGID, DownloaderGID, DownloaderUID, DownloaderGID)
 		// The socket's directory, as systemd's RuntimeDirectory= makes it.
 		if err := os.Chown(w.SocketDir, DownloaderUID, DownloaderGID); err != nil {
 			return nil, err
@@ -191,6 +207,33 @@ groups = []
 		if err := os.Chown(hookPath, ReceiverUID, ReceiverUID); err != nil {
 			return nil, err
 		}
+	}
+	// The courier's copy, its own.
+	courierHookPath := filepath.Join(opt.Dir, "courier_alert_webhook")
+	if err := os.WriteFile(courierHookPath, []byte(w.Slack.URL+"/response/"+AdminChannel+"\n"), 0o400); err != nil {
+		return nil, err
+	}
+	if asRoot {
+		if err := os.Chown(courierHookPath, CourierUID, CourierGID); err != nil {
+			return nil, err
+		}
+	}
+	courierKeys, botKeys := "", ""
+	if opt.Bot {
+		if w.WebAPI, err = NewWebAPI(w.Slack); err != nil {
+			return nil, err
+		}
+		tokenPath := filepath.Join(opt.Dir, "bot_token")
+		if err := os.WriteFile(tokenPath, []byte(w.WebAPI.BotToken+"\n"), 0o400); err != nil {
+			return nil, err
+		}
+		if asRoot {
+			if err := os.Chown(tokenPath, CourierUID, CourierGID); err != nil {
+				return nil, err
+			}
+		}
+		courierKeys = fmt.Sprintf("bot_token_file = %q\nstatus_messages = true\n", tokenPath)
+		botKeys = fmt.Sprintf("bot_api_url = %q\n", w.WebAPI.APIURL())
 	}
 	addr, err := FreePort()
 	if err != nil {
@@ -243,6 +286,9 @@ allowed_users = [%q]
 allowed_enterprises = [%s]
 alert_webhook_file = %q
 
+[courier]
+alert_webhook_file = %q
+%s
 [worker]
 ytdlp = %q
 ffmpeg = %q
@@ -256,9 +302,9 @@ socket = %q
 [testing]
 media_base_url = %q
 loopback_response_port = %s
-%s
-%s`, w.SpoolDir, recvMode, socketKeys, addr, secretPath, appID, Team, Channel, users, enterprises, hookPath, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
-		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), slackAPI(w.Socket), runAs)
+%s%s
+%s`, w.SpoolDir, recvMode, socketKeys, addr, secretPath, appID, Team, Channel, users, enterprises, hookPath, courierHookPath, courierKeys, opt.YtDlp, opt.FFmpeg, w.DownloadsDir, opt.ExtraWorker,
+		filepath.Join(w.SocketDir, "launcher.sock"), w.Media.BaseURL(), w.Slack.Port(), slackAPI(w.Socket), botKeys, runAs)
 	// As root, as scripts/install.sh leaves it: root's, for the spool
 	// group (the receiver's and the worker's primary group), 0640. The
 	// downloader, in neither group, gets it on standard input, as from
@@ -291,7 +337,10 @@ loopback_response_port = %s
 	} else if err := WaitHealthy(ctx, "http://"+addr, w.Receiver); err != nil {
 		return nil, err
 	}
-	w.recvBin, w.workBin, w.dlBin, w.env = recvBin, workBin, dlBin, env
+	w.recvBin, w.workBin, w.dlBin, w.courierBin, w.env = recvBin, workBin, dlBin, courierBin, env
+	if err := w.StartCourier(); err != nil {
+		return nil, err
+	}
 	if !opt.NoWorker {
 		if err := w.StartWorker(); err != nil {
 			return nil, err
@@ -349,6 +398,26 @@ func (w *World) StartWorker() (err error) {
 	return err
 }
 
+// StartCourier starts the courier (NewWorld does). As root it gets its
+// configuration on standard input, as from its unit: it is not in the
+// spool group the file is readable by.
+func (w *World) StartCourier() (err error) {
+	start := Start
+	if w.dlConfigStdin {
+		start = StartConfigStdin
+	}
+	w.Courier, err = start("ytkeep-courier", w.courierBin, w.ConfigPath, filepath.Join(w.Dir, "courier.log"), w.env)
+	return err
+}
+
+// KillCourier kills the courier with SIGKILL, as a crash would, and
+// starts it again.
+func (w *World) KillCourier() error {
+	w.Courier.Cmd.Process.Kill()
+	w.Courier.Stop()
+	return w.StartCourier()
+}
+
 // AdminAlerts returns what the admin channel has received so far.
 func (w *World) AdminAlerts() []string { return w.Slack.Messages(AdminChannel) }
 
@@ -396,7 +465,7 @@ func (w *World) Invocation(text string) Invocation {
 // Close stops everything. It returns the first daemon error.
 func (w *World) Close() error {
 	var errs []string
-	for _, d := range []*Daemon{w.Worker, w.Receiver, w.Downloader} {
+	for _, d := range []*Daemon{w.Worker, w.Receiver, w.Downloader, w.Courier} {
 		if d != nil {
 			if err := d.Stop(); err != nil {
 				errs = append(errs, fmt.Sprintf("%s: %v", d.Name, err))
@@ -411,6 +480,9 @@ func (w *World) Close() error {
 	}
 	if w.Socket != nil {
 		w.Socket.Close()
+	}
+	if w.WebAPI != nil {
+		w.WebAPI.Close()
 	}
 	if w.Slack != nil {
 		w.Slack.Close()

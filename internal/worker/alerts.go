@@ -13,8 +13,8 @@ import (
 )
 
 // AlertRelay is the worker's alert sink. The worker has no network, so
-// its alerts cross to the receiver as small files in results/
-// (<id>.alert); the receiver checks them like any other file from this
+// its alerts cross to the courier as small files in results/
+// (<id>.alert); the courier checks them like any other file from this
 // side and posts them to the admin channel. A full queue drops (and
 // counts) rather than block the worker; files go out at most one per
 // Spacing.
@@ -84,10 +84,10 @@ func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) error {
 		err = out.Put(job.AlertName(job.NewID()), data)
 	}
 	if err != nil {
-		r.log.Error("couldn't relay an alert to the receiver", "event", a.Event, "err", err)
+		r.log.Error("couldn't relay an alert to the courier", "event", a.Event, "err", err)
 	}
 	return err
 }
 
-// Results returns the outbox to the receiver (for the alert relay).
+// Results returns the outbox to the courier (for the alert relay).
 func (w *Worker) Results() *spool.Outbox { return w.results }

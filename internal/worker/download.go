@@ -20,58 +20,73 @@ import (
 )
 
 // process runs one validated job to its end.
+//
+// Two users who ask for the same video and format at the same time get
+// one download: a job whose video and format another job is downloading
+// is parked behind it (it gives its slot back at once) and answered when
+// that one ends, with the stored file or the same failure. A parked job
+// stays claimed: a shutdown leaves it for the next start, like the job it
+// waits for.
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
-	release, err := w.await(ctx, j)
-	if err != nil {
-		w.log.Info("job interrupted by shutdown", "job", j.ID)
+	key := j.Video + "-" + string(j.Format)
+	w.mu.Lock()
+	if parked, busy := w.inflight[key]; busy {
+		w.inflight[key] = append(parked, parkedJob{j, claimedAs})
+		w.mu.Unlock()
+		w.log.Info("parked behind the same video's download by another job", "job", j.ID, "video", j.Video, "format", j.Format)
 		return
 	}
-	defer release()
+	w.inflight[key] = nil
+	w.mu.Unlock()
+
+	r := w.run(ctx, j, claimedAs, attempt)
+
+	w.mu.Lock()
+	parked := w.inflight[key]
+	delete(w.inflight, key)
+	w.mu.Unlock()
+	if r == nil {
+		return // shutting down: the parked jobs stay claimed too
+	}
+	for _, p := range parked {
+		answer := p.j.Result(job.StatusFailed, r.Class)
+		if r.Status == job.StatusDone {
+			if s := w.lookupStored(p.j.Video, p.j.Format); s != nil {
+				answer = storedResult(s, p.j, true)
+			} else {
+				answer = p.j.Result(job.StatusFailed, job.ClassInternal)
+			}
+		}
+		w.finish(p.j, p.claimedAs, answer)
+	}
+}
+
+// parkedJob is a claimed job waiting for another's download of the same
+// video and format (process).
+type parkedJob struct {
+	j         *job.Job
+	claimedAs string
+}
+
+// run runs j (answered from the store if the file is there) and returns
+// its final result, or nil when shutdown interrupted it (it stays
+// claimed; the next start retries it).
+func (w *Worker) run(ctx context.Context, j *job.Job, claimedAs string, attempt int) *job.Result {
 	if s := w.lookupStored(j.Video, j.Format); s != nil {
-		w.finish(j, claimedAs, storedResult(s, j, true))
-		return
+		r := storedResult(s, j, true)
+		w.finish(j, claimedAs, r)
+		return r
 	}
 	if attempt == 1 {
 		w.report(j.Result(job.StatusStarted, job.ClassNone))
 	}
 	r := w.download(ctx, j)
 	if ctx.Err() != nil {
-		// Shutting down: leave the job claimed; the next start retries it.
 		w.log.Info("job interrupted by shutdown", "job", j.ID)
-		return
+		return nil
 	}
 	w.finish(j, claimedAs, r)
-}
-
-// await returns once no other job is downloading j's video in j's
-// format, with the right to do so (release gives it up), or with ctx's
-// error. Two users who ask for the same video and format at the same
-// time thus get one download: the second job waits for the first, then
-// finds the file stored (or, if the first failed, tries itself).
-func (w *Worker) await(ctx context.Context, j *job.Job) (release func(), err error) {
-	key := j.Video + "-" + string(j.Format)
-	for {
-		w.mu.Lock()
-		busy, ok := w.inflight[key]
-		if !ok {
-			done := make(chan struct{})
-			w.inflight[key] = done
-			w.mu.Unlock()
-			return func() {
-				w.mu.Lock()
-				delete(w.inflight, key)
-				w.mu.Unlock()
-				close(done)
-			}, nil
-		}
-		w.mu.Unlock()
-		w.log.Info("waiting for the same video's download by another job", "job", j.ID, "video", j.Video, "format", j.Format)
-		select {
-		case <-busy:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	return r
 }
 
 // download runs yt-dlp for j in a fresh job directory and stores the file.

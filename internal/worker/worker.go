@@ -57,15 +57,15 @@ type Worker struct {
 
 	mu      sync.Mutex
 	pending map[string]bool // names queued or being handled
-	// inflight holds, per video and format, the channel closed when the
-	// job downloading it has finished (see await).
-	inflight map[string]chan struct{}
+	// inflight holds, per video and format being downloaded, the jobs
+	// parked behind that download (see process). Under mu.
+	inflight map[string][]parkedJob
 	storeMu  sync.Mutex // serialises lookups and stores in downloads/
 }
 
 // New opens the spool and downloads directories. It does not run yt-dlp.
 func New(opt Options) (*Worker, error) {
-	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}, inflight: map[string]chan struct{}{}}
+	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}, inflight: map[string][]parkedJob{}}
 	if w.log == nil || opt.Launcher == nil {
 		return nil, errors.New("worker: no logger or launcher")
 	}
@@ -315,7 +315,7 @@ func (w *Worker) recoverClaimed(ctx context.Context, name string) {
 	w.process(ctx, j, next, n+1)
 }
 
-// report writes a result for the receiver.
+// report writes a result for the courier.
 func (w *Worker) report(r *job.Result) {
 	data, err := r.Marshal()
 	if err != nil {
@@ -346,10 +346,13 @@ func resultsOutbox(tmp, results *spool.Dir) (*spool.Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &spool.Outbox{Tmp: tmp, Dst: results, GID: gid}, nil
+	// 0644: the courier, which reads results/, is not in the spool group
+	// (it must not write incoming/); results/ (1730) lets no one else
+	// in, and the receiver, in the group, gains nothing from a result.
+	return &spool.Outbox{Tmp: tmp, Dst: results, GID: gid, Mode: 0o644}, nil
 }
 
-// OpenResults opens the outbox to the receiver alone (for the exit alert).
+// OpenResults opens the outbox to the courier alone (for the exit alert).
 func OpenResults(spoolDir string) (*spool.Outbox, error) {
 	l := spool.Layout{Root: spoolDir}
 	tmp, err := spool.OpenDir(l.Worker("tmp"))

@@ -489,10 +489,10 @@ func TestSameJobIDRunsOnce(t *testing.T) {
 }
 
 // TestSameVideoOneDownload: two users ask for the same video and format
-// at the same time: one download; the other job waits for it and is
+// at the same time: one download; the other job is parked behind it and
 // answered from the store. Both get a "done" result. (Should the second
 // job be claimed only after the first has stored the file, the outcome is
-// the same; without await, both download, and the second announces it.)
+// the same; without parking, both download, and the second announces it.)
 func TestSameVideoOneDownload(t *testing.T) {
 	h := newHarness(t, nil)
 	a, b := newJob("slowokAAAAA", job.FormatBest), newJob("slowokAAAAA", job.FormatBest)
@@ -518,5 +518,46 @@ func TestSameVideoOneDownload(t *testing.T) {
 	h.submit(c)
 	if r := h.result(c.ID); r.Status != job.StatusDone || r.Cached {
 		t.Errorf("another format: %+v", r)
+	}
+}
+
+// TestParkedJobsHoldNoSlot: jobs parked behind a download give their
+// worker slot back: with two slots, one download that does not end until
+// the test says so and two jobs parked behind it, another user's job
+// still runs and finishes. Had the parked jobs kept their slots, it
+// would wait for the blocked download, which waits for it: the test
+// fails on its timeout. Then the download ends and the parked jobs get
+// its file.
+func TestParkedJobsHoldNoSlot(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	a := newJob("gateAAAAAAA", job.FormatBest)
+	h.submit(a)
+	gate := filepath.Join(h.layout.Work(), a.ID)
+	waitLog := func(what string, n int) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); strings.Count(h.log.String(), what) < n; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %d× %s in the log:\n%s", n, what, h.log.String())
+			}
+		}
+	}
+	waitLog(`"event":"started","job":"`+a.ID, 1)
+	b, c := newJob("gateAAAAAAA", job.FormatBest), newJob("gateAAAAAAA", job.FormatBest)
+	h.submit(b)
+	h.submit(c)
+	waitLog("parked behind the same video's download", 2)
+	d := newJob("okokokokok1", job.FormatBest)
+	h.submit(d)
+	if r := h.result(d.ID); r.Status != job.StatusDone {
+		t.Fatalf("another video, while the parked jobs wait: %+v", r)
+	}
+	if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range []*job.Job{a, b, c} {
+		if r := h.result(j.ID); r.Status != job.StatusDone || r.File != "gateAAAAAAA-best.mp4" || r.Cached != (j != a) {
+			t.Errorf("job %s: %+v", j.ID, r)
+		}
 	}
 }

@@ -1,0 +1,98 @@
+// Package courier turns the worker's records into Slack messages: it
+// reads results/ (results and the worker's alerts), opens each result's
+// reply token and posts to the job's response_url. It is its own
+// privilege domain (docs/courier.md): it holds the reply key and the
+// alert webhook, reads what only the worker may write, and takes no
+// input from Slack.
+package courier
+
+import (
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/notify"
+	"github.com/ytkeep/ytkeep/internal/reply"
+	"github.com/ytkeep/ytkeep/internal/slackapi"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// Options configure a Service.
+type Options struct {
+	SpoolDir string
+	// ResponseURLAllowed vets a job's response_url before a post (see
+	// config.Config.ResponseURLAllowed): a token the receiver sealed
+	// holds one it vetted, and this checks again.
+	ResponseURLAllowed func(string) bool
+	Now                func() time.Time
+	Logger             *slog.Logger
+	// Slack posts with the bot token: each job's status message in the
+	// requester's DM (status.go). Nil: results go to the response_url
+	// only.
+	Slack *slackapi.Client
+	// FinalTTL is how long a final status message is retried after the
+	// command (default 24 h); RetryBase the first wait between tries
+	// (default 10 s).
+	FinalTTL, RetryBase time.Duration
+}
+
+// Service replies to results. Its methods are safe for concurrent use.
+type Service struct {
+	opt      Options
+	log      *slog.Logger
+	tmp      *spool.Dir   // courier/tmp
+	replies  *spool.Dir   // courier/replies: post counts, private
+	inbox    *spool.Inbox // results -> courier/claimed
+	sealer   *reply.Sealer
+	notifier *notify.Notifier
+
+	status    *spool.Dir // courier/status: the jobs' status messages
+	retries   *retryQueue
+	deliverMu sync.Mutex // one status message post at a time
+}
+
+// New opens the spool directories the courier uses and reads the reply
+// key the receiver made (a receiver that has not started yet has made
+// none: New fails, and systemd starts the courier again).
+func New(opt Options, n *notify.Notifier) (*Service, error) {
+	if opt.Logger == nil || opt.ResponseURLAllowed == nil || n == nil {
+		return nil, errors.New("courier: incomplete options")
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.FinalTTL == 0 {
+		opt.FinalTTL = 24 * time.Hour
+	}
+	if opt.RetryBase == 0 {
+		opt.RetryBase = 10 * time.Second
+	}
+	s := &Service{opt: opt, log: opt.Logger, notifier: n, retries: &retryQueue{base: opt.RetryBase, due: map[string]retryState{}}}
+	layout := spool.Layout{Root: opt.SpoolDir}
+	workerUID, err := spool.Owner(layout.Worker(""))
+	if err != nil {
+		return nil, err
+	}
+	receiverUID, err := spool.Owner(layout.Receiver(""))
+	if err != nil {
+		return nil, err
+	}
+	paths := []string{layout.Courier("tmp"), layout.Courier("replies"), layout.Results(), layout.Courier("claimed"), layout.Courier("quarantine"),
+		layout.Courier("status")}
+	d := make([]*spool.Dir, len(paths))
+	for i, p := range paths {
+		if d[i], err = spool.OpenDir(p); err != nil {
+			return nil, err
+		}
+	}
+	s.tmp, s.replies, s.status = d[0], d[1], d[5]
+	// Only the worker's records: a file the receiver (or anyone else)
+	// put in results/ is refused, whatever it holds.
+	s.inbox = &spool.Inbox{In: d[2], Claimed: d[3], Quarantined: d[4], UID: workerUID, MaxSize: job.MaxRecordSize}
+	if s.sealer, err = reply.Read(layout.Receiver(reply.KeyFile), receiverUID); err != nil {
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,248 @@
+package courier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+	"golang.org/x/sys/unix"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/reply"
+	"github.com/ytkeep/ytkeep/internal/slackapi"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// With a bot token, each job gets one status message in the requester's
+// DM with the app: posted at its first record, updated in place by the
+// next ones. Unlike a response_url, which Slack accepts for 30 minutes,
+// the DM takes the final message however long the job ran.
+//
+// The final message is never dropped: its result stays claimed (in
+// courier/claimed, so a courier restart finds it) until Slack has taken
+// it, retried with backoff through outages and rate limits, for
+// Options.FinalTTL after the command; then an alert. A message Slack
+// refuses for good (the user has left, the DM is closed to apps) falls
+// back to the response_url while it is valid. Intermediate updates are
+// dropped when Slack does not take them at once.
+//
+// A status record (courier/status/<job>.json: the DM and the message's
+// ts) is written once the message is posted: a crash between the post and
+// the record makes the next record post a second message. The record
+// also marks the final message, after which the job's records are refused
+// (a replayed result) with an alert.
+
+// statusRecord is a job's status message.
+type statusRecord struct {
+	Channel string `json:"c"`
+	TS      string `json:"t"`
+	Final   bool   `json:"f"`
+}
+
+// postWait bounds one attempt to post or update a status message.
+const postWait = 30 * time.Second
+
+// statusMessage is the status message for r: the text as posted to a
+// response_url, in a section block, with the job's ID below it.
+func statusMessage(info *reply.Info, r *job.Result) slackapi.Message {
+	text := Message(info, r)
+	return slackapi.Message{Text: text, Blocks: []slack.Block{
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
+		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType,
+			fmt.Sprintf("Job `%s` · https://www.youtube.com/watch?v=%s", r.Job, info.Video), false, false)),
+	}}
+}
+
+func (s *Service) loadStatus(id string) (*statusRecord, error) {
+	data, err := spool.ReadFile(s.status, id+".json", -1, 1024)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r statusRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+func (s *Service) saveStatus(id string, r *statusRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return spool.WriteFile(s.tmp, s.status, id+".json", data, 0o600, -1, true)
+}
+
+// postStatus posts or updates the status message of r's job.
+func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, rec *statusRecord) error {
+	msg := statusMessage(info, r)
+	final := r.Status.Final()
+	if rec != nil {
+		err := s.opt.Slack.Update(ctx, rec.Channel, rec.TS, msg)
+		var ae *slackapi.Error
+		if err == nil {
+			if final {
+				rec.Final = true
+				if err := s.saveStatus(r.Job, rec); err != nil {
+					s.log.Error("couldn't record a final status message", "job", r.Job, "err", err)
+				}
+			}
+			return nil
+		}
+		if !errors.As(err, &ae) || (ae.Code != "message_not_found" && ae.Code != "cant_update_message") {
+			return err
+		}
+		// Gone (deleted in Slack): post a new one.
+	}
+	ch, err := s.opt.Slack.OpenDM(ctx, info.User)
+	if err != nil {
+		return err
+	}
+	ts, err := s.opt.Slack.Post(ctx, ch, msg)
+	if err != nil {
+		return err
+	}
+	if err := s.saveStatus(r.Job, &statusRecord{Channel: ch, TS: ts, Final: final}); err != nil {
+		s.log.Error("couldn't record a status message: its next update posts another", "job", r.Job, "err", err)
+	}
+	return nil
+}
+
+// deliver brings r to its job's status message. It reports whether the
+// claimed result is done with (false: keep it, retry later).
+func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info *reply.Info) bool {
+	s.deliverMu.Lock()
+	defer s.deliverMu.Unlock()
+	attrs := []any{"job", r.Job, "status", r.Status, "via", "dm"}
+	rec, err := s.loadStatus(r.Job)
+	if err != nil {
+		s.log.Error("couldn't read a status record", "job", r.Job, "err", err)
+		rec = nil
+	}
+	if rec != nil && rec.Final {
+		// An honest worker writes nothing after the final result.
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
+		return true
+	}
+	pctx, cancel := context.WithTimeout(ctx, postWait)
+	err = s.postStatus(pctx, r, info, rec)
+	cancel()
+	if err == nil {
+		s.retries.forget(name)
+		audit.Event(s.log, audit.Replied, attrs...)
+		return true
+	}
+	var ae *slackapi.Error
+	code := "error"
+	permanent := false
+	if errors.As(err, &ae) {
+		code, permanent = ae.Code, ae.Permanent
+	}
+	attrs = append(attrs, "code", code)
+	switch {
+	case !r.Status.Final():
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "update_dropped")...)
+		return true
+	case permanent:
+		// The DM will not take it: the response_url, if still valid.
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "dm_refused")...)
+		s.retries.forget(name)
+		s.reply(ctx, r, info)
+		return true
+	case s.opt.Now().Sub(time.Unix(info.Created, 0)) > s.opt.FinalTTL:
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "final_undelivered", "after", s.opt.FinalTTL.String())...)
+		s.retries.forget(name)
+		return true
+	}
+	next := s.retries.later(name, s.opt.Now())
+	audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "will_retry", "in_s", int(next.Seconds()))...)
+	return false
+}
+
+// retryQueue is when each kept final result is tried again: after base,
+// then twice as long each time, up to maxRetryWait. Memory only: after a
+// restart, every claimed result is tried at once.
+type retryQueue struct {
+	base time.Duration
+	mu   sync.Mutex
+	due  map[string]retryState
+}
+
+type retryState struct {
+	at    time.Time
+	tries int
+}
+
+const maxRetryWait = 10 * time.Minute
+
+// later schedules name's next attempt and returns the wait.
+func (q *retryQueue) later(name string, now time.Time) time.Duration {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	st := q.due[name]
+	d := q.base << min(st.tries, 16)
+	if d > maxRetryWait || d <= 0 {
+		d = maxRetryWait
+	}
+	q.due[name] = retryState{at: now.Add(d), tries: st.tries + 1}
+	return d
+}
+
+func (q *retryQueue) forget(name string) {
+	q.mu.Lock()
+	delete(q.due, name)
+	q.mu.Unlock()
+}
+
+// ready returns the names due at now.
+func (q *retryQueue) ready(now time.Time) []string {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var names []string
+	for n, st := range q.due {
+		if !now.Before(st.at) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+// runRetries tries the kept final results again when they are due.
+func (s *Service) runRetries(ctx context.Context) {
+	t := time.NewTicker(max(s.opt.RetryBase/2, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, n := range s.retries.ready(s.opt.Now()) {
+			s.handleClaimed(ctx, n)
+		}
+	}
+}
+
+// sweepStatus deletes the status records of jobs older than FinalTTL
+// (and an hour).
+func (s *Service) sweepStatus() {
+	names, err := s.status.Names()
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(s.status.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+			s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > s.opt.FinalTTL+time.Hour {
+			s.status.Remove(n)
+		}
+	}
+}
