@@ -55,12 +55,20 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	if token != "" {
+	switch {
+	case token != "" && !cfg.Courier.StatusMessages:
+		// The receiver tells users to look in the channel: the courier
+		// answers there, as it says.
+		log.Warn("a bot token is set but courier.status_messages is off: it is not used; results go to each command's response_url", "bot_token", tokenSource)
+		tokenSource = ""
+	case token != "":
 		if bot, err = slackapi.New(slackapi.Options{Token: token, APIURL: cfg.Testing.BotAPIURL}); err != nil {
 			return err
 		}
 		audit.Announce(log, bot.Warnings())
-	} else {
+	case cfg.Courier.StatusMessages:
+		return errors.New("courier.status_messages is on but there is no bot token (courier.bot_token_file, or the credential bot_token): the acknowledgement would promise DMs nobody sends")
+	default:
 		log.Info("no bot token (courier.bot_token_file, or the credential bot_token): results go to each command's response_url, which Slack accepts for 30 minutes")
 	}
 

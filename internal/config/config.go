@@ -593,6 +593,21 @@ func (c *Config) BotToken() (token, source string, err error) {
 			return "", "", nil
 		}
 	}
+	if c.Courier.BotTokenFile != "" {
+		// A file it names, like app_token_file: root's or the courier's
+		// own, no group or other bits (the credential's copy is
+		// systemd's, in a directory only the unit may enter).
+		st, err := os.Stat(path)
+		if err != nil {
+			return "", "", fmt.Errorf("courier.bot_token_file: %w", err)
+		}
+		if st.Mode().Perm()&0o077 != 0 {
+			return "", "", fmt.Errorf("bot token %s may be read by its group or others (mode %v): chmod 0400", path, st.Mode().Perm())
+		}
+		if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 0 && int(uid) != os.Geteuid() {
+			return "", "", fmt.Errorf("bot token %s belongs to uid %d, neither root nor this process's user", path, uid)
+		}
+	}
 	t, err := readSecretFile(path)
 	if err != nil {
 		return "", "", fmt.Errorf("courier.bot_token_file: %w", err)
@@ -603,18 +618,29 @@ func (c *Config) BotToken() (token, source string, err error) {
 	return t, path, nil
 }
 
-// CheckBotToken checks a bot token's shape: "xoxb-", then letters,
-// digits and dashes only, 20 to 512 characters in all.
+// CheckBotToken checks a bot token's shape: "xoxb-", then groups of
+// letters and digits joined by single dashes, at most 255 bytes in all
+// (the rule internal/slackapi applies; TestTokenRulesAgree holds them
+// together).
 func CheckBotToken(t string) error {
-	if !strings.HasPrefix(t, "xoxb-") {
+	rest, ok := strings.CutPrefix(t, "xoxb-")
+	if !ok {
+		if strings.HasPrefix(t, "xapp-") || strings.HasPrefix(t, "xoxp-") {
+			return errors.New("this is an app-level or user token, not the bot token (xoxb-…, OAuth & Permissions -> Bot User OAuth Token)")
+		}
 		return errors.New("not a bot token (xoxb-…, OAuth & Permissions -> Bot User OAuth Token)")
 	}
-	if len(t) < 20 || len(t) > 512 {
+	if rest == "" || len(t) > 255 {
 		return errors.New("the bot token's length is wrong")
 	}
-	for _, r := range t {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return errors.New("the bot token holds a character it cannot")
+	for g := range strings.SplitSeq(rest, "-") {
+		if g == "" {
+			return errors.New("the bot token has an empty part between dashes")
+		}
+		for _, r := range g {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+				return errors.New("the bot token holds a character it cannot")
+			}
 		}
 	}
 	return nil

@@ -351,3 +351,48 @@ func TestAppToken(t *testing.T) {
 		t.Errorf("systemd credential: %q from %q, %v", tok, src, err)
 	}
 }
+
+// TestBotToken: the bot token comes from courier.bot_token_file (private,
+// root's or this user's) or the credential bot_token (empty = none),
+// never the environment, and must be a bot token.
+func TestBotToken(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("CREDENTIALS_DIRECTORY", "")
+	c := &Config{}
+	if tok, _, err := c.BotToken(); tok != "" || err != nil {
+		t.Fatalf("nothing configured: %q, %v", tok, err)
+	}
+	t.Setenv("YTKEEP_BOT_TOKEN", "xoxb-1234567890-abcdefghijkl")
+	if tok, _, _ := c.BotToken(); tok != "" {
+		t.Fatal("read from the environment")
+	}
+	cred := filepath.Join(dir, "creds")
+	os.Mkdir(cred, 0o700)
+	t.Setenv("CREDENTIALS_DIRECTORY", cred)
+	os.WriteFile(filepath.Join(cred, "bot_token"), nil, 0o400)
+	if tok, _, err := c.BotToken(); tok != "" || err != nil {
+		t.Fatalf("an empty credential: %q, %v", tok, err)
+	}
+	os.WriteFile(filepath.Join(cred, "bot_token"), []byte("xoxb-1234567890-abcdefghijkl\n"), 0o400)
+	if tok, _, err := c.BotToken(); tok != "xoxb-1234567890-abcdefghijkl" || err != nil {
+		t.Fatalf("the credential: %q, %v", tok, err)
+	}
+	f := filepath.Join(dir, "bot_token")
+	c.Courier.BotTokenFile = f
+	for _, tt := range []struct {
+		content string
+		mode    os.FileMode
+		ok      bool
+	}{
+		{"xoxb-1234567890-abcdefghijkl", 0o400, true},
+		{"xoxb-1234567890-abcdefghijkl", 0o440, false},
+		{"xapp-1-A0-1234567890-abcdefgh", 0o400, false},
+		{"xoxb--abc", 0o400, false},
+	} {
+		os.Remove(f)
+		os.WriteFile(f, []byte(tt.content+"\n"), tt.mode)
+		if tok, _, err := c.BotToken(); (err == nil) != tt.ok || (tt.ok && tok != tt.content) {
+			t.Errorf("%q mode %v: %q, %v", tt.content, tt.mode, tok, err)
+		}
+	}
+}

@@ -201,3 +201,47 @@ func action(v uint32) string {
 	}
 	return fmt.Sprintf("%#x", v)
 }
+
+// TestClientFilters: the courier's filter and the Socket Mode receiver's
+// (a client's: no listening socket) in the same interpreter: no accept4,
+// bind or listen; connect and socket allowed; execve and ptrace kill.
+func TestClientFilters(t *testing.T) {
+	cases := []struct {
+		name string
+		c    call
+		want uint32
+	}{
+		{"connect", sys(unix.SYS_CONNECT, 3, 0, 16), allow},
+		{"socket", sys(unix.SYS_SOCKET, unix.AF_INET, unix.SOCK_STREAM, 0), allow},
+		{"accept4", sys(unix.SYS_ACCEPT4, 3, 0, 0, 0), refuse(unix.EPERM)},
+		{"bind", sys(unix.SYS_BIND, 3, 0, 16), refuse(unix.EPERM)},
+		{"listen", sys(unix.SYS_LISTEN, 3, 1), refuse(unix.EPERM)},
+		{"execve", sys(unix.SYS_EXECVE), kill},
+		{"ptrace", sys(unix.SYS_PTRACE), kill},
+	}
+	for _, d := range []Domain{Courier, ReceiverSocket} {
+		raw, err := Program(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		insts, ok := bpf.Disassemble(raw)
+		if !ok {
+			t.Fatalf("%s: the filter does not disassemble", d)
+		}
+		vm, err := bpf.NewVM(insts)
+		if err != nil {
+			t.Fatalf("%s: %v", d, err)
+		}
+		for _, tt := range cases {
+			t.Run(fmt.Sprintf("%s/%s", d, tt.name), func(t *testing.T) {
+				got, err := vm.Run(tt.c.data())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if uint32(got) != tt.want {
+					t.Fatalf("got %s, want %s", action(uint32(got)), action(tt.want))
+				}
+			})
+		}
+	}
+}

@@ -326,7 +326,7 @@ func checkBotToken(cfg *config.Config) Result {
 	case !cfg.Courier.StatusMessages && token == "":
 		return Result{OK, "no bot token: results go to each command's response_url, for 30 minutes (courier.status_messages is off)"}
 	case !cfg.Courier.StatusMessages:
-		return Result{Warn, fmt.Sprintf("bot token %s is set but courier.status_messages is off: the acknowledgement still tells users to look in the channel", path)}
+		return Result{Warn, fmt.Sprintf("bot token %s is set but courier.status_messages is off: the courier does not use it, results go to each command's response_url (for 30 minutes); set courier.status_messages = true", path)}
 	case err != nil || token == "":
 		return Result{Fail, fmt.Sprintf("courier.status_messages is on but the bot token %s is missing or empty (%v): paste the %s", path, err, next)}
 	}

@@ -350,7 +350,7 @@ func TestBotTokenCheck(t *testing.T) {
 		{"off, a token", false, "xoxb-1234567890-abcdefghij", 0o400, Warn, "status_messages is off"},
 		{"on, none", true, "", 0o400, Fail, "missing or empty"},
 		{"on, readable", true, "xoxb-1234567890-abcdefghij", 0o644, Fail, "chmod 0400"},
-		{"on, an app token", true, "xapp-1-A0-1234567890-abcdef", 0o400, Fail, "not a bot token"},
+		{"on, an app token", true, "xapp-1-A0-1234567890-abcdef", 0o400, Fail, "not the bot token"},
 		{"on, good", true, "xoxb-1234567890-abcdefghij", 0o400, OK, "private and has a bot token's form"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,6 +24,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/slack-go/slack"
+
+	"github.com/ytkeep/ytkeep/internal/config"
 )
 
 const testToken = "xoxb-1234567890-1234567890123-abcdefghijklmnopqrstuvwx"
@@ -1228,4 +1230,20 @@ func FuzzUploadURL(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+// TestTokenRulesAgree: ytkeep doctor and the courier's start check a bot
+// token with config.CheckBotToken; this client with validToken. A token
+// one accepts and the other refuses would pass doctor and stop the
+// courier: they must agree.
+func TestTokenRulesAgree(t *testing.T) {
+	for _, tok := range []string{
+		"xoxb-1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx", "xoxb-a", "xoxb-", "xoxb--a", "xoxb-a--b", "xoxb-a-",
+		"xoxb-a_b", "xoxb-a b", "xapp-1-A0-1", "xoxp-1-2", "XOXB-abc", "xoxb-" + strings.Repeat("a", 250), "xoxb-" + strings.Repeat("a", 251),
+		"xoxb-ä", "",
+	} {
+		if got, want := validToken(tok), config.CheckBotToken(tok) == nil; got != want {
+			t.Errorf("%.40q: the client says %v, config.CheckBotToken %v", tok, got, want)
+		}
+	}
 }
