@@ -44,32 +44,36 @@ systemd-sysusers /etc/sysusers.d/ytkeep.conf
 chown root:ytkeep-spool /etc/ytkeep/ytkeep.toml
 chmod 0640 /etc/ytkeep/ytkeep.toml
 systemd-tmpfiles --create /etc/tmpfiles.d/ytkeep.conf
-# A reply key from an earlier install is 0600, the receiver's group: the
-# courier (the receiver's directory's group now) reads it, 0640.
-key=/var/spool/ytkeep/receiver/reply.key
-if [[ -f "$key" && ! -L "$key" && "$(stat -c '%G %a' "$key")" != "ytkeep-courier 640" ]]; then
-	echo "Giving the reply key $key to the courier's group (ytkeep-courier, mode 0640)"
-	chgrp ytkeep-courier "$key"
-	chmod 0640 "$key"
-fi
+# A reply key from an earlier install (0600, the receiver's group) is
+# written again by the receiver itself at its next start, with the
+# courier's group and mode 0640: root touches nothing in a directory a
+# daemon owns but through the steps below.
+#
 # An earlier install's receiver read the results itself: what it had
-# claimed and not yet posted, and its post counts, are the courier's now.
-# (Its quarantine/ stays where it is, for whoever reads the incident.)
+# claimed and not yet posted is the courier's now. receiver/ is the
+# receiver's: each entry is first moved (mv does not follow a symbolic
+# link) into a directory of root's alone, checked there (a regular file
+# of the worker's, one link), and only then given mode 0644 (the courier
+# reads without the spool group) and moved into results/. Anything else
+# stays in that directory, for the admin to look at. Its post counts and
+# quarantine/ stay where they are.
 old=/var/spool/ytkeep/receiver
-for f in "$old"/claimed/*.result "$old"/claimed/*.alert; do
-	[[ -f "$f" && ! -L "$f" ]] || continue
-	echo "Handing $f to the courier"
-	chmod 0644 "$f" # the worker's, which the courier reads without the spool group
-	mv -n "$f" /var/spool/ytkeep/results/
-done
-for f in "$old"/replies/*.json; do
-	[[ -f "$f" && ! -L "$f" ]] || continue
-	chown ytkeep-courier:ytkeep-courier "$f"
-	mv -n "$f" /var/spool/ytkeep/courier/replies/
-done
-for d in claimed replies; do
-	[[ -d "$old/$d" && ! -L "$old/$d" ]] && rmdir "$old/$d" 2>/dev/null || true
-done
+if [[ -d "$old/claimed" && ! -L "$old/claimed" ]]; then
+	stage=$(mktemp -d /var/spool/ytkeep/.upgrade.XXXXXX)
+	find "$old/claimed" -mindepth 1 -maxdepth 1 \( -name '*.result' -o -name '*.alert' \) -print0 |
+		while IFS= read -r -d '' f; do
+			g="$stage/${f##*/}"
+			mv -n -- "$f" "$stage/" || continue
+			if [[ -f "$g" && ! -L "$g" && "$(stat -c '%U %h' -- "$g")" == "ytkeep-work 1" ]]; then
+				echo "Handing ${f##*/} to the courier"
+				chmod 0644 -- "$g"
+				mv -n -- "$g" /var/spool/ytkeep/results/
+			else
+				echo "Not a result of the worker's, left in $stage: ${f##*/}" >&2
+			fi
+		done
+	rmdir -- "$stage" "$old/claimed" 2>/dev/null || true
+fi
 if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
 	apparmor_parser -r /etc/apparmor.d/ytkeep-receiver /etc/apparmor.d/ytkeep-worker /etc/apparmor.d/ytkeep-ytdlp \
 		/etc/apparmor.d/ytkeep-downloader /etc/apparmor.d/ytkeep-courier

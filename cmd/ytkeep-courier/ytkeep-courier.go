@@ -49,7 +49,13 @@ func run(configPath string) error {
 	}
 	log, poster := notify.NewLogger(base, "courier", hook, "courier.alert_webhook_file")
 	audit.Announce(log, cfg.Warnings())
-	// The bot token too: with it, status messages in the requesters' DMs.
+	ra := cfg.Courier.RunAs
+	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 256); err != nil {
+		return err
+	}
+	// The bot token, as the courier's user (its file is root's or the
+	// courier's own), before confining: no Landlock rule names it.
+	// With it, status messages in the requesters' DMs.
 	var bot *slackapi.Client
 	token, tokenSource, err := cfg.BotToken()
 	if err != nil {
@@ -72,10 +78,6 @@ func run(configPath string) error {
 		log.Info("no bot token (courier.bot_token_file, or the credential bot_token): results go to each command's response_url, which Slack accepts for 30 minutes")
 	}
 
-	ra := cfg.Courier.RunAs
-	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 256); err != nil {
-		return err
-	}
 	// Confine: read the config, the reply key and the DNS and TLS files;
 	// write its own directory and results/ (to claim); connect to Slack
 	// (443), DNS (53) and, in test mode, the simulated Slack; execute

@@ -48,9 +48,10 @@ type Service struct {
 	sealer   *reply.Sealer
 	notifier *notify.Notifier
 
-	status    *spool.Dir // courier/status: the jobs' status messages
-	retries   *retryQueue
-	deliverMu sync.Mutex // one status message post at a time
+	status   *spool.Dir // courier/status: the jobs' status messages
+	retries  *retryQueue
+	jobLocks [64]sync.Mutex // one post at a time per job (jobLock)
+	updates  chan update    // intermediate updates (runIntermediates)
 }
 
 // New opens the spool directories the courier uses and reads the reply
@@ -69,7 +70,8 @@ func New(opt Options, n *notify.Notifier) (*Service, error) {
 	if opt.RetryBase == 0 {
 		opt.RetryBase = 10 * time.Second
 	}
-	s := &Service{opt: opt, log: opt.Logger, notifier: n, retries: &retryQueue{base: opt.RetryBase, due: map[string]retryState{}}}
+	s := &Service{opt: opt, log: opt.Logger, notifier: n, retries: &retryQueue{base: opt.RetryBase, due: map[string]retryState{}},
+		updates: make(chan update, interQueue)}
 	layout := spool.Layout{Root: opt.SpoolDir}
 	workerUID, err := spool.Owner(layout.Worker(""))
 	if err != nil {

@@ -93,6 +93,7 @@ func (s *Service) RunResults(ctx context.Context) error {
 	}()
 	if s.opt.Slack != nil {
 		go s.runRetries(ctx)
+		go s.runIntermediates(ctx)
 	}
 	return spool.Watch(ctx, s.inbox.In, func(name string) bool {
 		s.handleResult(ctx, name)
@@ -128,48 +129,65 @@ func validResultName(name string) bool {
 	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert)
 }
 
-// handleClaimed validates a claimed result, posts it and removes it.
+// handleClaimed validates a claimed result, posts it and removes it
+// (or, for a final status message Slack did not take, keeps it for a
+// retry). Whatever ends the file ends its retries.
 func (s *Service) handleClaimed(ctx context.Context, name string) {
+	if !s.handleKept(ctx, name) {
+		s.retries.forget(name)
+	}
+}
+
+// handleKept is handleClaimed; it reports whether the file is kept.
+func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 	quarantine := func(reason string) {
 		q := s.inbox.Quarantine(name)
 		audit.Alert(s.log, audit.Quarantined, "file", name, "quarantine", q, "reason", reason)
 	}
 	if n, err := job.ParseName(name); err == nil && n.Kind == job.KindAlert {
 		s.relayAlert(name, quarantine)
-		return
+		return false
 	}
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
 	if err != nil {
 		quarantine(err.Error())
-		return
+		return false
 	}
 	r, err := job.ParseResult(data)
 	if err != nil {
 		quarantine(err.Error())
-		return
+		return false
 	}
 	if r.FileName() != name {
 		quarantine("file name does not match its content")
-		return
+		return false
 	}
 	info, err := s.sealer.Open(r.Job, r.Reply)
 	if err != nil {
 		// Not sealed by us for this job: forged, or moved from another job.
 		quarantine(err.Error())
-		return
+		return false
 	}
 	if r.Status == job.StatusDone && !strings.HasPrefix(r.File, info.Video+"-"+string(info.Format)+".") {
 		quarantine("stored file does not match the job")
-		return
+		return false
 	}
 	if s.opt.Slack != nil && info.User != "" {
-		if s.deliver(ctx, name, r, info) {
+		if !r.Status.Final() {
+			// An intermediate update: handed over, never waited for.
 			s.inbox.Claimed.Remove(name)
+			s.intermediate(r, info)
+			return false
 		}
-		return
+		if !s.deliver(ctx, name, r, info) {
+			return true
+		}
+		s.inbox.Claimed.Remove(name)
+		return false
 	}
 	s.reply(ctx, r, info)
 	s.inbox.Claimed.Remove(name)
+	return false
 }
 
 // relayAlert passes on an alert the worker could not send itself (it has

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"slices"
 	"sync"
 	"time"
 
@@ -119,24 +121,39 @@ func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Inf
 // deliver brings r to its job's status message. It reports whether the
 // claimed result is done with (false: keep it, retry later).
 func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info *reply.Info) bool {
-	s.deliverMu.Lock()
-	defer s.deliverMu.Unlock()
+	return s.deliverWithin(ctx, name, r, info, postWait)
+}
+
+// deliverWithin is deliver, each attempt bounded by wait.
+func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result, info *reply.Info, wait time.Duration) bool {
+	lock := s.jobLock(r.Job)
+	lock.Lock()
+	defer lock.Unlock()
 	attrs := []any{"job", r.Job, "status", r.Status, "via", "dm"}
+	if age := s.opt.Now().Sub(time.Unix(info.Created, 0)); age > s.opt.FinalTTL+tokenGrace {
+		// Long after its job could have ended: a record the worker kept
+		// (an honest one writes none this late), replayed to write to
+		// the requester again.
+		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "token_expired", "age_h", int(age.Hours()))...)
+		return true
+	}
 	rec, err := s.loadStatus(r.Job)
 	if err != nil {
 		s.log.Error("couldn't read a status record", "job", r.Job, "err", err)
 		rec = nil
 	}
 	if rec != nil && rec.Final {
-		// An honest worker writes nothing after the final result.
-		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
+		if r.Status.Final() {
+			// An honest worker writes nothing after the final result.
+			audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
+		}
+		// An update queued before the final message went out: stale.
 		return true
 	}
-	pctx, cancel := context.WithTimeout(ctx, postWait)
+	pctx, cancel := context.WithTimeout(ctx, wait)
 	err = s.postStatus(pctx, r, info, rec)
 	cancel()
 	if err == nil {
-		s.retries.forget(name)
 		audit.Event(s.log, audit.Replied, attrs...)
 		return true
 	}
@@ -154,17 +171,74 @@ func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info 
 	case permanent:
 		// The DM will not take it: the response_url, if still valid.
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "dm_refused")...)
-		s.retries.forget(name)
 		s.reply(ctx, r, info)
 		return true
 	case s.opt.Now().Sub(time.Unix(info.Created, 0)) > s.opt.FinalTTL:
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "final_undelivered", "after", s.opt.FinalTTL.String())...)
-		s.retries.forget(name)
 		return true
 	}
 	next := s.retries.later(name, s.opt.Now())
 	audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "will_retry", "in_s", int(next.Seconds()))...)
 	return false
+}
+
+// tokenGrace is how much older than FinalTTL a job's token may be: no
+// honest record comes later (the job's timeout and retries are far
+// shorter), and a status record is kept at least that long (sweepStatus).
+const tokenGrace = time.Hour
+
+// jobLock returns the lock of job id's status message: one post or
+// update at a time per job; other jobs' go on.
+func (s *Service) jobLock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return &s.jobLocks[h.Sum32()%uint32(len(s.jobLocks))]
+}
+
+// Intermediate updates (a job's "started" record, later its progress)
+// are handed to one goroutine through a short queue and never waited
+// for: a full queue, a spent budget or a Slack that does not answer
+// within interWait drops them. So no number of them (a compromised
+// worker may write any, for every token it has kept) delays a final
+// message, which the Watch goroutine delivers itself.
+const (
+	interQueue  = 64
+	interWait   = 3 * time.Second
+	interBudget = 30 // updates a minute, all jobs together (chat.update allows 50)
+)
+
+type update struct {
+	r    *job.Result
+	info *reply.Info
+}
+
+// intermediate queues an intermediate update, or drops it.
+func (s *Service) intermediate(r *job.Result, info *reply.Info) {
+	select {
+	case s.updates <- update{r, info}:
+	default:
+		audit.Event(s.log, audit.ReplyFailed, "job", r.Job, "status", r.Status, "via", "dm", "reason", "update_dropped", "code", "queue_full")
+	}
+}
+
+// runIntermediates delivers the queued intermediate updates.
+func (s *Service) runIntermediates(ctx context.Context) {
+	var sent []time.Time // in the last minute
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u := <-s.updates:
+			now := s.opt.Now()
+			sent = slices.DeleteFunc(sent, func(t time.Time) bool { return now.Sub(t) >= time.Minute })
+			if len(sent) >= interBudget {
+				audit.Event(s.log, audit.ReplyFailed, "job", u.r.Job, "status", u.r.Status, "via", "dm", "reason", "update_dropped", "code", "budget")
+				continue
+			}
+			sent = append(sent, now)
+			s.deliverWithin(ctx, "", u.r, u.info, interWait)
+		}
+	}
 }
 
 // retryQueue is when each kept final result is tried again: after base,
@@ -232,7 +306,8 @@ func (s *Service) runRetries(ctx context.Context) {
 }
 
 // sweepStatus deletes the status records of jobs older than FinalTTL
-// (and an hour).
+// and tokenGrace: a record's time is never before its job's, so no
+// record of a job whose token deliver still accepts is swept.
 func (s *Service) sweepStatus() {
 	names, err := s.status.Names()
 	if err != nil {
@@ -241,7 +316,7 @@ func (s *Service) sweepStatus() {
 	for _, n := range names {
 		var st unix.Stat_t
 		if unix.Fstatat(s.status.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
-			s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > s.opt.FinalTTL+time.Hour {
+			s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > s.opt.FinalTTL+tokenGrace {
 			s.status.Remove(n)
 		}
 	}

@@ -187,7 +187,7 @@ func TestDMRefusedFallsBack(t *testing.T) {
 func TestFinalExpires(t *testing.T) {
 	f, api := botFixture(t)
 	f.s.opt.FinalTTL = time.Hour
-	f.now = time.Now().Add(-2 * time.Hour)
+	f.now = time.Now().Add(-90 * time.Minute)
 	j := f.job(t, "dQw4w9WgXcQ", job.FormatBest, "/r/1")
 	api.Outage(true)
 	f.runResults(t)
@@ -208,3 +208,83 @@ func mustBot(t *testing.T, token, apiURL string) *slackapi.Client {
 }
 
 func waitPostsCourier(t *testing.T, f *fixture) []string { return waitPosts(t, f.slack, 1) }
+
+// TestOldTokenRefused: a record whose token is older than FinalTTL and
+// the grace (one the worker kept, replayed to write to the requester
+// again) is refused with an alert, before any call to Slack.
+func TestOldTokenRefused(t *testing.T) {
+	f, api := botFixture(t)
+	f.s.opt.FinalTTL = time.Hour
+	f.now = time.Now().Add(-3 * time.Hour)
+	j := f.job(t, "dQw4w9WgXcQ", job.FormatBest, "/r/1")
+	f.runResults(t)
+	f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
+	f.writeResult(t, j.Result(job.StatusFailed, job.ClassTimeout))
+	waitLog(t, f, `"status":"failed","via":"dm","reason":"token_expired"`)
+	waitLog(t, f, `"status":"started","via":"dm","reason":"token_expired"`)
+	if c := api.Calls(); len(c) != 0 {
+		t.Errorf("Slack was called for an expired token: %+v", c)
+	}
+}
+
+// TestUpdatesNeverDelayFinals: a flood of intermediate updates (a
+// compromised worker replaying every token it kept) while Slack hangs is
+// dropped without holding up a final message, which goes out once Slack
+// answers again. Had the updates been delivered in line (each waiting
+// for Slack), the final would wait for all of them: the test's deadline.
+func TestUpdatesNeverDelayFinals(t *testing.T) {
+	f, api := botFixture(t)
+	f.runResults(t)
+	api.Hang("chat.postMessage", -1)
+	for range 200 {
+		j := f.job(t, "dQw4w9WgXcQ", job.FormatBest, "/r/1")
+		f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
+	}
+	waitLog(t, f, `"code":"queue_full"`)
+	api.Hang("chat.postMessage", 0)
+	final := f.job(t, "aaaaaaaaaaa", job.FormatAudio, "/r/2")
+	f.writeResult(t, final.Result(job.StatusFailed, job.ClassUnavailable))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := api.WaitFor(ctx, func(a *testbed.WebAPI) bool {
+		for _, m := range a.Messages(a.DMOf(requester)) {
+			if strings.HasPrefix(m.Text, ":x: Couldn't keep `aaaaaaaaaaa`") {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("the final message waited behind the updates: %v", err)
+	}
+}
+
+// TestEndedFileEndsItsRetries: two final results of one job, both kept
+// through an outage; once Slack is back the first goes out and the
+// second is refused (after the final) and removed, and nothing tries it
+// again. Without forgetting it, every retry tick finds its file gone and
+// quarantines nothing with an alert, forever.
+func TestEndedFileEndsItsRetries(t *testing.T) {
+	f, api := botFixture(t)
+	f.runResults(t)
+	api.Outage(true)
+	j := f.job(t, "dQw4w9WgXcQ", job.FormatBest, "/r/1")
+	f.writeResult(t, j.Result(job.StatusFailed, job.ClassTimeout))
+	done := j.Result(job.StatusDone, job.ClassNone)
+	done.Size, done.File = 1, "dQw4w9WgXcQ-best.mp4"
+	f.writeResult(t, done)
+	for deadline := time.Now().Add(20 * time.Second); strings.Count(f.log.String(), `"reason":"will_retry"`) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("both finals were not kept:\n%s", f.log.String())
+		}
+	}
+	api.Outage(false)
+	waitLog(t, f, `"reason":"result_after_final"`)
+	time.Sleep(300 * time.Millisecond) // thirty retry ticks
+	if n := strings.Count(f.log.String(), `"event":"quarantined"`); n != 0 {
+		t.Errorf("%d quarantine alerts for a file that ended:\n%s", n, f.log.String())
+	}
+	if n := strings.Count(f.log.String(), `"reason":"result_after_final"`); n != 1 {
+		t.Errorf("%d result_after_final alerts, want 1", n)
+	}
+}

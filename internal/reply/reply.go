@@ -62,6 +62,18 @@ func Create(dir *spool.Dir) (*Sealer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("couldn't read the reply key %s/%s: %w", dir.Path(), KeyFile, err)
 	}
+	// A key of an install from before the courier: 0600, the receiver's
+	// group. Written again, it takes the directory's group (setgid: the
+	// courier's) and KeyMode, and replaces the old one in one rename: no
+	// root needs to touch a file in a directory the receiver owns.
+	var st unix.Stat_t
+	gid, gerr := dir.Group()
+	if unix.Fstatat(dir.FD(), KeyFile, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && gerr == nil &&
+		(st.Mode&0o7777 != KeyMode || int(st.Gid) != gid) {
+		if err := spool.WriteFile(dir, dir, KeyFile, key, KeyMode, -1, true); err != nil {
+			return nil, fmt.Errorf("couldn't give the reply key its mode and group: %w", err)
+		}
+	}
 	return New(key)
 }
 

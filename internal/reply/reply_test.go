@@ -130,3 +130,31 @@ func openDir(t *testing.T, path string) *spool.Dir {
 	t.Cleanup(func() { d.Close() })
 	return d
 }
+
+// TestOldKeyTakesTheCouriersGroup: a key an older receiver made (0600)
+// is written again by the next receiver with KeyMode (and, in a setgid
+// directory, the directory's group), keeping its bytes: tokens sealed
+// before still open.
+func TestOldKeyTakesTheCouriersGroup(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, KeyFile)
+	old := bytes.Repeat([]byte{9}, 32)
+	if err := os.WriteFile(p, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s0, _ := New(old)
+	tok, _ := s0.Seal("abcdefghijklmnopqrstuvwxyz", Info{Video: "dQw4w9WgXcQ"})
+	s, err := Create(openDir(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(p); err != nil || st.Mode().Perm() != KeyMode {
+		t.Fatalf("key after a start: %v, %v; want mode %04o", st.Mode(), err, KeyMode)
+	}
+	if _, err := s.Open("abcdefghijklmnopqrstuvwxyz", tok); err != nil {
+		t.Fatal("a token sealed before does not open")
+	}
+	if _, err := Read(p, os.Getuid()); err != nil {
+		t.Fatalf("the courier cannot read it: %v", err)
+	}
+}

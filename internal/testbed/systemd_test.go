@@ -88,7 +88,27 @@ func TestSystemd(t *testing.T) {
 	if got := c.must(cfgMode); got != "640 root ytkeep-spool" {
 		t.Errorf("installed configuration: %s, want 640 root ytkeep-spool", got)
 	}
+	// An upgrade from a receiver that read results itself: what it had
+	// claimed goes to the courier; a link planted among it (the receiver
+	// owns the directory) moves no one's file and changes no mode.
+	const claimed = "/var/spool/ytkeep/receiver/claimed"
+	c.must("install -d -o ytkeep-recv -m 0700 " + claimed +
+		" && printf x > " + claimed + "/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result && chown ytkeep-work:ytkeep-spool " + claimed + "/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result" +
+		" && chmod 0640 " + claimed + "/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result" +
+		" && printf secret > /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result && chmod 0600 /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result" +
+		" && ln -s /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result " + claimed + "/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result" +
+		" && ln -s /etc/ytkeep/bot_token " + claimed + "/cccccccccccccccccccccccccc.alert")
 	c.must("chmod 0644 /etc/ytkeep/ytkeep.toml && chgrp root /etc/ytkeep/ytkeep.toml && cd /src && ./scripts/install.sh")
+	if got := c.must("stat -c '%a %U' /var/spool/ytkeep/results/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"); got != "644 ytkeep-work" {
+		t.Errorf("the old receiver's claimed result in results/: %s, want 644 ytkeep-work", got)
+	}
+	for f, want := range map[string]string{"/root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result": "600 root", "/etc/ytkeep/bot_token": "400 root"} {
+		if got := c.must("stat -c '%a %U' " + f); got != want {
+			t.Errorf("%s after the upgrade: %s, want %s (a planted link was followed)", f, got, want)
+		}
+	}
+	// The test result holds no record: out of the courier's way.
+	c.must("rm /var/spool/ytkeep/results/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result && rm -rf /var/spool/ytkeep/.upgrade.*")
 	if got := c.must(cfgMode); got != "640 root ytkeep-spool" {
 		t.Errorf("configuration after installing over a 0644 one: %s, want 640 root ytkeep-spool", got)
 	}
