@@ -34,7 +34,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir, SocketMode: !httpMode})
+	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir, SocketMode: !httpMode, Bot: true})
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	}
 	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d), ytkeep-downloader (pid %d) and ytkeep-courier (pid %d)",
 		w.Receiver.Cmd.Process.Pid, intake, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid, w.Courier.Cmd.Process.Pid)
-	say("      as separate processes: the receiver takes commands, the courier posts the results.")
+	say("      as separate processes: the receiver takes commands, the courier posts the results with the app's bot token.")
 	ports, err := testbed.ListeningPorts(w.Receiver.Cmd.Process.Pid)
 	if err != nil {
 		return err
@@ -106,17 +106,33 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	}
 	say("      Slack shows you (only you):\n        %s", reply)
 
-	say("\n[5/6] Later, the courier posts to the command's response_url, and Slack shows you:")
-	msgs, err := w.Slack.WaitFor(ctx, id, testbed.Final)
-	for _, m := range msgs {
-		say("        %s", m)
+	say("\n[5/6] In your direct messages with ytkeep, one status message, which the courier updates in place:")
+	dm := w.WebAPI.DMOf(testbed.User)
+	err = w.WebAPI.WaitFor(ctx, func(a *testbed.WebAPI) bool {
+		m := a.Messages(dm)
+		return len(m) == 1 && testbed.Final(m[0].Text)
+	})
+	msgs := w.WebAPI.Messages(dm)
+	if len(msgs) == 1 {
+		for i, t := range msgs[0].Texts {
+			verb := "posted"
+			if i > 0 {
+				verb = "updated"
+			}
+			say("        (%s) %s", verb, t)
+		}
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("no final status message in the DM: %w", err)
 	}
-	if !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark:") {
+	if !strings.HasPrefix(msgs[0].Text, ":white_check_mark:") {
 		return fmt.Errorf("the download failed")
 	}
+	if posted := w.Slack.Messages(id); len(posted) != 0 {
+		return fmt.Errorf("the courier also posted to the response_url: %q", posted)
+	}
+	say("      (Slack keeps this message, however long the download takes; without a bot token, results go to the")
+	say("      command's response_url instead, which Slack accepts for 30 minutes.)")
 	stored := filepath.Join(w.DownloadsDir, "dQw4w9WgXcQ-720p.mp4")
 	st, err := os.Stat(stored)
 	if err != nil {
