@@ -83,6 +83,7 @@ fuzz:
 # Benchmarks print figures; tests never time anything.
 bench: build
 	$(GO) test -run=NONE -bench=. -benchtime=2000x ./internal/slackreq ./internal/spool ./internal/receiver
+	$(GO) test -run=NONE -bench=BenchmarkFinalMessage -benchtime=40x ./internal/courier
 	./$(BIN)/ytkeep loadtest -rate 500 -duration 10s
 
 # As root: binaries, units, users, tree, AppArmor profiles, example config.

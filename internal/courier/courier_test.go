@@ -41,7 +41,7 @@ type fakeSlack struct {
 	srv   *httptest.Server
 }
 
-func newFakeSlack(t *testing.T) *fakeSlack {
+func newFakeSlack(t testing.TB) *fakeSlack {
 	f := &fakeSlack{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct{ Text string }
@@ -77,7 +77,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture { return newFixtureWith(t, nil) }
 
 // newFixtureWith is newFixture with options mut changes first.
-func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
+func newFixtureWith(t testing.TB, mut func(*Options)) *fixture {
 	root := t.TempDir()
 	f := &fixture{layout: spool.Layout{Root: filepath.Join(root, "spool")}, log: &syncBuffer{}, slack: newFakeSlack(t), now: time.Now()}
 	if err := f.layout.CreateSingleUser(filepath.Join(root, "dl")); err != nil {
@@ -107,7 +107,7 @@ func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
 
 // job is a job as the receiver queues it, for video and format, whose
 // response_url is the fake Slack's path.
-func (f *fixture) job(t *testing.T, video string, format job.Format, path string) *job.Job {
+func (f *fixture) job(t testing.TB, video string, format job.Format, path string) *job.Job {
 	t.Helper()
 	j := &job.Job{V: job.Version, ID: job.NewID(), Video: video, Format: format, Team: "T1", User: requester, Channel: "C1", Created: f.now.Unix()}
 	tok, err := f.sealer.Seal(j.ID, reply.Info{URL: f.slack.srv.URL + path, Created: j.Created, Video: video, Format: format, User: j.User})
@@ -119,7 +119,7 @@ func (f *fixture) job(t *testing.T, video string, format job.Format, path string
 }
 
 // writeResult plays the worker.
-func (f *fixture) writeResult(t *testing.T, r *job.Result) {
+func (f *fixture) writeResult(t testing.TB, r *job.Result) {
 	t.Helper()
 	b, err := r.Marshal()
 	if err != nil {
@@ -130,7 +130,7 @@ func (f *fixture) writeResult(t *testing.T, r *job.Result) {
 
 // put renames data into results/ as name, as the worker's outbox does:
 // the courier never sees a half-written file.
-func (f *fixture) put(t *testing.T, name string, data []byte) {
+func (f *fixture) put(t testing.TB, name string, data []byte) {
 	t.Helper()
 	tmp := filepath.Join(f.layout.Root, "."+name)
 	if err := os.WriteFile(tmp, data, 0o640); err != nil {

@@ -15,7 +15,7 @@ import (
 
 // botFixture is a courier with a bot token on a simulated Web API, on
 // the wall clock, retrying every 20 ms.
-func botFixture(t *testing.T) (*fixture, *testbed.WebAPI) {
+func botFixture(t testing.TB) (*fixture, *testbed.WebAPI) {
 	t.Helper()
 	sl, err := testbed.NewSlack("T1")
 	if err != nil {
@@ -198,7 +198,7 @@ func TestFinalExpires(t *testing.T) {
 	}
 }
 
-func mustBot(t *testing.T, token, apiURL string) *slackapi.Client {
+func mustBot(t testing.TB, token, apiURL string) *slackapi.Client {
 	t.Helper()
 	c, err := slackapi.New(slackapi.Options{Token: token, APIURL: apiURL})
 	if err != nil {
