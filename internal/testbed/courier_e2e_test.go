@@ -66,3 +66,34 @@ func TestStatusMessagesEndToEnd(t *testing.T) {
 		t.Errorf("Slack's limits broken: %q", v)
 	}
 }
+
+// TestTwoUsersOneDownload: two users ask for the same video and format
+// at once: one download, and each gets the saved message on their own
+// response_url.
+func TestTwoUsersOneDownload(t *testing.T) {
+	w := newWorld(t, WorldOptions{AnyUser: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ids := make(chan string, 2)
+	for _, user := range []string{User, "U0DEMO0002"} {
+		go func() {
+			inv := w.Invocation("https://youtu.be/jNQXAC9IVRw 480p")
+			inv.User = user
+			_, id, err := w.Send(ctx, inv)
+			if err != nil {
+				t.Error(err)
+			}
+			ids <- id
+		}()
+	}
+	for range 2 {
+		id := <-ids
+		msgs, err := w.Slack.WaitFor(ctx, id, Final)
+		if err != nil || !strings.HasPrefix(msgs[len(msgs)-1], ":white_check_mark: Saved *jNQXAC9IVRw*") {
+			t.Fatalf("response %s: %q, %v", id, msgs, err)
+		}
+	}
+	if n := strings.Count(w.Worker.Log(), `"event":"started","job":`); n != 1 {
+		t.Errorf("%d downloads for two requests of one video and format, want 1:\n%s", n, w.Worker.Log())
+	}
+}
