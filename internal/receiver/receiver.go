@@ -301,10 +301,14 @@ func (s *Service) usage() string {
 }
 
 func (s *Service) help() string {
+	where := "I answer here, in this channel, for 30 minutes after the command (Slack allows no longer); a longer download is still kept."
+	if s.opt.StatusInDM {
+		where = "I keep you posted in our direct messages: one message per video, updated until it's saved, however long that takes."
+	}
 	return "ytkeep keeps a YouTube video on the team's server for offline viewing.\n" +
 		"Usage: " + s.usage() + "\n" +
 		"Formats: best (default), audio (sound only), 1080p, 720p, 480p, 360p (highest quality up to that height).\n" +
-		"Links: youtube.com/watch?v=…, youtu.be/…, /shorts/…, /live/…, /embed/…"
+		"Links: youtube.com/watch?v=…, youtu.be/…, /shorts/…, /live/…, /embed/…\n" + where
 }
 
 func trunc(s string, n int) string {

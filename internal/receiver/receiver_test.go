@@ -381,3 +381,25 @@ func TestRateLogCannotStopTheReceiver(t *testing.T) {
 		t.Errorf("the problems were not logged:\n%s", f.log.String())
 	}
 }
+
+// TestHelp: /ytkeep help (or the bare command) tells what it does, how,
+// and where the user will hear back: the channel for 30 minutes, or, when
+// the courier has a bot token, their DM.
+func TestHelp(t *testing.T) {
+	for _, dm := range []bool{false, true} {
+		f := newFixtureWith(t, func(o *Options) { o.StatusInDM = dm })
+		for _, text := range []string{"help", "", "HELP"} {
+			r := f.s.Handle(f.cmd(text))
+			want := "in this channel, for 30 minutes"
+			if dm {
+				want = "in our direct messages"
+			}
+			if !strings.Contains(r, "Usage: `/ytkeep <YouTube link> [best|audio|1080p|720p|480p|360p]`") || !strings.Contains(r, want) {
+				t.Errorf("help (dm %v, %q): %q, want the usage and %q", dm, text, r, want)
+			}
+		}
+		if n := len(f.incoming(t)); n != 0 {
+			t.Errorf("help queued %d jobs", n)
+		}
+	}
+}
