@@ -406,8 +406,22 @@ func (w *World) StartCourier() (err error) {
 	if w.dlConfigStdin {
 		start = StartConfigStdin
 	}
-	w.Courier, err = start("ytkeep-courier", w.courierBin, w.ConfigPath, filepath.Join(w.Dir, "courier.log"), w.env)
-	return err
+	n := 1
+	if w.Courier != nil {
+		n = 2 // a restart writes a second courier.log
+	}
+	w.Courier, err = start("ytkeep-courier", w.courierBin, w.ConfigPath, filepath.Join(w.Dir, fmt.Sprintf("courier-%d.log", n)), w.env)
+	if err != nil {
+		return err
+	}
+	// Ready, as the receiver and the worker are before NewWorld returns:
+	// a stop that comes earlier would find no signal handler yet.
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(w.Courier.Log(), `"msg":"courier ready"`); time.Sleep(20 * time.Millisecond) {
+		if exited, _ := w.Courier.Exited(); exited || time.Now().After(deadline) {
+			return fmt.Errorf("the courier did not get ready:\n%s", w.Courier.Log())
+		}
+	}
+	return nil
 }
 
 // KillCourier kills the courier with SIGKILL, as a crash would, and
