@@ -71,7 +71,7 @@ if [[ -d "$old/claimed" && ! -L "$old/claimed" ]]; then
 			else
 				echo "Not a result of the worker's, left in $stage: ${f##*/}" >&2
 			fi
-		done
+		done || true
 	rmdir -- "$stage" "$old/claimed" 2>/dev/null || true
 fi
 if [[ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" == Y ]]; then
