@@ -69,8 +69,10 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseLaunch$$ -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseAlert$$ -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseLaunchReply$$ -fuzztime=$(FUZZTIME) ./internal/job
+	$(GO) test -run=NONE -fuzz=FuzzParseProgress$$ -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseCommand$$ -fuzztime=$(FUZZTIME) ./internal/slackreq
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
+	$(GO) test -run=NONE -fuzz=FuzzParseProgress$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzSealerOpen$$ -fuzztime=$(FUZZTIME) ./internal/reply
 	$(GO) test -run=NONE -fuzz=FuzzPayloadForm$$ -fuzztime=$(FUZZTIME) ./internal/receiver
 	$(GO) test -run=NONE -fuzz=FuzzParseDisconnect$$ -fuzztime=$(FUZZTIME) ./internal/receiver

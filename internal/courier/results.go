@@ -126,7 +126,7 @@ func (s *Service) handleResult(ctx context.Context, name string) {
 
 func validResultName(name string) bool {
 	n, err := job.ParseName(name)
-	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert)
+	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert || n.Kind == job.KindProgress)
 }
 
 // handleClaimed validates a claimed result, posts it and removes it
@@ -146,6 +146,9 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 	}
 	if n, err := job.ParseName(name); err == nil && n.Kind == job.KindAlert {
 		s.relayAlert(name, quarantine)
+		return false
+	} else if err == nil && n.Kind == job.KindProgress {
+		s.progress(name, quarantine)
 		return false
 	}
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
@@ -176,7 +179,7 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 		if !r.Status.Final() {
 			// An intermediate update: handed over, never waited for.
 			s.inbox.Claimed.Remove(name)
-			s.intermediate(r, info)
+			s.intermediate(r, info, nil)
 			return false
 		}
 		if !s.deliver(ctx, name, r, info) {
@@ -188,6 +191,35 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 	s.reply(ctx, r, info)
 	s.inbox.Claimed.Remove(name)
 	return false
+}
+
+// progress passes a download's progress to its job's status message, as
+// an intermediate update (never waited for). Without a bot token it is
+// dropped: a response_url takes 5 posts, spent on the start and the end.
+func (s *Service) progress(name string, quarantine func(string)) {
+	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	p, err := job.ParseProgress(data)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	if p.FileName() != name {
+		quarantine("file name does not match its content")
+		return
+	}
+	info, err := s.sealer.Open(p.Job, p.Reply)
+	if err != nil {
+		quarantine(err.Error())
+		return
+	}
+	s.inbox.Claimed.Remove(name)
+	if s.opt.Slack != nil && info.User != "" {
+		s.intermediate(&job.Result{V: job.Version, Job: p.Job, Status: job.StatusStarted, Reply: p.Reply}, info, p)
+	}
 }
 
 // relayAlert passes on an alert the worker could not send itself (it has

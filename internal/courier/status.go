@@ -49,15 +49,35 @@ type statusRecord struct {
 // postWait bounds one attempt to post or update a status message.
 const postWait = 30 * time.Second
 
-// statusMessage is the status message for r: the text as posted to a
-// response_url, in a section block, with the job's ID below it.
-func statusMessage(info *reply.Info, r *job.Result) slackapi.Message {
+// statusMessage is the status message for r (or, for a running job, its
+// progress p): the text as posted to a response_url, in a section block,
+// with the job's ID below it.
+func statusMessage(info *reply.Info, r *job.Result, p *job.Progress) slackapi.Message {
 	text := Message(info, r)
+	if p != nil && !r.Status.Final() {
+		text = progressText(info, p)
+	}
 	return slackapi.Message{Text: text, Blocks: []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
 		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType,
 			fmt.Sprintf("Job `%s` · https://www.youtube.com/watch?v=%s", r.Job, info.Video), false, false)),
 	}}
+}
+
+// progressText is a running download's line: what part, of how much, how
+// fast, how long still; what the worker did not know is left out.
+func progressText(info *reply.Info, p *job.Progress) string {
+	t := fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)… %d%%", info.Video, info.Format, p.Percent)
+	if p.Total > 0 {
+		t += " of " + formatSize(p.Total)
+	}
+	if p.Speed > 0 {
+		t += ", " + formatSize(p.Speed) + "/s"
+	}
+	if p.ETA > 0 {
+		t += ", about " + formatDuration(p.ETA) + " left"
+	}
+	return t
 }
 
 func (s *Service) loadStatus(id string) (*statusRecord, error) {
@@ -84,8 +104,8 @@ func (s *Service) saveStatus(id string, r *statusRecord) error {
 }
 
 // postStatus posts or updates the status message of r's job.
-func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, rec *statusRecord) error {
-	msg := statusMessage(info, r)
+func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, p *job.Progress, rec *statusRecord) error {
+	msg := statusMessage(info, r, p)
 	final := r.Status.Final()
 	if rec != nil {
 		err := s.opt.Slack.Update(ctx, rec.Channel, rec.TS, msg)
@@ -121,11 +141,12 @@ func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Inf
 // deliver brings r to its job's status message. It reports whether the
 // claimed result is done with (false: keep it, retry later).
 func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info *reply.Info) bool {
-	return s.deliverWithin(ctx, name, r, info, postWait)
+	return s.deliverWithin(ctx, name, r, info, nil, postWait)
 }
 
-// deliverWithin is deliver, each attempt bounded by wait.
-func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result, info *reply.Info, wait time.Duration) bool {
+// deliverWithin is deliver, each attempt bounded by wait; p, when not
+// nil, is the running job's progress to show.
+func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result, info *reply.Info, p *job.Progress, wait time.Duration) bool {
 	lock := s.jobLock(r.Job)
 	lock.Lock()
 	defer lock.Unlock()
@@ -151,7 +172,7 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 		return true
 	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
-	err = s.postStatus(pctx, r, info, rec)
+	err = s.postStatus(pctx, r, info, p, rec)
 	cancel()
 	if err == nil {
 		audit.Event(s.log, audit.Replied, attrs...)
@@ -210,12 +231,13 @@ const (
 type update struct {
 	r    *job.Result
 	info *reply.Info
+	p    *job.Progress // nil: the job's start
 }
 
 // intermediate queues an intermediate update, or drops it.
-func (s *Service) intermediate(r *job.Result, info *reply.Info) {
+func (s *Service) intermediate(r *job.Result, info *reply.Info, p *job.Progress) {
 	select {
-	case s.updates <- update{r, info}:
+	case s.updates <- update{r, info, p}:
 	default:
 		audit.Event(s.log, audit.ReplyFailed, "job", r.Job, "status", r.Status, "via", "dm", "reason", "update_dropped", "code", "queue_full")
 	}
@@ -236,7 +258,7 @@ func (s *Service) runIntermediates(ctx context.Context) {
 				continue
 			}
 			sent = append(sent, now)
-			s.deliverWithin(ctx, "", u.r, u.info, interWait)
+			s.deliverWithin(ctx, "", u.r, u.info, u.p, interWait)
 		}
 	}
 }

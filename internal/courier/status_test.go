@@ -288,3 +288,51 @@ func TestEndedFileEndsItsRetries(t *testing.T) {
 		t.Errorf("%d result_after_final alerts, want 1", n)
 	}
 }
+
+// TestProgressInStatusMessage: the worker's progress records update the
+// status message in place (percent, size, speed, time left) between the
+// start and the end; without a bot token they are dropped, not posted.
+func TestProgressInStatusMessage(t *testing.T) {
+	progress := func(f *fixture, j *job.Job, seq, pct int) {
+		t.Helper()
+		p := &job.Progress{V: job.Version, Job: j.ID, Seq: seq, Percent: pct, Bytes: 5 << 20, Total: 12 << 20, Speed: 1 << 20, ETA: 7, Reply: j.Reply}
+		b, err := p.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.put(t, p.FileName(), b)
+	}
+	f, api := botFixture(t)
+	f.runResults(t)
+	j := f.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
+	waitDM(t, api, ":hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)…")
+	progress(f, j, 1, 42)
+	waitDM(t, api, ":hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)… 42% of 12.0 MiB, 1.0 MiB/s, about 0:07 left")
+	done := j.Result(job.StatusDone, job.ClassNone)
+	done.Size, done.File = 12<<20, "dQw4w9WgXcQ-720p.mp4"
+	f.writeResult(t, done)
+	m := waitDM(t, api, ":white_check_mark: Saved")
+	if len(m.Texts) != 3 || m.Updates != 2 {
+		t.Errorf("the status message went %q, want start, progress, end", m.Texts)
+	}
+
+	// Without a bot token: nothing to the response_url, the file gone.
+	g := newFixture(t)
+	g.runResults(t)
+	k := g.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	progress(g, k, 1, 42)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		left, _ := os.ReadDir(g.layout.Results())
+		claimed, _ := os.ReadDir(g.layout.Courier("claimed"))
+		if len(left)+len(claimed) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the progress record was not taken")
+		}
+	}
+	if p := g.slack.Posts(); len(p) != 0 {
+		t.Errorf("progress posted to the response_url: %q", p)
+	}
+}

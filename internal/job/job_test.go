@@ -172,6 +172,7 @@ var parsers = map[string]func([]byte) error{
 	"stored":      func(b []byte) error { _, err := ParseStored(b); return err },
 	"launch":      func(b []byte) error { _, err := ParseLaunch(b); return err },
 	"launchreply": func(b []byte) error { _, err := ParseLaunchReply(b); return err },
+	"progress":    func(b []byte) error { _, err := ParseProgress(b); return err },
 }
 
 // hostile returns the samples of testdata/hostile/<kind>, by file name.
@@ -226,7 +227,8 @@ func TestHostileSamplesBases(t *testing.T) {
 	s := &Stored{V: 1, Video: "dQw4w9WgXcQ", Format: FormatBest, File: "dQw4w9WgXcQ-best.mp4", Title: "A title", Duration: 3, Size: 43187, StoredAt: 1764140000, Job: id}
 	l := &Launch{ID: 7, JobDir: id, Video: "dQw4w9WgXcQ", Format: FormatBest}
 	lr := &LaunchReply{ID: 7, ElapsedMS: 1200}
-	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l, "launchreply": lr} {
+	pr := &Progress{V: 1, Job: id, Seq: 3, Percent: 42, Bytes: 1000, Total: 2000, Speed: 500, ETA: 2, Reply: token}
+	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l, "launchreply": lr, "progress": pr} {
 		b, err := m.Marshal()
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)
@@ -360,6 +362,27 @@ func FuzzParseLaunchReply(f *testing.F) {
 		}
 		if r.Egress == nil && r.ID == 0 {
 			t.Fatalf("accepted %q", b)
+		}
+	})
+}
+
+func FuzzParseProgress(f *testing.F) {
+	good, _ := (&Progress{V: 1, Job: "aaaaaaaaaaaaaaaaaaaaaaaaaa", Seq: 1, Percent: 7, Bytes: 10, Total: 100, Speed: 5, ETA: 18, Reply: token}).Marshal()
+	f.Add(good)
+	for _, b := range hostile(f, "progress") {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := ParseProgress(b)
+		if err != nil {
+			return
+		}
+		again, err := p.Marshal()
+		if err != nil || string(again) != string(b) {
+			t.Fatalf("accepted non-canonical input %q", b)
+		}
+		if p.FileName() == "" || p.Percent < 0 || p.Percent > 100 {
+			t.Fatalf("accepted %+v", p)
 		}
 	})
 }

@@ -14,13 +14,17 @@ type Kind int
 // The kinds of names. Every file ytkeep writes has one of these names;
 // anything else found in a spool directory is hostile or debris.
 const (
-	KindJob     Kind = iota + 1 // incoming/<id>.job, written by the receiver
-	KindClaimed                 // worker/claimed/<id>.job.<attempt>
-	KindResult                  // results/<id>.<status>.result, by the worker
-	KindAlert                   // results/<id>.alert (worker), receiver/alerts/<id>.alert
-	KindStored                  // downloads/<video>-<format>.<media ext>
-	KindSidecar                 // downloads/<video>-<format>.json
+	KindJob      Kind = iota + 1 // incoming/<id>.job, written by the receiver
+	KindClaimed                  // worker/claimed/<id>.job.<attempt>
+	KindResult                   // results/<id>.<status>.result, by the worker
+	KindAlert                    // results/<id>.alert (worker), receiver/alerts/<id>.alert
+	KindStored                   // downloads/<video>-<format>.<media ext>
+	KindSidecar                  // downloads/<video>-<format>.json
+	KindProgress                 // results/<id>.<seq>.progress, by the worker
 )
+
+// MaxProgress bounds the sequence number in a progress record's name.
+const MaxProgress = 10000
 
 // MaxAttempts bounds the attempt number in a claimed job's name.
 const MaxAttempts = 1000
@@ -29,7 +33,7 @@ const MaxAttempts = 1000
 type Name struct {
 	Kind    Kind
 	ID      string // job id: KindJob, KindClaimed, KindResult, KindAlert
-	Attempt int    // KindClaimed: 1 for the first claim
+	Attempt int    // KindClaimed: 1 for the first claim; KindProgress: its sequence number
 	Status  Status // KindResult
 	Video   string // KindStored, KindSidecar
 	Format  Format // KindStored, KindSidecar
@@ -58,6 +62,13 @@ func ParseName(name string) (Name, error) {
 				return bad("bad attempt number")
 			}
 			n.Kind, n.Attempt = KindClaimed, v
+		case strings.HasSuffix(rest, ".progress"):
+			a := strings.TrimSuffix(rest, ".progress")
+			v, err := strconv.Atoi(a)
+			if err != nil || v < 1 || v > MaxProgress || strconv.Itoa(v) != a {
+				return bad("bad progress number")
+			}
+			n.Kind, n.Attempt = KindProgress, v
 		case strings.HasSuffix(rest, ".result"):
 			n.Kind, n.Status = KindResult, Status(strings.TrimSuffix(rest, ".result"))
 			if !n.Status.Valid() {
@@ -99,6 +110,8 @@ func (n Name) String() string {
 		return n.ID + "." + string(n.Status) + ".result"
 	case KindAlert:
 		return n.ID + ".alert"
+	case KindProgress:
+		return n.ID + "." + strconv.Itoa(n.Attempt) + ".progress"
 	case KindStored:
 		return StoredName(n.Video, n.Format, n.Ext)
 	case KindSidecar:

@@ -21,6 +21,8 @@ func TestParseName(t *testing.T) {
 		{id + ".done.result", Name{Kind: KindResult, ID: id, Status: StatusDone}},
 		{id + ".failed.result", Name{Kind: KindResult, ID: id, Status: StatusFailed}},
 		{id + ".alert", Name{Kind: KindAlert, ID: id}},
+		{id + ".1.progress", Name{Kind: KindProgress, ID: id, Attempt: 1}},
+		{id + ".10000.progress", Name{Kind: KindProgress, ID: id, Attempt: 10000}},
 		{"dQw4w9WgXcQ-best.mp4", Name{Kind: KindStored, Video: "dQw4w9WgXcQ", Format: FormatBest, Ext: "mp4"}},
 		{"dQw4w9WgXcQ-audio.opus", Name{Kind: KindStored, Video: "dQw4w9WgXcQ", Format: FormatAudio, Ext: "opus"}},
 		{"dQw4w9WgXcQ-720p.json", Name{Kind: KindSidecar, Video: "dQw4w9WgXcQ", Format: Format720}},

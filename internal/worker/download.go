@@ -61,6 +61,32 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 	}
 }
 
+// progressReporter returns what the download's progress lines go to: a
+// progress record for the courier (numbers only, with the job's reply
+// token), at most one per Options.ProgressEvery and only when the percent
+// has moved, at most job.MaxProgress per job.
+func (w *Worker) progressReporter(j *job.Job) func(ytdlp.Progress) {
+	var last time.Time
+	seq, percent := 0, -1
+	return func(p ytdlp.Progress) {
+		now := time.Now()
+		if p.Percent == percent || now.Sub(last) < w.opt.ProgressEvery || seq >= job.MaxProgress {
+			return
+		}
+		seq++
+		last, percent = now, p.Percent
+		r := &job.Progress{V: job.Version, Job: j.ID, Seq: seq, Percent: p.Percent, Bytes: p.Bytes, Total: p.Total,
+			Speed: p.Speed, ETA: p.ETA, Reply: j.Reply}
+		data, err := r.Marshal()
+		if err == nil {
+			err = w.results.Put(r.FileName(), data)
+		}
+		if err != nil {
+			w.log.Error("couldn't report progress", "job", j.ID, "err", err)
+		}
+	}
+}
+
 // parkedJob is a claimed job waiting for another's download of the same
 // video and format (process).
 type parkedJob struct {
@@ -130,8 +156,9 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		return fail(job.ClassInternal)
 	}
 	parsed := make(chan *ytdlp.Output, 1)
+	progress := w.progressReporter(j)
 	go func() {
-		o, err := ytdlp.ParseOutput(pr)
+		o, err := ytdlp.ParseOutputProgress(pr, progress)
 		pr.Close()
 		if err != nil {
 			w.log.Warn("odd yt-dlp output", "job", j.ID, "err", err)

@@ -36,7 +36,9 @@ type Options struct {
 	Concurrency  int
 	MaxFileBytes int64
 	MaxAttempts  int
-	Logger       *slog.Logger
+	// ProgressEvery spaces a job's progress records (default 10 s).
+	ProgressEvery time.Duration
+	Logger        *slog.Logger
 }
 
 // Worker processes jobs. Create it with New and start it with Run.
@@ -68,6 +70,9 @@ func New(opt Options) (*Worker, error) {
 	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}, inflight: map[string][]parkedJob{}}
 	if w.log == nil || opt.Launcher == nil {
 		return nil, errors.New("worker: no logger or launcher")
+	}
+	if w.opt.ProgressEvery == 0 {
+		w.opt.ProgressEvery = 10 * time.Second
 	}
 	// Job files must belong to the receiver: the owner of its private dir.
 	recvUID, err := spool.Owner(w.layout.Receiver(""))

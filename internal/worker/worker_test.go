@@ -561,3 +561,35 @@ func TestParkedJobsHoldNoSlot(t *testing.T) {
 		}
 	}
 }
+
+// TestProgressRecords: the download's progress lines become progress
+// records for the courier: numbers only, each percent once, numbered,
+// with the job's reply token; a line that is not a progress line makes
+// none.
+func TestProgressRecords(t *testing.T) {
+	h := newHarness(t, func(o *Options, _ *time.Duration) { o.ProgressEvery = time.Nanosecond })
+	h.start()
+	j := newJob("progressAAA", job.FormatBest)
+	h.submit(j)
+	if r := h.result(j.ID); r.Status != job.StatusDone {
+		t.Fatalf("result %+v", r)
+	}
+	var got []job.Progress
+	for seq := 1; ; seq++ {
+		b, err := os.ReadFile(filepath.Join(h.layout.Results(), (&job.Progress{Job: j.ID, Seq: seq}).FileName()))
+		if err != nil {
+			break
+		}
+		p, err := job.ParseProgress(b)
+		if err != nil {
+			t.Fatalf("record %d: %v", seq, err)
+		}
+		got = append(got, *p)
+	}
+	if len(got) != 3 || got[0].Percent != 10 || got[1].Percent != 55 || got[2].Percent != 100 {
+		t.Fatalf("progress records %+v, want 10, 55, 100", got)
+	}
+	if p := got[1]; p.Bytes != 500 || p.Total != 1000 || p.Speed != 250 || p.ETA != 2 || p.Reply != token || p.Seq != 2 {
+		t.Errorf("record %+v", p)
+	}
+}

@@ -110,6 +110,58 @@ const MetaPrefix = "ytkeep-meta "
 // ProgressPrefix marks progress lines.
 const ProgressPrefix = "ytkeep-progress "
 
+// progressFields are the progress line's fields after ProgressPrefix, as
+// yt-dlp's output template writes them: percent ("42.3%"), bytes so far,
+// total bytes, the estimate of the total, speed (bytes a second) and
+// seconds left; "NA" for what yt-dlp does not know.
+const progressFields = "%(progress._percent_str)s %(progress.downloaded_bytes)s %(progress.total_bytes)s " +
+	"%(progress.total_bytes_estimate)s %(progress.speed)s %(progress.eta)s"
+
+// Progress is one progress line, read (ParseProgress). Zero is unknown.
+type Progress struct {
+	Percent                  int
+	Bytes, Total, Speed, ETA int64
+}
+
+// ParseProgress reads the fields of a progress line (after
+// ProgressPrefix), untrusted: a percent from 0 to 100, then optionally
+// five numbers or NA, each within bounds (bytes and speed at most 1 TiB,
+// ETA at most a week). Anything else is not a progress line.
+func ParseProgress(s string) (Progress, bool) {
+	f := strings.Fields(s)
+	if len(f) != 1 && len(f) != 6 {
+		return Progress{}, false
+	}
+	pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+	if err != nil || !strings.HasSuffix(f[0], "%") || !(pct >= 0 && pct <= 100) {
+		return Progress{}, false
+	}
+	p := Progress{Percent: int(pct)}
+	if len(f) == 1 {
+		return p, true
+	}
+	var v [5]int64
+	for i, x := range f[1:] {
+		if x == "NA" {
+			continue
+		}
+		n, err := strconv.ParseFloat(x, 64)
+		limit := float64(int64(1) << 40)
+		if i == 4 {
+			limit = 7 * 24 * 3600
+		}
+		if err != nil || !(n >= 0 && n <= limit) {
+			return Progress{}, false
+		}
+		v[i] = int64(n)
+	}
+	p.Bytes, p.Total, p.Speed, p.ETA = v[0], v[1], v[3], v[4]
+	if p.Total == 0 {
+		p.Total = v[2] // the estimate
+	}
+	return p, true
+}
+
 var selectors = map[job.Format]string{
 	job.FormatBest:  "bv*+ba/b",
 	job.Format1080:  "bv*[height<=?1080]+ba/b[height<=?1080]",
@@ -170,7 +222,7 @@ func (c *Capabilities) Args(r *Request) ([]string, error) {
 		a = append(a, "--progress") // --print implies --quiet; keep progress
 	}
 	if c.Has("--progress-template") {
-		a = append(a, "--progress-template", "download:"+ProgressPrefix+"%(progress._percent_str)s")
+		a = append(a, "--progress-template", "download:"+ProgressPrefix+progressFields)
 	}
 	a = append(a, "--no-plugin-dirs")
 	for _, f := range []string{"--no-cookies-from-browser", "--no-write-info-json", "--no-write-comments", "--no-write-subs", "--no-write-thumbnail", "--no-batch-file", "--no-colors"} {
@@ -248,7 +300,11 @@ const MaxOutput = 4 << 20
 // The Output is valid even when the error is not nil: the error reports
 // what yt-dlp does not print (more than one meta line, which also clears
 // Meta; lines longer than MaxLine) or a failure to read.
-func ParseOutput(r io.Reader) (*Output, error) {
+func ParseOutput(r io.Reader) (*Output, error) { return ParseOutputProgress(r, nil) }
+
+// ParseOutputProgress is ParseOutput that also calls onProgress, when not
+// nil, with each progress line as it is read.
+func ParseOutputProgress(r io.Reader, onProgress func(Progress)) (*Output, error) {
 	o := &Output{Progress: -1}
 	br := bufio.NewReaderSize(&io.LimitedReader{R: r, N: MaxOutput}, MaxLine)
 	metas, long := 0, 0
@@ -280,9 +336,11 @@ func ParseOutput(r io.Reader) (*Output, error) {
 				o.Meta = m
 			}
 		case bytes.HasPrefix(line, []byte(ProgressPrefix)):
-			s := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(string(line[len(ProgressPrefix):])), "%"))
-			if f, err := strconv.ParseFloat(s, 64); err == nil && f >= 0 && f <= 100 {
-				o.Progress = int(f)
+			if p, ok := ParseProgress(string(line[len(ProgressPrefix):])); ok {
+				o.Progress = p.Percent
+				if onProgress != nil {
+					onProgress(p)
+				}
 			}
 		}
 	}
