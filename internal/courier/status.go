@@ -151,6 +151,9 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 	lock.Lock()
 	defer lock.Unlock()
 	attrs := []any{"job", r.Job, "status", r.Status, "via", "dm"}
+	if p != nil {
+		attrs = append(attrs, "kind", "progress", "percent", p.Percent)
+	}
 	if age := s.opt.Now().Sub(time.Unix(info.Created, 0)); age > s.opt.FinalTTL+tokenGrace {
 		// Long after its job could have ended: a record the worker kept
 		// (an honest one writes none this late), replayed to write to

@@ -64,13 +64,14 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 // progressReporter returns what the download's progress lines go to: a
 // progress record for the courier (numbers only, with the job's reply
 // token), at most one per Options.ProgressEvery and only when the percent
-// has moved, at most job.MaxProgress per job.
+// has gone up (so at most 100 per attempt, whatever yt-dlp prints; 0%, and
+// an unknown percent, make none).
 func (w *Worker) progressReporter(j *job.Job) func(ytdlp.Progress) {
 	var last time.Time
-	seq, percent := 0, -1
+	seq, percent := 0, 0
 	return func(p ytdlp.Progress) {
 		now := time.Now()
-		if p.Percent == percent || now.Sub(last) < w.opt.ProgressEvery || seq >= job.MaxProgress {
+		if p.Percent <= percent || now.Sub(last) < w.opt.ProgressEvery || seq >= job.MaxProgress {
 			return
 		}
 		seq++

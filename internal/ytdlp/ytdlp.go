@@ -124,7 +124,8 @@ type Progress struct {
 }
 
 // ParseProgress reads the fields of a progress line (after
-// ProgressPrefix), untrusted: a percent from 0 to 100, then optionally
+// ProgressPrefix), untrusted: a percent from 0 to 100 (N/A%, unknown,
+// reads as 0), then optionally
 // five numbers or NA, each within bounds (bytes and speed at most 1 TiB,
 // ETA at most a week). Anything else is not a progress line.
 func ParseProgress(s string) (Progress, bool) {
@@ -133,6 +134,9 @@ func ParseProgress(s string) (Progress, bool) {
 		return Progress{}, false
 	}
 	pct, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+	if f[0] == "N/A%" { // yt-dlp, when the total is not known
+		pct, err = 0, nil
+	}
 	if err != nil || !strings.HasSuffix(f[0], "%") || !(pct >= 0 && pct <= 100) {
 		return Progress{}, false
 	}

@@ -309,17 +309,16 @@ func TestParseProgress(t *testing.T) {
 		"  42.3% 1048576 2097152 NA 524288.5 2": {Percent: 42, Bytes: 1048576, Total: 2097152, Speed: 524288, ETA: 2},
 		"100.0% 43187 43187 NA NA 0":            {Percent: 100, Bytes: 43187, Total: 43187},
 		"7.1% 1000 NA 14000.2 250.0 52":         {Percent: 7, Bytes: 1000, Total: 14000, Speed: 250, ETA: 52},
-		"Unknown%":                              {},
+		"N/A% 1000 NA NA 250.0 NA":              {Bytes: 1000, Speed: 250},
 		"0.0% NA NA NA NA NA":                   {},
 		"100%":                                  {Percent: 100},
 	}
-	delete(good, "Unknown%")
 	for line, want := range good {
 		if got, ok := ParseProgress(line); !ok || got != want {
 			t.Errorf("ParseProgress(%q) = %+v, %v; want %+v", line, got, ok, want)
 		}
 	}
-	for _, line := range []string{"", "42", "101%", "-1%", "NaN%", "Inf%", "42% 1 2 3 4", "42% 1 2 3 4 5 6",
+	for _, line := range []string{"", "42", "101%", "Unknown%", "N/A", "N/A%%", "-1%", "NaN%", "Inf%", "42% 1 2 3 4", "42% 1 2 3 4 5 6",
 		"42% -1 2 3 4 5", "42% 1 2 3 4 99999999", "42% 1 2e20 3 4 5", "42% x 2 3 4 5", "42% 1 2 3 4 NaN",
 		"<!channel>% 1 2 3 4 5"} {
 		if p, ok := ParseProgress(line); ok {
