@@ -44,7 +44,7 @@ func dm(api *testbed.WebAPI) []testbed.Msg { return api.Messages(api.DMOf(reques
 // prefix and returns it.
 func waitDM(t *testing.T, api *testbed.WebAPI, prefix string) testbed.Msg {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := api.WaitFor(ctx, func(a *testbed.WebAPI) bool {
 		m := dm(a)
@@ -58,7 +58,7 @@ func waitDM(t *testing.T, api *testbed.WebAPI, prefix string) testbed.Msg {
 
 func waitLog(t *testing.T, f *fixture, part string) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(f.log.String(), part); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(f.log.String(), part); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no %s in the log:\n%s", part, f.log.String())
 		}
@@ -116,7 +116,7 @@ func TestFinalThroughOutage(t *testing.T) {
 	}
 	api.Outage(false)
 	waitDM(t, api, ":x: Couldn't keep `dQw4w9WgXcQ` (best)")
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		if kept, _ := os.ReadDir(f.layout.Courier("claimed")); len(kept) == 0 {
 			break
 		}
@@ -244,7 +244,7 @@ func TestUpdatesNeverDelayFinals(t *testing.T) {
 	api.Hang("chat.postMessage", 0)
 	final := f.job(t, "aaaaaaaaaaa", job.FormatAudio, "/r/2")
 	f.writeResult(t, final.Result(job.StatusFailed, job.ClassUnavailable))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	err := api.WaitFor(ctx, func(a *testbed.WebAPI) bool {
 		for _, m := range a.Messages(a.DMOf(requester)) {
@@ -273,7 +273,7 @@ func TestEndedFileEndsItsRetries(t *testing.T) {
 	done := j.Result(job.StatusDone, job.ClassNone)
 	done.Size, done.File = 1, "dQw4w9WgXcQ-best.mp4"
 	f.writeResult(t, done)
-	for deadline := time.Now().Add(20 * time.Second); strings.Count(f.log.String(), `"reason":"will_retry"`) < 2; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); strings.Count(f.log.String(), `"reason":"will_retry"`) < 2; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("both finals were not kept:\n%s", f.log.String())
 		}
@@ -322,7 +322,7 @@ func TestProgressInStatusMessage(t *testing.T) {
 	g.runResults(t)
 	k := g.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
 	progress(g, k, 1, 42)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
 		left, _ := os.ReadDir(g.layout.Results())
 		claimed, _ := os.ReadDir(g.layout.Courier("claimed"))
 		if len(left)+len(claimed) == 0 {

@@ -383,7 +383,7 @@ func TestDisconnectReasons(t *testing.T) {
 			if tt.alert {
 				want = `"event":"socket_disabled","alert":true,"reason":"link_disabled"`
 			}
-			deadline := time.Now().Add(10 * time.Second)
+			deadline := time.Now().Add(time.Minute)
 			for !strings.Contains(logs.String(), want) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}

@@ -546,7 +546,7 @@ func TestParkedJobsHoldNoSlot(t *testing.T) {
 	gate := filepath.Join(h.layout.Work(), a.ID)
 	waitLog := func(what string, n int) {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); strings.Count(h.log.String(), what) < n; time.Sleep(10 * time.Millisecond) {
+		for deadline := time.Now().Add(time.Minute); strings.Count(h.log.String(), what) < n; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatalf("no %d× %s in the log:\n%s", n, what, h.log.String())
 			}
