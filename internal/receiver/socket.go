@@ -346,13 +346,17 @@ func (s *Service) socketEvent(ctx context.Context, client *socketmode.Client, ev
 			audit.Alert(s.log, audit.SocketRefused, "reason", fmt.Sprintf("%d connections in %v: each one closed at once", len(st.recent), churnWindow))
 			return fmt.Errorf("socket mode: %d connections in %v", len(st.recent), churnWindow)
 		}
-	case socketmode.EventTypeErrorWriteFailed, socketmode.EventTypeIncomingError:
+	case socketmode.EventTypeErrorWriteFailed, socketmode.EventTypeIncomingError, socketmode.EventTypeConnectionError:
 		if ctx.Err() != nil {
-			return nil // stopping: the connection closes under the reader
+			// Stopping: the connection (or the request for one) ends
+			// under the reader; nothing failed.
+			return nil
+		}
+		if ev.Type == socketmode.EventTypeConnectionError {
+			s.log.Warn("socket mode connection failed; retrying", "err", fmt.Sprint(ev.Data))
+			return nil
 		}
 		s.log.Warn("socket mode connection error", "event", string(ev.Type), "err", audit.Clean(fmt.Sprint(ev.Data), 200))
-	case socketmode.EventTypeConnectionError:
-		s.log.Warn("socket mode connection failed; retrying", "err", fmt.Sprint(ev.Data))
 	case socketmode.EventTypeInvalidAuth:
 		// RunContext returns next, and RunSocket alerts.
 		s.log.Warn("socket mode: Slack refused the app-level token")
