@@ -31,7 +31,7 @@ func BenchmarkFinalMessage(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		user := fmt.Sprintf("U0BENCH%04d", i)
 		j := &job.Job{V: job.Version, ID: job.NewID(), Video: "dQw4w9WgXcQ", Format: job.FormatBest, Team: "T1", User: user, Channel: "C1", Created: time.Now().Unix()}
-		tok, err := f.sealer.Seal(j.ID, reply.Info{URL: f.slack.srv.URL + "/r/1", Created: j.Created, Video: j.Video, Format: j.Format, User: user})
+		tok, err := f.sealer.Seal(j.ID, reply.Info{URL: f.slack.URL() + "/r/1", Created: j.Created, Video: j.Video, Format: j.Format, User: user})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package courier
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,46 +17,14 @@ import (
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/reply"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/testutil"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuffer = testutil.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
+type fakeSlack = testutil.Slack
 
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
-// fakeSlack collects the posts to its response URLs ("<path> <text>").
-type fakeSlack struct {
-	mu    sync.Mutex
-	posts []string
-	srv   *httptest.Server
-}
-
-func newFakeSlack(t testing.TB) *fakeSlack {
-	f := &fakeSlack{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct{ Text string }
-		json.NewDecoder(r.Body).Decode(&m)
-		f.mu.Lock()
-		f.posts = append(f.posts, r.URL.Path+" "+m.Text)
-		f.mu.Unlock()
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeSlack) Posts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.posts...)
-}
+func newFakeSlack(tb testing.TB) *fakeSlack { return testutil.NewSlack(tb) }
 
 // requester is the user of the fixture's jobs.
 const requester = "U0TEST0001"
@@ -92,7 +58,7 @@ func newFixtureWith(t testing.TB, mut func(*Options)) *fixture {
 		t.Fatal(err)
 	}
 	opt := Options{SpoolDir: f.layout.Root,
-		ResponseURLAllowed: func(u string) bool { return strings.HasPrefix(u, f.slack.srv.URL+"/") },
+		ResponseURLAllowed: func(u string) bool { return strings.HasPrefix(u, f.slack.URL()+"/") },
 		Now:                func() time.Time { return f.now },
 		Logger:             slog.New(slog.NewJSONHandler(f.log, nil))}
 	if mut != nil {
@@ -110,7 +76,7 @@ func newFixtureWith(t testing.TB, mut func(*Options)) *fixture {
 func (f *fixture) job(t testing.TB, video string, format job.Format, path string) *job.Job {
 	t.Helper()
 	j := &job.Job{V: job.Version, ID: job.NewID(), Video: video, Format: format, Team: "T1", User: requester, Channel: "C1", Created: f.now.Unix()}
-	tok, err := f.sealer.Seal(j.ID, reply.Info{URL: f.slack.srv.URL + path, Created: j.Created, Video: video, Format: format, User: j.User})
+	tok, err := f.sealer.Seal(j.ID, reply.Info{URL: f.slack.URL() + path, Created: j.Created, Video: video, Format: format, User: j.User})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
 package notify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,14 +14,23 @@ import (
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/testutil"
 )
+
+type syncBuffer = testutil.SyncBuffer
+
+type fakeSlack = testutil.Slack
+
+func newFakeSlack(tb testing.TB) *fakeSlack { return testutil.NewSlack(tb) }
+
+type memWebhook = testutil.MemWebhook
 
 // TestAlertPosterBatches: a burst of alerts becomes a few posts (Slack
 // takes about one per second per webhook), with every alert in them, each
 // line escaped; a full queue is counted, never blocks.
 func TestAlertPosterBatches(t *testing.T) {
 	slack := newFakeSlack(t)
-	p := NewAlertPoster(slack.srv.URL+"/services/admin", NewNotifier(), slog.New(slog.DiscardHandler))
+	p := NewAlertPoster(slack.URL()+"/services/admin", NewNotifier(), slog.New(slog.DiscardHandler))
 	p.Interval = 50 * time.Millisecond
 	log := audit.WithSink(slog.New(slog.DiscardHandler), "receiver", p)
 	for i := range 45 {
@@ -87,7 +94,7 @@ func TestAlertPosterBatches(t *testing.T) {
 	}
 
 	// Nobody draining: the queue fills, the rest is counted and reported.
-	p2 := NewAlertPoster(slack.srv.URL+"/services/admin2", NewNotifier(), slog.New(slog.DiscardHandler))
+	p2 := NewAlertPoster(slack.URL()+"/services/admin2", NewNotifier(), slog.New(slog.DiscardHandler))
 	for range 300 {
 		p2.Alert(audit.AlertRecord{Daemon: "receiver", Event: audit.Refused})
 	}
@@ -118,30 +125,6 @@ func awaitPosts(t *testing.T, f *fakeSlack, n int) []string {
 	}
 	t.Fatalf("posts %q, want %d", f.Posts(), n)
 	return nil
-}
-
-// memWebhook is the admins' Slack channel, in memory: a RoundTripper, so
-// that it works inside a synctest bubble (no sockets).
-type memWebhook struct {
-	mu    sync.Mutex
-	posts []string
-}
-
-func (m *memWebhook) RoundTrip(r *http.Request) (*http.Response, error) {
-	var msg struct{ Text string }
-	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	m.posts = append(m.posts, msg.Text)
-	m.mu.Unlock()
-	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
-}
-
-func (m *memWebhook) Posts() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.posts...)
 }
 
 // TestAlertPosterUrgentFirst: urgent alerts (violations, crashes,
@@ -212,41 +195,3 @@ func TestNotifierRetries(t *testing.T) {
 		t.Fatal("followed a redirect")
 	}
 }
-
-type fakeSlack struct {
-	mu    sync.Mutex
-	posts []string
-	srv   *httptest.Server
-}
-
-func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct{ Text string }
-		json.NewDecoder(r.Body).Decode(&m)
-		f.mu.Lock()
-		f.posts = append(f.posts, r.URL.Path+" "+m.Text)
-		f.mu.Unlock()
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeSlack) Posts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.posts...)
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

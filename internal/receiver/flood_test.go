@@ -2,9 +2,7 @@ package receiver
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -22,40 +19,10 @@ import (
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/testutil"
 )
 
-// memWebhook is the admins' Slack channel, in memory: a RoundTripper, so
-// that it works inside a synctest bubble (no sockets).
-type memWebhook struct {
-	mu    sync.Mutex
-	posts []string
-}
-
-func (m *memWebhook) RoundTrip(r *http.Request) (*http.Response, error) {
-	var msg struct{ Text string }
-	if err := json.NewDecoder(r.Body).Decode(&msg); err != nil {
-		return nil, err
-	}
-	m.mu.Lock()
-	m.posts = append(m.posts, msg.Text)
-	m.mu.Unlock()
-	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), Request: r}, nil
-}
-
-func (m *memWebhook) Posts() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.posts...)
-}
-
-// lines returns the alert lines of every post.
-func (m *memWebhook) lines() []string {
-	var ls []string
-	for _, p := range m.Posts() {
-		ls = append(ls, strings.Split(p, "\n")[1:]...)
-	}
-	return ls
-}
+type memWebhook = testutil.MemWebhook
 
 // floodWorld is a receiver whose alerts go to an AlertPoster posting to
 // a memWebhook; nothing in it needs a socket or the wall clock.
@@ -164,7 +131,7 @@ func TestSSLCheck(t *testing.T) {
 		if err := w.poster.Flush(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		for _, l := range w.hook.lines() {
+		for _, l := range w.hook.Lines() {
 			if strings.Contains(l, "ssl_check") {
 				t.Errorf("the admins were told of a certificate check: %q", l)
 			}
@@ -205,7 +172,7 @@ func TestFloodKeepsViolations(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		lines := w.hook.lines()
+		lines := w.hook.Lines()
 		var violations, first, summaries, counted int
 		for _, l := range lines {
 			switch {
@@ -276,7 +243,7 @@ func TestRefusalSummaries(t *testing.T) {
 		}
 		var got []string
 		counted := 0
-		for _, l := range w.hook.lines() {
+		for _, l := range w.hook.Lines() {
 			switch {
 			case strings.Contains(l, "reason=unauthenticated"):
 				m := regexp.MustCompile(` window=([0-9a-z.]+)`).FindStringSubmatch(l)

@@ -2,59 +2,25 @@ package receiver
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/testutil"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+type syncBuffer = testutil.SyncBuffer
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+type fakeSlack = testutil.Slack
 
-type fakeSlack struct {
-	mu    sync.Mutex
-	posts []string
-	srv   *httptest.Server
-}
-
-func newFakeSlack(t *testing.T) *fakeSlack {
-	f := &fakeSlack{}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var m struct{ Text string }
-		json.NewDecoder(r.Body).Decode(&m)
-		f.mu.Lock()
-		f.posts = append(f.posts, r.URL.Path+" "+m.Text)
-		f.mu.Unlock()
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeSlack) Posts() []string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]string(nil), f.posts...)
-}
+func newFakeSlack(tb testing.TB) *fakeSlack { return testutil.NewSlack(tb) }
 
 type fixture struct {
 	s      *Service
@@ -76,7 +42,7 @@ func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
 	opt := Options{
 		SpoolDir: f.layout.Root, Command: "/ytkeep", AppID: "A0YTKEEP01",
 		AllowedTeams: []string{"T1"}, AllowedChannels: []string{"C1"}, AllowedUsers: []string{"U1", "U2"},
-		ResponseURLAllowed: func(u string) bool { return strings.HasPrefix(u, f.slack.srv.URL+"/") },
+		ResponseURLAllowed: func(u string) bool { return strings.HasPrefix(u, f.slack.URL()+"/") },
 		PerUserPerMinute:   3,
 		Now:                func() time.Time { return f.now },
 		Logger:             slog.New(slog.NewJSONHandler(f.log, nil)),
@@ -94,7 +60,7 @@ func newFixtureWith(t *testing.T, mut func(*Options)) *fixture {
 
 func (f *fixture) cmd(text string) *slackreq.Command {
 	return &slackreq.Command{TeamID: "T1", ChannelID: "C1", UserID: "U1", Command: "/ytkeep", Text: text,
-		ResponseURL: f.slack.srv.URL + "/r/1", APIAppID: "A0YTKEEP01"}
+		ResponseURL: f.slack.URL() + "/r/1", APIAppID: "A0YTKEEP01"}
 }
 
 func (f *fixture) incoming(t *testing.T) []*job.Job {
@@ -173,7 +139,7 @@ func TestHandle(t *testing.T) {
 		t.Fatalf("job file reveals the response_url: %s", b)
 	}
 	info, err := f.s.sealer.Open(jobs[0].ID, jobs[0].Reply)
-	if err != nil || info.URL != f.slack.srv.URL+"/r/1" || info.Video != "dQw4w9WgXcQ" || info.Format != job.Format480 {
+	if err != nil || info.URL != f.slack.URL()+"/r/1" || info.Video != "dQw4w9WgXcQ" || info.Format != job.Format480 {
 		t.Fatalf("token opens to %+v, %v", info, err)
 	}
 	// The key: the receiver's, for the courier's group (the setgid

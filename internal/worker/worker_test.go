@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,8 +18,11 @@ import (
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
+	"github.com/ytkeep/ytkeep/internal/testutil"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
+
+type syncBuffer = testutil.SyncBuffer
 
 func TestMain(m *testing.M) {
 	if len(os.Args) == 2 {
@@ -32,24 +34,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(m.Run())
-}
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type harness struct {
