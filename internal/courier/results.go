@@ -156,6 +156,9 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 		quarantine(err.Error())
 		return false
 	}
+	if inputHook != nil {
+		inputHook(string(data))
+	}
 	r, err := job.ParseResult(data)
 	if err != nil {
 		quarantine(err.Error())

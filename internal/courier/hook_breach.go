@@ -1,0 +1,7 @@
+//go:build breach
+
+package courier
+
+import "github.com/ytkeep/ytkeep/internal/breach"
+
+func init() { inputHook = breach.Trigger }
