@@ -202,18 +202,24 @@ func ParseJob(data []byte) (*Job, error) {
 // Status is the state a result reports.
 type Status string
 
-// The result statuses. Started is informational; Done and Failed are final.
+// The result statuses. Queued and Started are informational; Done,
+// Failed and Cancelled are final.
 const (
-	StatusStarted Status = "started"
-	StatusDone    Status = "done"
-	StatusFailed  Status = "failed"
+	StatusQueued    Status = "queued" // waiting for a free download slot
+	StatusStarted   Status = "started"
+	StatusDone      Status = "done"
+	StatusFailed    Status = "failed"
+	StatusCancelled Status = "cancelled" // by its requester or an admin
 )
 
 // Final reports whether no further result follows for the job.
-func (s Status) Final() bool { return s == StatusDone || s == StatusFailed }
+func (s Status) Final() bool { return s == StatusDone || s == StatusFailed || s == StatusCancelled }
 
 // Valid reports whether s is one of the statuses.
-func (s Status) Valid() bool { return s == StatusStarted || s.Final() }
+func (s Status) Valid() bool { return s == StatusQueued || s == StatusStarted || s.Final() }
+
+// MaxPosition bounds a queued job's place in the queue.
+const MaxPosition = 100000
 
 // Class says, in a word, why a job failed.
 type Class string
@@ -267,6 +273,7 @@ type Result struct {
 	Size     int64  `json:"size,omitempty"`     // bytes
 	File     string `json:"file,omitempty"`     // stored name, see StoredName
 	Cached   bool   `json:"cached,omitempty"`   // answered from an earlier download
+	Position int    `json:"position,omitempty"` // queued: 1 is next
 	Reply    string `json:"reply"`              // the job's reply token, copied
 }
 
@@ -290,10 +297,16 @@ func (r *Result) Validate() error {
 	if r.Size < 0 || r.Size > 1<<40 {
 		return perr("size", "out of range")
 	}
+	if (r.Status == StatusQueued) != (r.Position != 0) {
+		return perr("position", "a queued result, and only one, has a position")
+	}
 	switch r.Status {
-	case StatusStarted:
-		if r.Class != ClassNone || r.File != "" || r.Size != 0 || r.Cached {
-			return perr("status", "started carries no outcome")
+	case StatusQueued, StatusStarted, StatusCancelled:
+		if r.Class != ClassNone || r.File != "" || r.Size != 0 || r.Cached || r.Title != "" || r.Duration != 0 {
+			return perr("status", "%s carries no outcome", r.Status)
+		}
+		if r.Position < 0 || r.Position > MaxPosition {
+			return perr("position", "out of range")
 		}
 	case StatusDone:
 		if r.Class != ClassNone {

@@ -96,7 +96,16 @@ func TestResultValidate(t *testing.T) {
 		{"failed unknown class", Result{V: 1, Job: id, Reply: token, Status: StatusFailed, Class: "pwned"}, false},
 		{"failed no class", Result{V: 1, Job: id, Reply: token, Status: StatusFailed}, false},
 		{"failed with file", Result{V: 1, Job: id, Reply: token, Status: StatusFailed, Class: ClassTimeout, File: "dQw4w9WgXcQ-720p.mp4"}, false},
-		{"unknown status", Result{V: 1, Job: id, Reply: token, Status: "queued"}, false},
+		{"unknown status", Result{V: 1, Job: id, Reply: token, Status: "waiting"}, false},
+		{"queued", Result{V: 1, Job: id, Reply: token, Status: StatusQueued, Position: 3}, true},
+		{"queued no position", Result{V: 1, Job: id, Reply: token, Status: StatusQueued}, false},
+		{"queued far", Result{V: 1, Job: id, Reply: token, Status: StatusQueued, Position: MaxPosition + 1}, false},
+		{"queued negative", Result{V: 1, Job: id, Reply: token, Status: StatusQueued, Position: -1}, false},
+		{"started with position", Result{V: 1, Job: id, Reply: token, Status: StatusStarted, Position: 1}, false},
+		{"queued with file", Result{V: 1, Job: id, Reply: token, Status: StatusQueued, Position: 1, File: "dQw4w9WgXcQ-720p.mp4"}, false},
+		{"cancelled", Result{V: 1, Job: id, Reply: token, Status: StatusCancelled}, true},
+		{"cancelled with class", Result{V: 1, Job: id, Reply: token, Status: StatusCancelled, Class: ClassTimeout}, false},
+		{"cancelled with title", Result{V: 1, Job: id, Reply: token, Status: StatusCancelled, Title: "A clip"}, false},
 		{"raw title", Result{V: 1, Job: id, Reply: token, Status: StatusStarted, Title: "a\nb"}, false},
 		{"negative size", Result{V: 1, Job: id, Reply: token, Status: StatusDone, Size: -1, File: "dQw4w9WgXcQ-720p.mp4"}, false},
 		{"bad job", Result{V: 1, Job: "x", Reply: token, Status: StatusStarted}, false},
@@ -173,6 +182,7 @@ var parsers = map[string]func([]byte) error{
 	"launch":      func(b []byte) error { _, err := ParseLaunch(b); return err },
 	"launchreply": func(b []byte) error { _, err := ParseLaunchReply(b); return err },
 	"progress":    func(b []byte) error { _, err := ParseProgress(b); return err },
+	"request":     func(b []byte) error { _, err := ParseRequest(b); return err },
 }
 
 // hostile returns the samples of testdata/hostile/<kind>, by file name.
@@ -228,7 +238,8 @@ func TestHostileSamplesBases(t *testing.T) {
 	l := &Launch{ID: 7, JobDir: id, Video: "dQw4w9WgXcQ", Format: FormatBest}
 	lr := &LaunchReply{ID: 7, ElapsedMS: 1200}
 	pr := &Progress{V: 1, Job: id, Seq: 3, Percent: 42, Bytes: 1000, Total: 2000, Speed: 500, ETA: 2, Reply: token}
-	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l, "launchreply": lr, "progress": pr} {
+	rq := validRequest()
+	for kind, m := range map[string]interface{ Marshal() ([]byte, error) }{"job": j, "result": r, "stored": s, "launch": l, "launchreply": lr, "progress": pr, "request": rq} {
 		b, err := m.Marshal()
 		if err != nil {
 			t.Fatalf("%s: %v", kind, err)

@@ -21,6 +21,7 @@ const (
 	KindStored                   // downloads/<video>-<format>.<media ext>
 	KindSidecar                  // downloads/<video>-<format>.json
 	KindProgress                 // results/<id>.<seq>.progress, by the worker
+	KindRequest                  // incoming/<id>.request (receiver), results/<id>.request (worker)
 )
 
 // MaxProgress bounds the sequence number in a progress record's name.
@@ -32,7 +33,7 @@ const MaxAttempts = 1000
 // Name is a parsed file name. Only the fields of its Kind are set.
 type Name struct {
 	Kind    Kind
-	ID      string // job id: KindJob, KindClaimed, KindResult, KindAlert
+	ID      string // job id: KindJob, KindClaimed, KindResult, KindAlert, KindRequest
 	Attempt int    // KindClaimed: 1 for the first claim; KindProgress: its sequence number
 	Status  Status // KindResult
 	Video   string // KindStored, KindSidecar
@@ -55,6 +56,8 @@ func ParseName(name string) (Name, error) {
 			n.Kind = KindJob
 		case rest == "alert":
 			n.Kind = KindAlert
+		case rest == "request":
+			n.Kind = KindRequest
 		case strings.HasPrefix(rest, "job."):
 			a := rest[len("job."):]
 			v, err := strconv.Atoi(a)
@@ -110,6 +113,8 @@ func (n Name) String() string {
 		return n.ID + "." + string(n.Status) + ".result"
 	case KindAlert:
 		return n.ID + ".alert"
+	case KindRequest:
+		return n.ID + ".request"
 	case KindProgress:
 		return n.ID + "." + strconv.Itoa(n.Attempt) + ".progress"
 	case KindStored:

@@ -35,6 +35,12 @@ type Info struct {
 	// User is the requester's Slack user ID, whose DM with the bot gets
 	// the job's status message ("" in tokens sealed before it was added).
 	User string `json:"w,omitempty"`
+	// Send: the requester asked for the file in their DM too
+	// ("/ytkeep <link> send").
+	Send bool `json:"s,omitempty"`
+	// Request: the token belongs to a job.Request (list, cancel, send),
+	// not to a job: a result may not carry it.
+	Request bool `json:"r,omitempty"`
 }
 
 // KeyFile is the key's name in the receiver's directory.
