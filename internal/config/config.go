@@ -108,6 +108,9 @@ type Receiver struct {
 	AllowedTeams    []string `toml:"allowed_teams"`
 	AllowedChannels []string `toml:"allowed_channels"`
 	AllowedUsers    []string `toml:"allowed_users"`
+	// Admins are user IDs who may cancel anyone's job
+	// ("/ytkeep cancel"); everyone else cancels only their own.
+	Admins []string `toml:"admins"`
 	// AllowedEnterprises lists Enterprise Grid organization IDs (E…).
 	// When set, a command from another organization, or from a workspace
 	// in none, is refused. Empty: no check (the team allowlist still
@@ -453,6 +456,11 @@ func (c *Config) CheckReceiver() error {
 			if v != "*" && !slackreq.ValidSlackID(v) {
 				add("receiver.%s: %q is not a Slack ID", name, v)
 			}
+		}
+	}
+	for _, v := range r.Admins {
+		if !slackreq.ValidSlackID(v) {
+			add("receiver.admins: %q is not a Slack ID", v)
 		}
 	}
 	if r.SigningSecretFile != "" && !filepath.IsAbs(r.SigningSecretFile) {

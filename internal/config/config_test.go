@@ -85,6 +85,7 @@ func TestRefused(t *testing.T) {
 		{"wildcard team", strings.Replace(valid, `["T1DC2JH3J"]`, `["*"]`, 1), "may not contain", (*Config).CheckReceiver},
 		{"bad id", strings.Replace(valid, `["C1"]`, `["general"]`, 1), "not a Slack ID", (*Config).CheckReceiver},
 		{"no users", strings.Replace(valid, `allowed_users = ["*"]`, ``, 1), "allowed_users is empty", (*Config).CheckReceiver},
+		{"wildcard admin", strings.Replace(valid, "[receiver]", "[receiver]\nadmins = [\"*\"]", 1), `receiver.admins: "*" is not a Slack ID`, (*Config).CheckReceiver},
 		{"concurrency", strings.Replace(valid, "concurrency = 3", "concurrency = 0\nmax_attempts = 99", 1), "max_attempts 99", (*Config).CheckWorker},
 		{"egress anywhere", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 		{"egress to a TLD", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*.com"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
