@@ -20,6 +20,8 @@ const (
 	Started      = "started"       // a download began
 	Finished     = "finished"      // a job ended with a stored file
 	Failed       = "failed"        // a job ended without one; see class
+	Cancelled    = "cancelled"     // a job was stopped by its requester or an admin
+	Requested    = "requested"     // a user asked to cancel, list or send (see kind)
 	Quarantined  = "quarantined"   // a spool file was refused and moved aside
 	Replied      = "replied"       // the courier posted a result to Slack
 	ReplyFailed  = "reply_failed"  // a post to Slack failed or was not allowed
@@ -29,6 +31,10 @@ const (
 	SSLCheck     = "ssl_check"     // Slack checked the receiver's certificate (answered, unverified)
 	Egress       = "egress"        // the downloader's proxy made a connection (host, address, bytes)
 	EgressDenied = "egress_denied" // the downloader's proxy refused a destination
+
+	Uploaded      = "uploaded"       // the courier uploaded a stored file into its requester's DM (job, user, file, size)
+	UploadRefused = "upload_refused" // the courier refused to upload a stored file; see reason
+	UploadFailed  = "upload_failed"  // Slack did not take an upload the courier started; see code
 
 	SocketConnected       = "socket_connected"        // the receiver's Socket Mode connection is open
 	SocketRefused         = "socket_refused"          // Slack refused the app-level token

@@ -48,6 +48,16 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 	if r == nil {
 		return // shutting down: the parked jobs stay claimed too
 	}
+	if r.Status == job.StatusCancelled {
+		// Its requester stopped the download, not theirs: each runs
+		// again, ahead of the queue (the first downloads, the others
+		// park behind it).
+		for i := len(parked) - 1; i >= 0; i-- {
+			p := parked[i]
+			w.enqueue(task{name: p.claimedAs, j: p.j, claimedAs: p.claimedAs, attempt: attempt}, true)
+		}
+		return
+	}
 	for _, p := range parked {
 		answer := p.j.Result(job.StatusFailed, r.Class)
 		if r.Status == job.StatusDone {
@@ -107,10 +117,14 @@ func (w *Worker) run(ctx context.Context, j *job.Job, claimedAs string, attempt 
 	if attempt == 1 {
 		w.report(j.Result(job.StatusStarted, job.ClassNone))
 	}
-	r := w.download(ctx, j)
+	r := w.download(w.startRunning(ctx, j), j)
+	cancelled := w.stopRunning(j)
 	if ctx.Err() != nil {
 		w.log.Info("job interrupted by shutdown", "job", j.ID)
 		return nil
+	}
+	if cancelled {
+		r = j.Result(job.StatusCancelled, job.ClassNone)
 	}
 	w.finish(j, claimedAs, r)
 	return r

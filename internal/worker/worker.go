@@ -58,6 +58,10 @@ type Worker struct {
 	seen *spool.Dir
 
 	mu      sync.Mutex
+	cond    *sync.Cond      // on mu: the queue has a task, or ctx ended
+	queue   []task          // jobs waiting for a slot, first first
+	busy    int             // tasks being handled
+	running map[string]*running
 	pending map[string]bool // names queued or being handled
 	// inflight holds, per video and format being downloaded, the jobs
 	// parked behind that download (see process). Under mu.
@@ -67,7 +71,9 @@ type Worker struct {
 
 // New opens the spool and downloads directories. It does not run yt-dlp.
 func New(opt Options) (*Worker, error) {
-	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{}, inflight: map[string][]parkedJob{}}
+	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{},
+		inflight: map[string][]parkedJob{}, running: map[string]*running{}}
+	w.cond = sync.NewCond(&w.mu)
 	if w.log == nil || opt.Launcher == nil {
 		return nil, errors.New("worker: no logger or launcher")
 	}
@@ -150,11 +156,6 @@ func (w *Worker) forgetSeen(now time.Time) {
 	}
 }
 
-type task struct {
-	name    string // incoming name, or claimed name when recovering
-	recover bool
-}
-
 // Run processes jobs until ctx ends: first the jobs a previous run left
 // claimed, then everything in incoming/, then each new file as inotify
 // reports it (spool.Watch). It returns nil when ctx ends.
@@ -165,55 +166,61 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("yt-dlp is older than "+ytdlp.CurrentVersion+": current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
 	go w.logEgress(ctx)
-	tasks := make(chan task)
 	var wg sync.WaitGroup
 	for i := 0; i < w.opt.Concurrency; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for t := range tasks {
+			for {
+				t, ok := w.next(ctx)
+				if !ok {
+					return
+				}
 				w.handle(ctx, t)
-				w.mu.Lock()
-				delete(w.pending, t.name)
-				w.mu.Unlock()
+				w.done(t)
 			}
 		}()
 	}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	})
 	defer func() {
-		close(tasks)
+		stop()
 		wg.Wait()
 	}()
 
-	send := func(t task) bool {
-		w.mu.Lock()
-		if w.pending[t.name] {
-			w.mu.Unlock()
-			return true
-		}
-		w.pending[t.name] = true
-		w.mu.Unlock()
-		select {
-		case tasks <- t:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
 	claimed, err := w.inbox.Claimed.Names()
 	if err != nil {
 		return err
 	}
 	for _, n := range claimed {
-		if !send(task{name: n, recover: true}) {
-			return nil
+		if k, err := job.ParseName(n); err == nil && k.Kind == job.KindRequest {
+			w.request(n, true)
+			continue
 		}
+		w.enqueue(task{name: n, recover: true}, false)
 	}
 	w.log.Info("worker ready", "concurrency", w.opt.Concurrency, "recovered", len(claimed))
-	return spool.Watch(ctx, w.inbox.In, func(name string) bool { return send(task{name: name}) })
+	// Requests are handled as they come, jobs queued: the watch never
+	// waits for a download slot, so a cancel reaches a job still queued.
+	return spool.Watch(ctx, w.inbox.In, func(name string) bool {
+		if k, err := job.ParseName(name); err == nil && k.Kind == job.KindRequest {
+			w.request(name, false)
+		} else {
+			w.enqueue(task{name: name}, false)
+		}
+		return ctx.Err() == nil
+	})
 }
 
 // handle claims and processes one file.
 func (w *Worker) handle(ctx context.Context, t task) {
+	if t.j != nil {
+		w.process(ctx, t.j, t.claimedAs, t.attempt)
+		return
+	}
 	if t.recover {
 		w.recoverClaimed(ctx, t.name)
 		return
@@ -335,9 +342,12 @@ func (w *Worker) report(r *job.Result) {
 // finish reports the final result and forgets the claimed job.
 func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
 	w.report(r)
-	if r.Status == job.StatusDone {
+	switch r.Status {
+	case job.StatusDone:
 		audit.Event(w.log, audit.Finished, "job", j.ID, "video", j.Video, "format", j.Format, "file", r.File, "size", r.Size, "cached", r.Cached)
-	} else {
+	case job.StatusCancelled:
+		audit.Event(w.log, audit.Cancelled, "job", j.ID, "video", j.Video, "format", j.Format, "user", j.User)
+	default:
 		audit.Event(w.log, audit.Failed, "job", j.ID, "video", j.Video, "format", j.Format, "class", r.Class)
 	}
 	if err := w.inbox.Claimed.Remove(claimedAs); err != nil {

@@ -1,0 +1,244 @@
+package worker
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ytkeep/ytkeep/internal/job"
+)
+
+func newRequest(kind job.RequestKind, user string) *job.Request {
+	return &job.Request{V: 1, ID: job.NewID(), Kind: kind, Team: "T1", User: user, Channel: "C1", Created: time.Now().Unix(), Reply: token}
+}
+
+func (h *harness) ask(r *job.Request) *job.Request {
+	h.t.Helper()
+	b, err := r.Marshal()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if err := h.out.Put(r.FileName(), b); err != nil {
+		h.t.Fatal(err)
+	}
+	path := filepath.Join(h.layout.Results(), r.FileName())
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // a hang guard
+		if b, err := os.ReadFile(path); err == nil {
+			got, err := job.ParseRequest(b)
+			if err != nil {
+				h.t.Fatalf("worker forwarded an invalid request: %v", err)
+			}
+			os.Remove(path)
+			return got
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("request %s not forwarded; log:\n%s", r.ID, h.log.String())
+		}
+	}
+}
+
+// final waits for job id's final result, cancelled included.
+func (h *harness) final(id string) *job.Result {
+	h.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // a hang guard
+		for _, st := range []job.Status{job.StatusDone, job.StatusFailed, job.StatusCancelled} {
+			if b, err := os.ReadFile(filepath.Join(h.layout.Results(), id+"."+string(st)+".result")); err == nil {
+				r, err := job.ParseResult(b)
+				if err != nil {
+					h.t.Fatalf("worker wrote an invalid result: %v", err)
+				}
+				return r
+			}
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no final result for %s; log:\n%s", id, h.log.String())
+		}
+	}
+}
+
+func (h *harness) waitLog(what string) {
+	h.t.Helper()
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(h.log.String(), what); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("no %s in the log:\n%s", what, h.log.String())
+		}
+	}
+}
+
+// gateRunning reports whether a download of the gate video is running:
+// the fake yt-dlp's command line names it.
+func gateRunning(t *testing.T) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), "gateAAAAAAA") {
+			return true
+		}
+	}
+	return false
+}
+
+// TestQueueAndCancel: with one slot, jobs behind a running download get
+// their place in the queue; a user cancels their own queued job (it
+// never starts) and their running download (its processes end, and the
+// next job gets the slot), not another user's; an admin may; a list is
+// forwarded as it came.
+func TestQueueAndCancel(t *testing.T) {
+	h := newHarness(t, func(o *Options, _ *time.Duration) { o.Concurrency = 1 })
+	h.start()
+	a := newJob("gateAAAAAAA", job.FormatBest)
+	h.submit(a)
+	h.waitLog(`"event":"started","job":"` + a.ID)
+	b, c := newJob("okokokokok1", job.FormatBest), newJob("okokokokok2", job.FormatBest)
+	c.User = "U2"
+	h.submit(b)
+	h.submit(c)
+	for i, j := range []*job.Job{b, c} {
+		path := filepath.Join(h.layout.Results(), j.ID+".queued.result")
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(path); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("no queued result for job %d: %v", i, err)
+		}
+		r, err := job.ParseResult(data)
+		if err != nil || r.Position != i+1 {
+			t.Fatalf("queued result %d: %+v, %v; want position %d", i, r, err, i+1)
+		}
+	}
+
+	// U1 may not cancel U2's job.
+	req := newRequest(job.RequestCancel, "U1")
+	req.Job = c.ID
+	if got := h.ask(req); got.Outcome != job.OutcomeNotYours || got.Count != 0 {
+		t.Fatalf("cancel of another's job: %+v", got)
+	}
+	// U1 cancels their queued job: it never starts.
+	req = newRequest(job.RequestCancel, "U1")
+	req.Job = b.ID
+	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 || got.Reply != token {
+		t.Fatalf("cancel of a queued job: %+v", got)
+	}
+	if r := h.final(b.ID); r.Status != job.StatusCancelled {
+		t.Fatalf("cancelled job's result: %+v", r)
+	}
+	for _, p := range []string{h.layout.Incoming(), h.layout.Worker("claimed")} {
+		if names, _ := filepath.Glob(filepath.Join(p, b.ID+"*")); len(names) != 0 {
+			t.Errorf("cancelled job left %v", names)
+		}
+	}
+	// U1 cancels their running download by its link's video.
+	if !gateRunning(t) {
+		t.Fatal("the gate download is not running")
+	}
+	req = newRequest(job.RequestCancel, "U1")
+	req.Video = a.Video
+	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 {
+		t.Fatalf("cancel of a running job: %+v", got)
+	}
+	if r := h.final(a.ID); r.Status != job.StatusCancelled {
+		t.Fatalf("cancelled download's result: %+v", r)
+	}
+	if gateRunning(t) {
+		t.Error("the cancelled download is still running")
+	}
+	// The slot is free: U2's job runs.
+	if r := h.final(c.ID); r.Status != job.StatusDone {
+		t.Fatalf("next job: %+v", r)
+	}
+	if strings.Contains(h.log.String(), `"event":"started","job":"`+b.ID) {
+		t.Error("the cancelled queued job started")
+	}
+
+	// An admin cancels another user's download.
+	d := newJob("gateAAAAAAA", job.FormatBest)
+	d.User = "U2"
+	h.submit(d)
+	h.waitLog(`"event":"started","job":"` + d.ID)
+	req = newRequest(job.RequestCancel, "U1")
+	req.Job, req.Admin = d.ID, true
+	if got := h.ask(req); got.Outcome != job.OutcomeCancelled {
+		t.Fatalf("admin's cancel: %+v", got)
+	}
+	if r := h.final(d.ID); r.Status != job.StatusCancelled {
+		t.Fatalf("admin-cancelled job: %+v", r)
+	}
+	// Nothing left to cancel.
+	req = newRequest(job.RequestCancel, "U1")
+	req.Job = d.ID
+	if got := h.ask(req); got.Outcome != job.OutcomeNotFound {
+		t.Fatalf("cancel of a finished job: %+v", got)
+	}
+	// A list goes to the courier as it came.
+	l := newRequest(job.RequestList, "U1")
+	if got := h.ask(l); *got != *l {
+		t.Fatalf("forwarded %+v, sent %+v", got, l)
+	}
+}
+
+// TestCancelLeaderRunsParked: a user cancels a download another user's
+// job is parked behind: that job is not cancelled, it downloads itself.
+func TestCancelLeaderRunsParked(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	a, b := newJob("gateAAAAAAA", job.FormatBest), newJob("gateAAAAAAA", job.FormatBest)
+	b.User = "U2"
+	h.submit(a)
+	h.waitLog(`"event":"started","job":"` + a.ID)
+	h.submit(b)
+	h.waitLog("parked behind the same video's download")
+	req := newRequest(job.RequestCancel, "U1")
+	req.Job = a.ID
+	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 {
+		t.Fatalf("cancel: %+v", got)
+	}
+	if r := h.final(a.ID); r.Status != job.StatusCancelled {
+		t.Fatalf("cancelled job: %+v", r)
+	}
+	h.waitLog(`"event":"started","job":"` + b.ID)
+	if err := os.WriteFile(filepath.Join(h.layout.Work(), b.ID, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.final(b.ID); r.Status != job.StatusDone || r.Cached {
+		t.Fatalf("parked job after its leader's cancel: %+v", r)
+	}
+}
+
+// TestHostileRequests: a request the receiver would never write is
+// quarantined with an alert, and nothing is forwarded.
+func TestHostileRequests(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	forged := newRequest(job.RequestCancel, "U1")
+	forged.Job, forged.Outcome = job.NewID(), job.OutcomeNotFound // only the worker sets outcomes
+	b, _ := forged.Marshal()
+	renamed := newRequest(job.RequestList, "U1")
+	rb, _ := renamed.Marshal()
+	for name, data := range map[string][]byte{
+		forged.FileName():            b,
+		job.RequestName(job.NewID()): rb, // another request's content
+		job.RequestName(job.NewID()): []byte(`{"v":1}`),
+	} {
+		if err := h.out.Put(name, data); err != nil {
+			t.Fatal(err)
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // a hang guard
+			if q, _ := filepath.Glob(filepath.Join(h.layout.Worker("quarantine"), "*."+name)); len(q) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not quarantined; log:\n%s", name, h.log.String())
+			}
+		}
+		if _, err := os.Stat(filepath.Join(h.layout.Results(), name)); err == nil {
+			t.Errorf("%s forwarded", name)
+		}
+	}
+	if n := strings.Count(h.log.String(), `"event":"quarantined"`); n != 3 {
+		t.Errorf("%d quarantine events, want 3", n)
+	}
+}

@@ -1,0 +1,260 @@
+package worker
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/spool"
+)
+
+// task is one entry of the worker's queue: a job file to claim (name in
+// incoming/), a job a previous run left claimed (recover), or a claimed
+// job to run again (j set: it was parked behind a download that its
+// requester cancelled).
+type task struct {
+	name    string // incoming name, or claimed name when recovering
+	recover bool
+	// preview is the job as read, not claimed, when it was queued (nil
+	// if it could not be read: the claim then quarantines it). Cancel
+	// finds queued jobs by it.
+	preview *job.Job
+
+	j         *job.Job // a claimed job to process again
+	claimedAs string
+	attempt   int
+}
+
+// enqueue adds t at the end of the queue (or, with front, at its head),
+// unless its name is queued or being handled already. A job that will
+// wait for a slot gets a "queued" result with its place.
+func (w *Worker) enqueue(t task, front bool) {
+	if t.j == nil && t.preview == nil {
+		t.preview = w.peek(t)
+	}
+	w.mu.Lock()
+	if w.pending[t.name] {
+		w.mu.Unlock()
+		return
+	}
+	w.pending[t.name] = true
+	if front {
+		w.queue = append([]task{t}, w.queue...)
+	} else {
+		w.queue = append(w.queue, t)
+	}
+	// Idle slots take the first jobs at once; the rest wait.
+	position := len(w.queue) - (w.opt.Concurrency - w.busy)
+	w.cond.Signal()
+	w.mu.Unlock()
+	if position > 0 && !front && t.preview != nil && position <= job.MaxPosition {
+		r := t.preview.Result(job.StatusQueued, job.ClassNone)
+		r.Position = position
+		w.report(r)
+	}
+}
+
+// peek reads a queued job file without claiming it, for its reply token
+// and requester; nil if it is not a job the claim would accept.
+func (w *Worker) peek(t task) *job.Job {
+	dir := w.inbox.In
+	if t.recover {
+		dir = w.inbox.Claimed
+	}
+	n, err := job.ParseName(t.name)
+	if err != nil || (n.Kind != job.KindJob && n.Kind != job.KindClaimed) {
+		return nil
+	}
+	data, err := spool.ReadFile(dir, t.name, w.inbox.UID, job.MaxRecordSize)
+	if err != nil {
+		return nil
+	}
+	j, err := job.ParseJob(data)
+	if err != nil || j.ID != n.ID {
+		return nil
+	}
+	return j
+}
+
+// next takes the first task of the queue, waiting for one; false when ctx
+// has ended.
+func (w *Worker) next(ctx context.Context) (task, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.queue) == 0 && ctx.Err() == nil {
+		w.cond.Wait()
+	}
+	if ctx.Err() != nil {
+		return task{}, false
+	}
+	t := w.queue[0]
+	w.queue = w.queue[1:]
+	w.busy++
+	return t, true
+}
+
+// done ends a task next gave.
+func (w *Worker) done(t task) {
+	w.mu.Lock()
+	w.busy--
+	delete(w.pending, t.name)
+	w.mu.Unlock()
+}
+
+// running is a job whose download is under way: cancel stops it.
+type running struct {
+	j         *job.Job
+	stop      context.CancelFunc
+	cancelled bool
+}
+
+// startRunning registers j's download and returns its context.
+func (w *Worker) startRunning(ctx context.Context, j *job.Job) context.Context {
+	jctx, stop := context.WithCancel(ctx)
+	w.mu.Lock()
+	w.running[j.ID] = &running{j: j, stop: stop}
+	w.mu.Unlock()
+	return jctx
+}
+
+// stopRunning forgets j's download and reports whether it was cancelled.
+func (w *Worker) stopRunning(j *job.Job) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.running[j.ID]
+	delete(w.running, j.ID)
+	if r == nil {
+		return false
+	}
+	r.stop()
+	return r.cancelled
+}
+
+// cancel stops the jobs req names that its requester may stop: queued
+// ones are removed before they start, parked ones answered, running ones
+// killed (their process group, by the launcher). It returns the outcome
+// and how many it stopped.
+func (w *Worker) cancel(req *job.Request) (job.Outcome, int) {
+	matches := func(j *job.Job) bool {
+		if req.Job != "" {
+			return j.ID == req.Job
+		}
+		return j.Video == req.Video && j.User == req.User && j.Team == req.Team
+	}
+	mine := func(j *job.Job) bool { return j.Team == req.Team && (j.User == req.User || req.Admin) }
+	found, refused := 0, 0
+	var queued []task
+	var parked []parkedJob
+	w.mu.Lock()
+	keep := w.queue[:0]
+	for _, t := range w.queue {
+		j := t.preview
+		if t.j != nil {
+			j = t.j
+		}
+		switch {
+		case j == nil || !matches(j):
+			keep = append(keep, t)
+		case !mine(j):
+			refused++
+			keep = append(keep, t)
+		default:
+			queued = append(queued, t)
+			delete(w.pending, t.name)
+		}
+	}
+	clear(w.queue[len(keep):])
+	w.queue = keep
+	for key, ps := range w.inflight {
+		kept := ps[:0]
+		for _, p := range ps {
+			switch {
+			case !matches(p.j):
+				kept = append(kept, p)
+			case !mine(p.j):
+				refused++
+				kept = append(kept, p)
+			default:
+				parked = append(parked, p)
+			}
+		}
+		w.inflight[key] = kept
+	}
+	for _, r := range w.running {
+		switch {
+		case !matches(r.j) || r.cancelled:
+		case !mine(r.j):
+			refused++
+		default:
+			r.cancelled = true
+			r.stop()
+			found++
+		}
+	}
+	w.mu.Unlock()
+
+	for _, t := range queued {
+		if w.finishQueued(t) {
+			found++
+		}
+	}
+	for _, p := range parked {
+		w.finish(p.j, p.claimedAs, p.j.Result(job.StatusCancelled, job.ClassNone))
+		found++
+	}
+	switch {
+	case found > 0:
+		return job.OutcomeCancelled, found
+	case refused > 0:
+		return job.OutcomeNotYours, 0
+	}
+	return job.OutcomeNotFound, 0
+}
+
+// finishQueued answers a queued task that was cancelled before it
+// started: claimed (a job file is the receiver's until then), checked and
+// reported cancelled like any finished job.
+func (w *Worker) finishQueued(t task) bool {
+	if t.j != nil {
+		w.finish(t.j, t.claimedAs, t.j.Result(job.StatusCancelled, job.ClassNone))
+		return true
+	}
+	claimedAs := t.name
+	if !t.recover {
+		claimedAs = job.ClaimedName(t.preview.ID, 1)
+		_, err := w.inbox.Claim(t.name, claimedAs)
+		var he *spool.HostileError
+		switch {
+		case errors.Is(err, spool.ErrGone):
+			return false
+		case errors.As(err, &he):
+			audit.Alert(w.log, audit.Quarantined, "file", t.name, "reason", he.Reason)
+			return false
+		case err != nil:
+			w.log.Error("couldn't claim a cancelled job", "file", t.name, "err", err)
+			return false
+		}
+	}
+	data, err := spool.ReadFile(w.inbox.Claimed, claimedAs, w.inbox.UID, job.MaxRecordSize)
+	if err != nil {
+		q := w.inbox.Quarantine(claimedAs)
+		audit.Alert(w.log, audit.Quarantined, "file", claimedAs, "quarantine", q, "reason", err.Error())
+		return false
+	}
+	// The bytes read now, not those peeked at: they may have changed.
+	j, err := w.parse(t.preview.ID, claimedAs, data)
+	if err != nil {
+		return false
+	}
+	if j.User != t.preview.User || j.Team != t.preview.Team {
+		q := w.inbox.Quarantine(claimedAs)
+		audit.Alert(w.log, audit.Quarantined, "file", claimedAs, "quarantine", q, "reason", "job file changed while queued")
+		return false
+	}
+	if _, err := w.markSeen(j.ID); err != nil {
+		w.log.Error("couldn't record the job ID", "job", j.ID, "err", err)
+	}
+	w.finish(j, claimedAs, j.Result(job.StatusCancelled, job.ClassNone))
+	return true
+}
