@@ -72,6 +72,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzParseProgress$$ -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseRequest$$ -fuzztime=$(FUZZTIME) ./internal/job
 	$(GO) test -run=NONE -fuzz=FuzzParseCommand$$ -fuzztime=$(FUZZTIME) ./internal/slackreq
+	$(GO) test -run=NONE -fuzz=FuzzParseAction$$ -fuzztime=$(FUZZTIME) ./internal/slackreq
 	$(GO) test -run=NONE -fuzz=FuzzParseOutput$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzParseProgress$$ -fuzztime=$(FUZZTIME) ./internal/ytdlp
 	$(GO) test -run=NONE -fuzz=FuzzSealerOpen$$ -fuzztime=$(FUZZTIME) ./internal/reply

@@ -27,7 +27,7 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 		if inputHook != nil {
 			inputHook(r.URL.RawQuery)
 		}
-		c, err := v.ReadVerified(r)
+		c, a, err := v.ReadVerifiedRequest(r)
 		if errors.Is(err, slackreq.ErrSSLCheck) {
 			// Slack's certificate check: an empty 200, and nothing
 			// else happens (no job, no alert). Whether it carried a
@@ -48,6 +48,13 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 				audit.Event(s.log, audit.Refused, attrs...)
 			}
 			http.Error(w, http.StatusText(e.Status), e.Status)
+			return
+		}
+		if a != nil {
+			// A button click: Slack wants an empty 200 in time; the
+			// courier answers at the click's response_url.
+			s.handleAction(a, "")
+			w.WriteHeader(http.StatusOK)
 			return
 		}
 		text := s.Handle(c)

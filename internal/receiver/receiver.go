@@ -46,6 +46,11 @@ type Options struct {
 	// requester's DM (courier.status_messages): the acknowledgement says
 	// so instead of warning that the response_url expires.
 	StatusInDM bool
+	// Admins may cancel anyone's job (receiver.admins).
+	Admins []string
+	// Uploads says the courier may upload files into DMs
+	// (courier.max_upload_mb > 0): "send" is offered.
+	Uploads bool
 	// PerUserPerMinute caps accepted jobs per user and minute (default 20).
 	PerUserPerMinute int
 	Now              func() time.Time
@@ -61,10 +66,11 @@ type Service struct {
 	sealer   *reply.Sealer
 	refusals *refusalGate // unauthenticated requests: few alerts
 
-	teams, channels, users, enterprises allowlist
+	teams, channels, users, enterprises, admins allowlist
 
-	rateMu  sync.Mutex
-	rate    map[string][]time.Time
+	rateMu   sync.Mutex
+	rate     map[string][]time.Time
+	requests map[string][]time.Time // requests (list, cancel, send) by user: in memory
 	rateLog *rateLog // rate, on disk: it survives a restart
 }
 
@@ -101,7 +107,11 @@ func New(opt Options) (*Service, error) {
 	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir},
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
 		users: newAllowlist(opt.AllowedUsers), enterprises: newAllowlist(opt.AllowedEnterprises),
-		rate: map[string][]time.Time{}, refusals: newRefusalGate(opt.Logger)}
+		admins: allowlist{ids: map[string]bool{}}, rate: map[string][]time.Time{}, requests: map[string][]time.Time{},
+		refusals: newRefusalGate(opt.Logger)}
+	for _, id := range opt.Admins {
+		s.admins.ids[id] = true // never "*" (config.CheckReceiver)
+	}
 	paths := []string{s.layout.Receiver("tmp"), s.layout.Incoming(), s.layout.Receiver("")}
 	d := make([]*spool.Dir, len(paths))
 	var err error
@@ -186,6 +196,17 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 		audit.Event(s.log, "help", who...)
 		return s.help()
 	}
+	switch strings.ToLower(fields[0]) {
+	case "list", "cancel", "send":
+		return s.requestCommand(c, key, fields, refuse)
+	}
+	send := false
+	if n := len(fields); n > 1 && strings.EqualFold(fields[n-1], "send") {
+		if !s.opt.Uploads {
+			return refuse("uploads_off", "Sending files into Slack is turned off on this server; the video is still kept on it. Usage: "+s.usage(), false)
+		}
+		send, fields = true, fields[:n-1]
+	}
 	if len(fields) > 2 {
 		return refuse("usage", "Usage: "+s.usage(), false)
 	}
@@ -216,7 +237,7 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 	}
 	j := &job.Job{V: job.Version, ID: id, Video: video, Format: format, Team: c.TeamID,
 		User: c.UserID, Channel: c.ChannelID, Created: s.opt.Now().Unix()}
-	err = s.enqueue(j, c.ResponseURL)
+	err = s.enqueue(j, c.ResponseURL, send)
 	if key != "" && errors.Is(err, fs.ErrExist) {
 		// Queued by an earlier delivery, not yet claimed (once claimed,
 		// the worker refuses a second run of the ID).
@@ -238,7 +259,8 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 // is 30 minutes by default): the reply says so.
 func (s *Service) queued(j *job.Job) string {
 	if s.opt.StatusInDM {
-		return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll keep you posted in our direct messages until it's saved.", j.Video, j.Format, j.ID)
+		return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll keep you posted in our direct messages until it's saved. "+
+			"To stop it: `%s cancel %s`.", j.Video, j.Format, j.ID, s.opt.Command, j.ID)
 	}
 	return fmt.Sprintf("Queued `%s` (%s) as job `%s`. I'll tell you here when it's saved, "+
 		"if that is within 30 minutes: Slack lets me answer here no longer. A later download is still kept on the server.", j.Video, j.Format, j.ID)
@@ -246,8 +268,8 @@ func (s *Service) queued(j *job.Job) string {
 
 // enqueue seals what the reply needs into the job and makes the job
 // durable: the only write on the request path.
-func (s *Service) enqueue(j *job.Job, responseURL string) error {
-	token, err := s.sealer.Seal(j.ID, reply.Info{URL: responseURL, Created: j.Created, Video: j.Video, Format: j.Format, User: j.User})
+func (s *Service) enqueue(j *job.Job, responseURL string, send bool) error {
+	token, err := s.sealer.Seal(j.ID, reply.Info{URL: responseURL, Created: j.Created, Video: j.Video, Format: j.Format, User: j.User, Send: send})
 	if err != nil {
 		return err
 	}
@@ -297,7 +319,11 @@ func formatList() string {
 }
 
 func (s *Service) usage() string {
-	return fmt.Sprintf("`%s <YouTube link> [%s]`", s.opt.Command, strings.Join(strings.Split(formatList(), ", "), "|"))
+	send := ""
+	if s.opt.Uploads {
+		send = " [send]"
+	}
+	return fmt.Sprintf("`%s <YouTube link> [%s]%s`", s.opt.Command, strings.Join(strings.Split(formatList(), ", "), "|"), send)
 }
 
 func (s *Service) help() string {
@@ -308,7 +334,18 @@ func (s *Service) help() string {
 	return "ytkeep keeps a YouTube video on the team's server for offline viewing.\n" +
 		"Usage: " + s.usage() + "\n" +
 		"Formats: best (default), audio (sound only), 1080p, 720p, 480p, 360p (highest quality up to that height).\n" +
-		"Links: youtube.com/watch?v=…, youtu.be/…, /shorts/…, /live/…, /embed/…\n" + where
+		"Links: youtube.com/watch?v=…, youtu.be/…, /shorts/…, /live/…, /embed/…\n" + where + "\n" +
+		s.moreHelp()
+}
+
+func (s *Service) moreHelp() string {
+	c := s.opt.Command
+	h := fmt.Sprintf("`%s list`: your last 10 jobs and their state.\n"+
+		"`%s cancel <job id | link>`: stop your job while it waits or downloads.", c, c)
+	if s.opt.Uploads {
+		h += fmt.Sprintf("\n`%s <link> send`, or `%s send <job id>` once it is saved: the file in our direct messages too (within the server's size limit and your daily quota).", c, c)
+	}
+	return h
 }
 
 func trunc(s string, n int) string {

@@ -394,8 +394,12 @@ func (s *Service) socketEvent(ctx context.Context, client *socketmode.Client, ev
 			return nil
 		}
 		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
-	case socketmode.EventTypeInteractive, socketmode.EventTypeEventsAPI:
-		// The manifest subscribes to neither; acknowledge, do nothing.
+	case socketmode.EventTypeInteractive:
+		if ev.Request != nil {
+			s.interaction(ctx, client, ev.Request.EnvelopeID, ev.Request.Payload, seen)
+		}
+	case socketmode.EventTypeEventsAPI:
+		// The manifest subscribes to none; acknowledge, do nothing.
 		if ev.Request != nil {
 			actx, cancel := context.WithTimeout(ctx, ackWait)
 			client.AckCtx(actx, ev.Request.EnvelopeID, nil)
@@ -429,6 +433,32 @@ func (s *Service) envelope(ctx context.Context, client *socketmode.Client, id st
 	defer cancel()
 	if err := client.AckCtx(actx, id, map[string]string{"response_type": "ephemeral", "text": reply}); err != nil {
 		// Slack shows the user an error; a redelivery gets this reply.
+		s.log.Error("couldn't acknowledge a Socket Mode envelope", "envelope", id, "err", err)
+	}
+}
+
+// interaction handles a button click envelope: parsed and made durable
+// (a redelivery, by its envelope ID, makes no second request) before the
+// acknowledgement, which carries nothing: the courier answers at the
+// click's response_url.
+func (s *Service) interaction(ctx context.Context, client *socketmode.Client, id string, payload json.RawMessage, seen *envelopeCache) {
+	if !validEnvelopeID(id) {
+		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
+		return
+	}
+	if _, dup := seen.get(id); dup {
+		audit.Event(s.log, audit.Duplicate, "envelope", id)
+	} else {
+		if a, err := slackreq.ParseAction(payload); err != nil {
+			audit.Event(s.log, audit.Refused, "reason", "bad_interaction", "err", audit.Clean(err.Error(), 200))
+		} else {
+			s.handleAction(a, "envelope "+id)
+		}
+		seen.put(id, "")
+	}
+	actx, cancel := context.WithTimeout(ctx, ackWait)
+	defer cancel()
+	if err := client.AckCtx(actx, id, nil); err != nil {
 		s.log.Error("couldn't acknowledge a Socket Mode envelope", "envelope", id, "err", err)
 	}
 }

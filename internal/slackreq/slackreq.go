@@ -33,8 +33,10 @@ import (
 )
 
 // MaxBodyBytes caps the request body. Slack's slash-command payloads are a
-// few hundred bytes; anything near this is not from Slack.
-const MaxBodyBytes = 16 << 10
+// few hundred bytes; a button click's carries the message clicked, a few
+// KB for ytkeep's status messages, form-encoded. Anything near this is
+// not from Slack.
+const MaxBodyBytes = 64 << 10
 
 // Window is how far a request timestamp may be from the local clock.
 const Window = 300 * time.Second
@@ -187,6 +189,35 @@ func IsSSLCheck(body []byte) bool {
 // parses the slash command. It returns ErrSSLCheck, before any
 // verification, for Slack's certificate check.
 func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
+	c, a, err := v.ReadVerifiedRequest(r)
+	if err == nil && a != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Reason: ReasonBadForm, Err: errors.New("an interaction, not a command")}
+	}
+	return c, err
+}
+
+// ReadVerifiedRequest is ReadVerified for a URL that takes commands and
+// interactions (button clicks) alike: a verified body whose only field
+// is "payload" is parsed as an Action, any other as a Command.
+func (v *Verifier) ReadVerifiedRequest(r *http.Request) (*Command, *Action, error) {
+	body, err := v.readVerified(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	payload, isAction, err := ActionPayload(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if isAction {
+		a, err := ParseAction(payload)
+		return nil, a, err
+	}
+	c, err := ParseCommand(body)
+	return c, nil, err
+}
+
+// readVerified reads and verifies r's body.
+func (v *Verifier) readVerified(r *http.Request) ([]byte, error) {
 	if r.Method != http.MethodPost {
 		return nil, &Error{Status: http.StatusMethodNotAllowed, Reason: ReasonMethod}
 	}
@@ -210,7 +241,7 @@ func (v *Verifier) ReadVerified(r *http.Request) (*Command, error) {
 	if err := v.Verify(r.Header, body); err != nil {
 		return nil, err
 	}
-	return ParseCommand(body)
+	return body, nil
 }
 
 // Verify checks the timestamp window, the signature, that the request was
