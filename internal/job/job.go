@@ -234,6 +234,7 @@ const (
 	ClassSandbox     Class = "sandbox"     // the downloader broke a sandbox rule
 	ClassGaveUp      Class = "gave_up"     // cut short too many times
 	ClassInternal    Class = "internal"    // our own fault
+	ClassQuota       Class = "quota"       // the requester's daily download quota is used up
 )
 
 var classes = map[Class]string{
@@ -244,6 +245,7 @@ var classes = map[Class]string{
 	ClassSandbox:     "the downloader broke a sandbox rule and was stopped (reported to the admins)",
 	ClassGaveUp:      "the download was interrupted too many times and was abandoned",
 	ClassInternal:    "an internal error occurred (see the worker's log)",
+	ClassQuota:       "you have used up your daily download quota on this server (it starts afresh at midnight UTC; videos already on the server are not counted)",
 }
 
 // Describe returns the failure class in plain words.

@@ -48,10 +48,11 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 	if r == nil {
 		return // shutting down: the parked jobs stay claimed too
 	}
-	if r.Status == job.StatusCancelled {
-		// Its requester stopped the download, not theirs: each runs
-		// again, ahead of the queue (the first downloads, the others
-		// park behind it).
+	if r.Status == job.StatusCancelled || r.Class == job.ClassQuota {
+		// Its requester stopped the download, or may download no more
+		// today: that is not the parked jobs' answer. Each runs again,
+		// ahead of the queue (the first downloads, the others park
+		// behind it).
 		for i := len(parked) - 1; i >= 0; i-- {
 			p := parked[i]
 			w.enqueue(task{name: p.claimedAs, j: p.j, claimedAs: p.claimedAs, attempt: attempt}, true)
@@ -114,6 +115,12 @@ func (w *Worker) run(ctx context.Context, j *job.Job, claimedAs string, attempt 
 		w.finish(j, claimedAs, r)
 		return r
 	}
+	if !w.usage.allows(j.User) {
+		audit.Event(w.log, audit.Refused, "reason", "daily_quota", "job", j.ID, "user", j.User, "team", j.Team)
+		r := j.Result(job.StatusFailed, job.ClassQuota)
+		w.finish(j, claimedAs, r)
+		return r
+	}
 	if attempt == 1 {
 		w.report(j.Result(job.StatusStarted, job.ClassNone))
 	}
@@ -125,6 +132,11 @@ func (w *Worker) run(ctx context.Context, j *job.Job, claimedAs string, attempt 
 	}
 	if cancelled {
 		r = j.Result(job.StatusCancelled, job.ClassNone)
+	}
+	if r.Status == job.StatusDone {
+		if err := w.usage.add(j.User, r.Size); err != nil {
+			w.log.Error("couldn't count a download against its user's daily quota", "job", j.ID, "user", j.User, "err", err)
+		}
 	}
 	w.finish(j, claimedAs, r)
 	return r

@@ -36,6 +36,11 @@ type Options struct {
 	Concurrency  int
 	MaxFileBytes int64
 	MaxAttempts  int
+	// DailyBytes caps what one user's jobs download in a UTC day (0: no
+	// cap). It is checked before a download starts, so the last one may
+	// go past it by up to MaxFileBytes; a file already stored costs
+	// nothing.
+	DailyBytes int64
 	// ProgressEvery spaces a job's progress records (default 10 s).
 	ProgressEvery time.Duration
 	Logger        *slog.Logger
@@ -67,6 +72,7 @@ type Worker struct {
 	// parked behind that download (see process). Under mu.
 	inflight map[string][]parkedJob
 	storeMu  sync.Mutex // serialises lookups and stores in downloads/
+	usage    *usage     // the daily download quota
 }
 
 // New opens the spool and downloads directories. It does not run yt-dlp.
@@ -120,6 +126,17 @@ func New(opt Options) (*Worker, error) {
 		return nil, err
 	}
 	w.forgetSeen(time.Now())
+	if opt.DailyBytes > 0 {
+		wdir, err := spool.OpenDir(w.layout.Worker(""))
+		if err != nil {
+			return nil, err
+		}
+		if w.usage, err = openUsage(wdir, dirs[3], opt.DailyBytes, time.Now); err != nil {
+			// Not a reason to stop every download: count afresh.
+			w.log.Error("couldn't read the daily download counts; counting afresh", "err", err)
+			w.usage = &usage{dir: wdir, tmp: dirs[3], limit: opt.DailyBytes, now: time.Now, Bytes: map[string]int64{}}
+		}
+	}
 	return w, nil
 }
 
