@@ -4,6 +4,8 @@ package demo
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -39,7 +41,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 		return err
 	}
 	defer func() {
-		say("\n[6/6] Stopping the receiver, the worker, the downloader and the courier.")
+		say("\n[7/7] Stopping the receiver, the worker, the downloader and the courier.")
 		if cerr := w.Close(); cerr != nil && err == nil {
 			err = cerr
 		}
@@ -49,13 +51,13 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 		}
 	}()
 	clip, _ := os.Stat(w.Clip)
-	say("\n[1/6] Made a 3-second test clip with ffmpeg (%d bytes).", clip.Size())
-	say("[2/6] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
+	say("\n[1/7] Made a 3-second test clip with ffmpeg (%d bytes).", clip.Size())
+	say("[2/7] Serving it at %s (this stands in for YouTube).", w.Media.BaseURL())
 	intake := w.Endpoint
 	if w.Socket != nil {
 		intake = "Socket Mode"
 	}
-	say("[3/6] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d), ytkeep-downloader (pid %d) and ytkeep-courier (pid %d)",
+	say("[3/7] Started ytkeep-receiver (pid %d, %s), ytkeep-worker (pid %d), ytkeep-downloader (pid %d) and ytkeep-courier (pid %d)",
 		w.Receiver.Cmd.Process.Pid, intake, w.Worker.Cmd.Process.Pid, w.Downloader.Cmd.Process.Pid, w.Courier.Cmd.Process.Pid)
 	say("      as separate processes: the receiver takes commands, the courier posts the results with the app's bot token.")
 	ports, err := testbed.ListeningPorts(w.Receiver.Cmd.Process.Pid)
@@ -91,8 +93,8 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 		say("      Idle memory (resident): %s.", strings.Join(rss, ", "))
 	}
 
-	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p"
-	say("\n[4/6] In Slack you type:\n        /ytkeep %s", text)
+	text := "https://www.youtube.com/watch?v=dQw4w9WgXcQ 720p send"
+	say("\n[4/7] In Slack you type:\n        /ytkeep %s", text)
 	if w.Socket != nil {
 		say("      Slack sends the command to ytkeep as an envelope over the WebSocket; ytkeep writes the job to disk,")
 		say("      then acknowledges the envelope with its reply, within Slack's 3 seconds.")
@@ -106,7 +108,7 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	}
 	say("      Slack shows you (only you):\n        %s", reply)
 
-	say("\n[5/6] In your direct messages with ytkeep, one status message, which the courier updates in place:")
+	say("\n[5/7] In your direct messages with ytkeep, one status message, which the courier updates in place:")
 	dm := w.WebAPI.DMOf(testbed.User)
 	err = w.WebAPI.WaitFor(ctx, func(a *testbed.WebAPI) bool {
 		m := a.Messages(dm)
@@ -144,7 +146,61 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 		return err
 	}
 	say("      Metadata sidecar: %s", strings.TrimSpace(string(side)))
+
+	// "send": the courier uploads the stored file into the DM too.
+	if err := w.WebAPI.WaitFor(ctx, func(a *testbed.WebAPI) bool {
+		for _, f := range a.Files() {
+			if f.Completed && f.Channel == dm {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("the file was not delivered in the DM: %w", err)
+	}
+	sum, err := fileSHA256(stored)
+	if err != nil {
+		return err
+	}
+	for _, f := range w.WebAPI.Files() {
+		if f.Completed && f.Channel == dm {
+			same := "the same bytes as on the server"
+			if f.SHA256 != sum || f.Size != st.Size() {
+				return fmt.Errorf("the file in the DM (%d bytes) is not the stored one", f.Size)
+			}
+			say("\n      \"send\" asked for the file in Slack too: the courier uploaded %s into your DM (%d bytes, %s),", f.Name, f.Size, same)
+			say("      through Slack's upload flow, within courier.max_upload_mb and your daily upload quota.")
+		}
+	}
+
+	say("\n[6/7] You type:\n        /ytkeep list")
+	_, lid, err := w.Send(ctx, w.Invocation("list"))
+	if err != nil {
+		return err
+	}
+	list, err := w.Slack.WaitFor(ctx, lid, func(m string) bool { return strings.Contains(m, "dQw4w9WgXcQ") })
+	if err != nil {
+		return fmt.Errorf("no answer to list: %w", err)
+	}
+	say("      Slack shows you (only you):")
+	for _, line := range strings.Split(list[len(list)-1], "\n") {
+		say("        %s", line)
+	}
+	say("      (\"/ytkeep cancel <job id | link>\" stops a job while it waits or downloads; so does the Cancel button on its status message.)")
 	return nil
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 func tail(s string, n int) string {

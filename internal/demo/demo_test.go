@@ -43,6 +43,9 @@ func TestDemo(t *testing.T) {
 			"(posted) :hourglass_flowing_sand: Downloading `dQw4w9WgXcQ` (720p)…",
 			"(updated) :white_check_mark: Saved *dQw4w9WgXcQ*",
 			"dQw4w9WgXcQ-720p.mp4 (",
+			"the courier uploaded dQw4w9WgXcQ-720p.mp4 into your DM",
+			"the same bytes as on the server",
+			"/ytkeep list",
 		} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("demo (http %v) does not say %q:\n%s", httpMode, want, out.String())
