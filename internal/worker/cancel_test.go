@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,5 +241,31 @@ func TestHostileRequests(t *testing.T) {
 	}
 	if n := strings.Count(h.log.String(), `"event":"quarantined"`); n != 3 {
 		t.Errorf("%d quarantine events, want 3", n)
+	}
+}
+
+// TestQueueBounded: past maxQueue jobs waiting, enqueue adds nothing
+// until there is room (it waits; a stop ends the wait): a flood of job
+// files cannot grow the worker's memory without bound.
+func TestQueueBounded(t *testing.T) {
+	h := newHarness(t, nil)
+	defer func(n int) { maxQueue = n }(maxQueue)
+	maxQueue = 2
+	live := context.Background()
+	for _, n := range []string{"a", "b"} {
+		h.w.enqueue(live, task{name: n, preview: newJob("okokokokok1", job.FormatBest)}, false)
+	}
+	stopped, stop := context.WithCancel(live)
+	stop()
+	h.w.enqueue(stopped, task{name: "c", preview: newJob("okokokokok1", job.FormatBest)}, false)
+	if n := len(h.w.queue); n != 2 {
+		t.Fatalf("%d tasks queued, want the bound, 2", n)
+	}
+	if _, ok := h.w.next(live); !ok {
+		t.Fatal("no task")
+	}
+	h.w.enqueue(live, task{name: "c", preview: newJob("okokokokok1", job.FormatBest)}, false)
+	if n := len(h.w.queue); n != 2 {
+		t.Fatalf("%d tasks queued after one was taken, want 2", n)
 	}
 }

@@ -55,7 +55,7 @@ func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, atte
 		// behind it).
 		for i := len(parked) - 1; i >= 0; i-- {
 			p := parked[i]
-			w.enqueue(task{name: p.claimedAs, j: p.j, claimedAs: p.claimedAs, attempt: attempt}, true)
+			w.enqueue(ctx, task{name: p.claimedAs, j: p.j, claimedAs: p.claimedAs, attempt: attempt}, true)
 		}
 		return
 	}

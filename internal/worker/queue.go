@@ -26,15 +26,24 @@ type task struct {
 	attempt   int
 }
 
+// maxQueue bounds the jobs waiting in memory. Past it, the watch waits
+// for room (new files stay in incoming/ meanwhile): a flood of job files
+// slows intake down, it cannot exhaust the worker's memory.
+var maxQueue = 10000 // a variable for the test
+
 // enqueue adds t at the end of the queue (or, with front, at its head),
 // unless its name is queued or being handled already. A job that will
-// wait for a slot gets a "queued" result with its place.
-func (w *Worker) enqueue(t task, front bool) {
+// wait for a slot gets a "queued" result with its place. With the queue
+// full, it waits for room (a front task, from a running one, does not).
+func (w *Worker) enqueue(ctx context.Context, t task, front bool) {
 	if t.j == nil && t.preview == nil {
 		t.preview = w.peek(t)
 	}
 	w.mu.Lock()
-	if w.pending[t.name] {
+	for !front && len(w.queue) >= maxQueue && ctx.Err() == nil {
+		w.cond.Wait()
+	}
+	if w.pending[t.name] || ctx.Err() != nil {
 		w.mu.Unlock()
 		return
 	}
@@ -46,7 +55,7 @@ func (w *Worker) enqueue(t task, front bool) {
 	}
 	// Idle slots take the first jobs at once; the rest wait.
 	position := len(w.queue) - (w.opt.Concurrency - w.busy)
-	w.cond.Signal()
+	w.cond.Broadcast() // a slot waiting in next (enqueue waits on the same cond)
 	w.mu.Unlock()
 	if position > 0 && !front && t.preview != nil && position <= job.MaxPosition {
 		r := t.preview.Result(job.StatusQueued, job.ClassNone)
@@ -89,8 +98,12 @@ func (w *Worker) next(ctx context.Context) (task, bool) {
 		return task{}, false
 	}
 	t := w.queue[0]
+	w.queue[0] = task{}
 	w.queue = w.queue[1:]
 	w.busy++
+	if len(w.queue) == maxQueue-1 {
+		w.cond.Broadcast() // room for a waiting enqueue
+	}
 	return t, true
 }
 
@@ -166,6 +179,7 @@ func (w *Worker) cancel(req *job.Request) (job.Outcome, int) {
 	}
 	clear(w.queue[len(keep):])
 	w.queue = keep
+	w.cond.Broadcast() // room for a waiting enqueue
 	for key, ps := range w.inflight {
 		kept := ps[:0]
 		for _, p := range ps {

@@ -217,7 +217,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			w.request(n, true)
 			continue
 		}
-		w.enqueue(task{name: n, recover: true}, false)
+		w.enqueue(ctx, task{name: n, recover: true}, false)
 	}
 	w.log.Info("worker ready", "concurrency", w.opt.Concurrency, "recovered", len(claimed))
 	// Requests are handled as they come, jobs queued: the watch never
@@ -226,7 +226,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if k, err := job.ParseName(name); err == nil && k.Kind == job.KindRequest {
 			w.request(name, false)
 		} else {
-			w.enqueue(task{name: name}, false)
+			w.enqueue(ctx, task{name: name}, false)
 		}
 		return ctx.Err() == nil
 	})
