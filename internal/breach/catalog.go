@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"net/url"
@@ -41,6 +42,10 @@ const (
 // Env names the targets, from YTKEEP_BREACH_* variables.
 type Env struct {
 	Secret, Spool, Downloads, JobRoot, OtherJob, StoredFile, Config string
+	// BotToken is the courier's bot token file, AppToken the receiver's
+	// app-level token file (Socket Mode), ReceiverFile one of the files
+	// of the receiver's private directory (0600: not the reply key).
+	BotToken, AppToken, ReceiverFile string
 	// Setuid is a setuid-root program that prints its effective uid
 	// (the runner in "whoami" mode), installed by the suite.
 	Setuid                  string
@@ -70,6 +75,7 @@ func LoadEnv() *Env {
 	budget, _ := strconv.ParseInt(g("DISK_BUDGET"), 10, 64)
 	return &Env{Secret: g("SECRET"), Spool: g("SPOOL"), Downloads: g("DOWNLOADS"), JobRoot: g("JOBROOT"),
 		OtherJob: g("OTHERJOB"), StoredFile: g("STORED"), Config: g("CONFIG"), ReceiverPort: p, SlackPort: sp, Server: srv,
+		BotToken: g("BOT_TOKEN"), AppToken: g("APP_TOKEN"), ReceiverFile: g("RECEIVER_FILE"),
 		Setuid: g("SETUID"), MediaPort: mp, Domain: g("DOMAIN"), Proxy: g("PROXY"), DiskBudget: budget}
 }
 
@@ -83,6 +89,9 @@ type Attempt struct {
 	Run func(e *Env) error
 }
 
+// readFile opens p and reads from it. An empty file read to its end
+// counts as read: the access was granted (a stored video an earlier
+// attempt truncated, say, must not pass for a block).
 func readFile(p string) error {
 	f, err := os.Open(p)
 	if err != nil {
@@ -90,6 +99,9 @@ func readFile(p string) error {
 	}
 	defer f.Close()
 	_, err = f.Read(make([]byte, 1))
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
 	return err
 }
 
@@ -100,6 +112,10 @@ func writeFile(p string) error {
 	}
 	return f.Close()
 }
+
+// CourierRecord is the file B35 writes in courier/replies/ when it is
+// not stopped (the suite removes it).
+const CourierRecord = "aaaaaaaaaaaaaaaaaaaaaaaaaa.json"
 
 // TmpLitter prefixes the file B17 leaves in /tmp when it is not stopped
 // (the suite removes it).
@@ -490,25 +506,43 @@ const (
 	Receiver   = "receiver"
 	Worker     = "worker"
 	Downloader = "downloader"
+	Courier    = "courier"
 )
 
 // allowedIn lists, per attempt, the domains for which success is not an
 // escape but the domain's own job (DESIGN §2): the receiver reads its
-// secret, the worker owns the downloads and the job directories.
+// secret, the worker owns the downloads and the job directories, the
+// courier holds the bot token, opens the reply key and posts to Slack.
 var allowedIn = map[string][]string{
-	"B01": {Receiver}, "B03": {Receiver}, "B04": {Receiver},
-	"B05": {Worker}, "B06": {Worker}, "B07": {Worker}, "B08": {Receiver, Worker},
-	// Each daemon owns its inbox: the receiver results/, the worker
-	// incoming/ (a job the worker wrote itself would fail the owner check).
-	"B10": {Receiver, Worker}, "B11": {Worker, Receiver}, "B12": {Worker}, "B13": {Worker}, "B14": {Worker},
-	"B41": {Receiver}, // it posts replies there
+	"B01": {Receiver}, "B04": {Receiver},
+	// The receiver makes the reply key and seals with it; the courier
+	// opens tokens with it (0640, its group: docs/courier.md).
+	"B03": {Receiver, Courier},
+	"B05": {Worker}, "B07": {Worker}, "B08": {Receiver, Worker},
+	// The worker stores the videos; the courier reads them to upload
+	// them (with the bot token and courier.max_upload_mb on).
+	"B06": {Worker, Courier},
+	// Each daemon owns its inbox: the worker incoming/ (a job the worker
+	// wrote itself would fail the owner check), the courier results/
+	// (likewise: it claims only the worker's files). The receiver,
+	// which creates jobs, no longer reads results/: its group may create
+	// there, its Landlock rules may not.
+	"B10": {Receiver, Worker}, "B11": {Worker, Courier}, "B12": {Worker}, "B13": {Worker}, "B14": {Worker},
+	// Each domain's own credential: read at start, before confinement,
+	// so even the owner's later read is refused by Landlock.
+	"B26": {Courier}, "B27": {Receiver},
+	// Each domain's private files: the receiver's directory and key,
+	// the worker's claimed jobs, the courier's records.
+	"B28": {Receiver}, "B29": {Worker}, "B34": {Receiver}, "B35": {Courier},
+	"B41": {Receiver, Courier}, // they post replies and alerts there
 	// The worker owns incoming/ (it claims there) and the job root.
 	"B24": {Worker}, "B25": {Worker},
-	"B44": {Receiver}, // DNS
-	// The receiver's Landlock rules let it connect to port 443 at any
-	// address (Slack has no stable address list: docs/threat-model.md,
-	// "No IP allowlist"), and it resolves names over UDP.
-	"B48": {Receiver}, "B49": {Receiver}, "B91": {Receiver},
+	"B44": {Receiver, Courier}, // DNS
+	// The receiver's and the courier's Landlock rules let them connect
+	// to port 443 at any address (Slack has no stable address list:
+	// docs/threat-model.md, "No IP allowlist"), and they resolve names
+	// over UDP.
+	"B48": {Receiver, Courier}, "B49": {Receiver, Courier}, "B91": {Receiver, Courier},
 }
 
 // AllowedIn reports whether attempt id may succeed in domain.
@@ -538,6 +572,29 @@ var Catalog = []Attempt{
 		}
 		return unix.EPERM // the dedicated user: root's files and powers are out of reach
 	}},
+	{"B26", "read the courier's bot token", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.BotToken) }},
+	{"B27", "read the receiver's app-level token (Socket Mode)", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return readFile(e.AppToken) }},
+	{"B28", "read a private file of the receiver's by name (its directory lets the courier's group in, not list)", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		return readFile(e.ReceiverFile)
+	}},
+	{"B29", "read the worker's claimed jobs (their sealed reply tokens, which the reply key opens)", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		dir := filepath.Join(e.Spool, "worker", "claimed")
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, ent := range ents {
+			if err = readFile(filepath.Join(dir, ent.Name())); err == nil {
+				return nil
+			}
+		}
+		// Listing them already names every job in progress.
+		how := "listed the worker's claimed jobs"
+		if err != nil {
+			how += "; reading one: " + describe(err)
+		}
+		return &reached{how}
+	}},
 	// Writes outside the job directory.
 	{"B10", "forge a job in incoming/", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
 		return plant(e, filepath.Join(e.Spool, "incoming", "aaaaaaaaaaaaaaaaaaaaaaaaaa.job"))
@@ -558,6 +615,18 @@ var Catalog = []Attempt{
 		return writeFile("/usr/lib/python3/dist-packages/yt_dlp_plugins_breach.py")
 	}},
 	{"B20", "poison python's sitecustomize", []string{"landlock", "dac"}, Blocked, func(e *Env) error { return writeFile("/usr/lib/python3/dist-packages/sitecustomize.py") }},
+	{"B34", "open the reply key for writing (to forge every job's reply token)", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		// Opened, never written: in the receiver, its owner, it must stay
+		// the key the courier opens.
+		f, err := os.OpenFile(filepath.Join(e.Spool, "receiver", "reply.key"), os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
+	}},
+	{"B35", "rewrite the courier's records (a job's post budget in courier/replies/)", []string{"landlock", "dac"}, Blocked, func(e *Env) error {
+		return writeFile(filepath.Join(e.Spool, "courier", "replies", CourierRecord))
+	}},
 	// Links and special files in the job directory.
 	{"B21", "symlink to the secret in the job dir", []string{"landlock", "seccomp"}, Blocked, func(e *Env) error { return os.Symlink(e.Secret, "dQw4w9WgXcQ.mp4") }},
 	{"B22", "hard link a stored video into the job dir", []string{"landlock"}, Blocked, func(e *Env) error { return os.Link(e.StoredFile, "stolen.mp4") }},
@@ -678,6 +747,9 @@ var Catalog = []Attempt{
 	}},
 	{"B49", "connect directly to private addresses (10.0.0.1:443, 192.168.0.1:443)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		return connectEach("10.0.0.1:443", "192.168.0.1:443")
+	}},
+	{"B99", "connect directly to a loopback web server on port 80 alone (127.0.0.1:80: B48 stops at 443 where that is allowed)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
+		return connectEach("127.0.0.1:80")
 	}},
 	{"B90", "connect directly to the test media server (the proxy's one loopback origin)", []string{"landlock", "broker"}, Blocked, func(e *Env) error {
 		if e.MediaPort == 0 {

@@ -126,9 +126,10 @@ const TriggerKey = "ytkeep-breach="
 
 // Trigger is the backdoor of the daemons' breach builds: the receiver
 // passes it each request's query string, the worker each claimed job
-// file, before anything parses them. If s carries TriggerKey and an
-// attempt id, the attempt runs right there, inside the confined daemon,
-// its outcome goes to stdout and the process exits.
+// file, the courier each claimed result file, before anything parses
+// them. If s carries TriggerKey and an attempt id, the attempt runs
+// right there, inside the confined daemon, its outcome goes to stdout
+// and the process exits.
 func Trigger(s string) {
 	_, id, ok := strings.Cut(s, TriggerKey)
 	if !ok {

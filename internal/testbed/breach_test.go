@@ -78,16 +78,21 @@ var tellTales = map[string]struct {
 	id      string
 	domains []string
 }{
-	confine.LayerDAC:      {"B09", []string{breach.Receiver, breach.Worker, breach.Downloader}},
-	confine.LayerLandlock: {"B17", []string{breach.Receiver, breach.Worker, breach.Downloader}},
-	confine.LayerSeccomp:  {"B70", []string{breach.Receiver, breach.Worker, breach.Downloader}},
+	confine.LayerDAC:      {"B09", domains},
+	confine.LayerLandlock: {"B17", domains},
+	confine.LayerSeccomp:  {"B70", domains},
 	confine.LayerRlimit:   {"B80", []string{breach.Downloader}},
 }
 
-// run is one run of the catalog in the three domains.
+// domains are the four domains the catalog runs in, in the report's
+// order. (The receiver runs it a second time in Socket Mode:
+// receiverSocket.)
+var domains = []string{breach.Receiver, breach.Worker, breach.Courier, breach.Downloader}
+
+// run is one run of the catalog in the four domains.
 type run map[string][]breach.Result // domain -> results
 
-// TestBreach runs the catalog in the three domains with every layer on
+// TestBreach runs the catalog in the four domains with every layer on
 // and fails on any escape; then once per layer switched off, and reports
 // which attempts that layer alone stops. With YTKEEP_BREACH_REPORT set it
 // writes the report there.
@@ -218,7 +223,7 @@ func waitUsersGone(t *testing.T) {
 	}
 }
 
-// breachRun runs the catalog in the three domains, with layer switched
+// breachRun runs the catalog in the four domains, with layer switched
 // off unless it is empty.
 func breachRun(t *testing.T, bin, layer string) run {
 	out := run{}
@@ -229,7 +234,7 @@ func breachRun(t *testing.T, bin, layer string) run {
 		}
 	})
 	total, escapes := 0, 0
-	for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader} {
+	for _, d := range domains {
 		for _, r := range out[d] {
 			total++
 			if r.Escaped {
@@ -237,9 +242,14 @@ func breachRun(t *testing.T, bin, layer string) run {
 			}
 		}
 	}
-	t.Logf("without %q: %d attempts in 3 domains, %d escapes", layer, total, escapes)
+	t.Logf("without %q: %d attempts in %d domains, %d escapes", layer, total, len(domains), escapes)
+	for _, d := range domains {
+		if len(out[d]) != len(breach.Catalog) {
+			t.Errorf("%s: %d results for %d attempts", d, len(out[d]), len(breach.Catalog))
+		}
+	}
 	if layer == "" {
-		for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader} {
+		for _, d := range domains {
 			o, a, _ := detection(out[d])
 			t.Logf("%s: %d observable attempts, %d alerted", d, o, a)
 			if o == 0 {
@@ -274,6 +284,40 @@ func targets(t *testing.T, w *World, bin string) map[string]string {
 		os.Chown(other, uid, DownloaderGID)
 		os.Chown(filepath.Join(other, "part"), uid, DownloaderGID)
 	}
+	// The credentials and private files the other domains must not read,
+	// as the world makes them (or, where this world has none, as
+	// production would: the same owner and mode).
+	layout := spool.Layout{Root: w.SpoolDir}
+	ownerOf := func(dir string) int {
+		if st, err := os.Stat(dir); err == nil {
+			return int(st.Sys().(*syscall.Stat_t).Uid)
+		}
+		return -1
+	}
+	botToken := filepath.Join(w.Dir, "bot_token") // WorldOptions.Bot's
+	appToken := filepath.Join(w.Dir, "breach_app_token")
+	receiverFile := layout.Receiver("breach-private")
+	for _, f := range []struct {
+		path, text string
+		uid        int
+		mode       os.FileMode
+	}{
+		{botToken, "xoxb-breach-decoy\n", ownerOf(layout.Courier("")), 0o400},
+		{appToken, "xapp-breach-decoy\n", ownerOf(layout.Receiver("")), 0o400},
+		// The directory's group (setgid: the courier's), 0600 as the
+		// receiver makes every file there but the reply key.
+		{receiverFile, "the receiver's alone\n", ownerOf(layout.Receiver("")), 0o600},
+	} {
+		if _, err := os.Lstat(f.path); err == nil {
+			continue
+		}
+		if err := os.WriteFile(f.path, []byte(f.text), f.mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(f.path, f.uid, -1); err != nil {
+			t.Fatal(err)
+		}
+	}
 	u, err := url.Parse(w.Endpoint)
 	if err != nil {
 		t.Fatal(err)
@@ -294,6 +338,9 @@ func targets(t *testing.T, w *World, bin string) map[string]string {
 		"YTKEEP_BREACH_SLACK_PORT":    w.Slack.Port(),
 		"YTKEEP_BREACH_SETUID":        filepath.Join(bin, setuidName),
 		"YTKEEP_BREACH_MEDIA_PORT":    w.Media.Port(),
+		"YTKEEP_BREACH_BOT_TOKEN":     botToken,
+		"YTKEEP_BREACH_APP_TOKEN":     appToken,
+		"YTKEEP_BREACH_RECEIVER_FILE": receiverFile,
 	}
 }
 
@@ -387,16 +434,19 @@ func rebindName(t *testing.T) bool {
 	return true
 }
 
-// breachDaemons runs every attempt inside the receiver and the worker,
-// reached the way an attacker would reach them: a crafted request to the
-// receiver's port (no signature needed: the backdoor stands for a bug in
-// request handling), a crafted job file for the worker. Breach builds of
-// the daemons start exactly as in production (their user, Landlock,
-// seccomp), one process per attempt, since seccomp kills the process on
-// the worst ones. The receiver attacks the world's worker, the worker
-// the world's receiver.
+// breachDaemons runs every attempt inside the receiver, the worker and
+// the courier, reached the way an attacker would reach them: a crafted
+// request to the receiver's port (no signature needed: the backdoor
+// stands for a bug in request handling), a crafted job file for the
+// worker, a crafted result file for the courier. Breach builds of the
+// daemons start exactly as in production (their user, Landlock,
+// seccomp; the courier with its bot token, its configuration on
+// standard input), one process per attempt, since seccomp kills the
+// process on the worst ones. The receiver attacks the world's worker,
+// the worker and the courier the world's receiver.
 func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 	opt := ablationOptions(bin, layer)
+	opt.Bot = true // the courier's bot token, in reach of its attacker
 	w := newWorld(t, opt)
 	cfg, _ := os.ReadFile(w.ConfigPath)
 	addr, _ := FreePort()
@@ -418,12 +468,20 @@ func breachDaemons(t *testing.T, bin, layer string) map[string][]breach.Result {
 
 	out := map[string][]breach.Result{}
 	crashes := map[string]int{} // domain+signal -> crashes so far
-	for _, d := range []string{breach.Receiver, breach.Worker} {
+	for _, d := range []string{breach.Receiver, breach.Worker, breach.Courier} {
 		victim := w.Worker.Cmd.Process.Pid
-		if d == breach.Worker {
+		switch d {
+		case breach.Worker:
 			// The world's worker would claim the crafted jobs itself.
 			if err := w.Worker.Stop(); err != nil {
 				t.Fatalf("stopping the worker: %v", err)
+			}
+			victim = w.Receiver.Cmd.Process.Pid
+		case breach.Courier:
+			// Likewise the world's courier the crafted results (it
+			// relayed the worker's alerts until now).
+			if err := w.Courier.Stop(); err != nil {
+				t.Fatalf("stopping the courier: %v", err)
 			}
 			victim = w.Receiver.Cmd.Process.Pid
 		}
@@ -529,10 +587,34 @@ func breachReceiverSocket(t *testing.T, bin, layer string, w *World, cfg []byte,
 
 // daemonAttempt starts a breach build of daemon d and triggers attempt id
 // in it: a crafted request for the receiver, a crafted job file for the
-// worker. It returns the attempt's outcome, or "" and how the daemon
-// ended without running it (its last log line).
+// worker, a crafted result file for the courier. It returns the
+// attempt's outcome, or "" and how the daemon ended without running it
+// (its last log line).
 func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, victim int, layout spool.Layout, recvUID int, addr string, sm *SocketMode, id string) (outcome, stopped string) {
 	cmd := exec.Command(filepath.Join(bin, "ytkeep-"+d), "-config", cfgPath)
+	if d == breach.Courier {
+		// As from its unit: the configuration on standard input (the
+		// courier is not in the group the file is readable by).
+		f, err := os.Open(cfgPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close() // the daemon has its own copy once started
+		cmd = exec.Command(filepath.Join(bin, "ytkeep-"+d), "-config", "-")
+		cmd.Stdin = f
+		crafted := clearCourierInbox(t, layout)
+		// A crafted result file, as a compromised worker would leave it:
+		// its user's, 0644 as its outbox writes them, where the courier
+		// checks the owner and reads the bytes (the backdoor) before it
+		// parses anything.
+		p := filepath.Join(layout.Results(), job.NewID()+".done.result")
+		if err := os.WriteFile(p, []byte(`{"`+breach.TriggerKey+id+`"}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(p, crafted, SpoolGID); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd.Dir = cwd
 	cmd.Env = append(slices.Clone(env), "YTKEEP_BREACH_SERVER="+fmt.Sprint(victim))
 	var stdout, stderr strings.Builder
@@ -601,6 +683,33 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 		return "", log[strings.LastIndexByte(log, '\n')+1:]
 	}
 	return outcome, ""
+}
+
+// clearCourierInbox removes what the last courier attempt left (its
+// crafted result, claimed into courier/claimed/, which a courier handles
+// again at start; B11's and B35's files) and returns the uid the courier
+// takes results from: the worker's, the owner of worker/.
+func clearCourierInbox(t *testing.T, layout spool.Layout) (workerUID int) {
+	t.Helper()
+	for _, dir := range []string{layout.Results(), layout.Courier("claimed")} {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range ents {
+			if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.Remove(layout.Courier(filepath.Join("replies", breach.CourierRecord))); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	uid, err := spool.Owner(layout.Worker(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uid
 }
 
 // planted are the attempts that leave a hostile file for the other
@@ -957,15 +1066,20 @@ Do not edit by hand. The attack code exists only in builds with the
   is a block; the suite adds ` + "`/etc/hosts`" + ` lines for the
   test that give B96's allowed name a loopback answer. B83 ends the job it
   runs in, so it runs as a download of its own, judged by how that ends.
-- **Receiver, worker**: breach builds of the daemons start exactly as in
-  production (their user, Landlock, seccomp) and run one attempt right
-  after confinement, where they would next handle untrusted input; one
+- **Receiver, worker, courier**: breach builds of the daemons start
+  exactly as in production (their user, Landlock, seccomp) and run one
+  attempt right after confinement, where they would next handle
+  untrusted input (a crafted request, job file or result file: the
+  courier's is the worker's user's, as it accepts no other); one
   process per attempt, since seccomp kills the process on the worst ones.
-  Signals, tracing and /proc aim at the other daemon (at the downloader
-  daemon, the children's parent, for the downloader).
+  The courier runs with its bot token and its configuration on standard
+  input, as from its unit. Signals, tracing and /proc aim at another
+  daemon: the receiver's at the worker, the worker's and the courier's
+  at the receiver, the downloader's at the downloader daemon (the
+  children's parent).
 
-| id | attempt | layers meant to stop it | receiver | worker | downloader |
-|---|---|---|---|---|---|
+| id | attempt | layers meant to stop it | receiver | worker | courier | downloader |
+|---|---|---|---|---|---|---|
 `)
 	byID := map[string]map[string]breach.Result{}
 	for d, rs := range results {
@@ -997,27 +1111,23 @@ Do not edit by hand. The attack code exists only in builds with the
 		if layers == "" {
 			layers = "—"
 		}
-		row := byID[a.ID]
-		rr, okr := row[breach.Receiver]
-		rw, okw := row[breach.Worker]
-		rd, okd := row[breach.Downloader]
-		for _, x := range []struct {
-			r  breach.Result
-			ok bool
-		}{{rr, okr}, {rw, okw}, {rd, okd}} {
-			if x.ok {
+		fmt.Fprintf(&b, "| %s | %s | %s |", a.ID, a.What, layers)
+		for _, d := range domains {
+			r, ok := byID[a.ID][d]
+			if ok {
 				total++
-				if x.r.Escaped {
+				if r.Escaped {
 					escapes++
 				}
-				if strings.HasPrefix(x.r.Outcome, breach.NotHere) {
+				if strings.HasPrefix(r.Outcome, breach.NotHere) {
 					na++
 				}
 			}
+			fmt.Fprintf(&b, " %s |", cell(r, ok))
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", a.ID, a.What, layers, cell(rr, okr), cell(rw, okw), cell(rd, okd))
+		b.WriteString("\n")
 	}
-	fmt.Fprintf(&b, "\n**%d attempts in 3 domains (%d each), %d escapes.** An outcome is how the attempt ended: an errno, the process killed by the seccomp filter (SIGSYS), the egress proxy's answer. %d are n/a: their target exists in the downloader alone (its egress proxy, its job's disk budget).\n", total, len(breach.Catalog), escapes, na)
+	fmt.Fprintf(&b, "\n**%d attempts in %d domains (%d each), %d escapes.** An outcome is how the attempt ended: an errno, the process killed by the seccomp filter (SIGSYS), the egress proxy's answer. %d are n/a: their target exists in the downloader alone (its egress proxy, its job's disk budget). \"allowed: own right\" is an attempt that succeeded where it is the domain's own right (`breach.AllowedIn`); an own right refused anyway (an errno) is shown as such: the receiver and the courier read their credentials before they confine themselves, and Landlock refuses the files afterwards.\n", total, len(domains), len(breach.Catalog), escapes, na)
 	b.WriteString(socketModeMarkdown(runs[""]))
 	b.WriteString(detectionMarkdown(results))
 	b.WriteString(ablationMarkdown(runs))
@@ -1072,11 +1182,11 @@ func detectionMarkdown(results run) string {
 
 An attempt is *observable* when it ends in a way the system itself sees:
 its process killed by a signal (seccomp's SIGSYS), a hostile file left
-for the other daemon (B10 from the receiver, B11 from the worker), which
-must quarantine it with an alert, a destination the egress proxy refused
+for another daemon (B10 from the receiver, for the worker; B11 from the
+worker, for the courier), which must quarantine it with an alert, a destination the egress proxy refused
 (it reports each refusal: ` + "`egress_denied`" + `, with the reason, which the
 suite checks), or a job the worker stopped for its disk budget (B83). For
-the daemons, systemd
+the daemons (the receiver, the worker, the courier), systemd
 runs the unit's ` + "`ExecStopPost=… -exit-alert`" + ` after the kill (the
 suite runs the same command with the same environment); for the
 downloader, each observable attempt runs again as the sandboxed process
@@ -1084,8 +1194,9 @@ itself (in a job of its own, as the worker allows a job five refusal
 alerts a minute), and the launcher reports its signal or its refusals to
 the worker. Every alert
 must reach the admins' Slack channel (the simulated Slack's incoming
-webhook): the worker's cross the spool as alert files, the receiver posts
-them. A missing alert fails ` + "`make test`" + `.
+webhook): the worker's cross the spool as alert files, the courier posts
+them; the receiver and the courier post their own. A missing alert fails
+` + "`make test`" + `.
 
 An attempt refused with an error (EACCES, EPERM) is not observable by
 ytkeep: Landlock and seccomp refuse silently. The kernel's audit log has
@@ -1096,7 +1207,7 @@ Linux 6.15+ when audit is on; docs/audit.md shows how to forward them.
 |---|---|---|---|---|---|
 `)
 	to, ta := 0, 0
-	for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader} {
+	for _, d := range domains {
 		o, a, ids := detection(results[d])
 		to, ta = to+o, ta+a
 		rate := "—"
@@ -1116,29 +1227,30 @@ func ablationMarkdown(runs map[string]run) string {
 	b.WriteString(`
 ## Layer ablation
 
-The catalog again, in all three domains and in the receiver in Socket
+The catalog again, in all four domains and in the receiver in Socket
 Mode, with one layer switched off at a time (breach builds only:
 ` + "`confine.Ablated`" + ` is a constant false in release builds; the
-escapes column counts the three domains, as before Socket Mode). An attempt that escapes then is stopped by that layer
+escapes column counts the four domains, not the receiver's second run
+in Socket Mode). An attempt that escapes then is stopped by that layer
 alone in that domain. Without Unix users the daemons and the downloader
 run as root (with one owner for the whole tree, or the owner checks
 would refuse every spool file). Each run must show its tell-tale escape
 (` + "`tellTales`" + `), or the suite fails: a switch that changed nothing
 would otherwise look like "no single-layer dependence".
 
-| layer off | escapes | receiver | worker | downloader | receiver (Socket Mode) |
-|---|---|---|---|---|---|
+| layer off | escapes | receiver | worker | courier | downloader | receiver (Socket Mode) |
+|---|---|---|---|---|---|---|
 `)
 	type key struct{ id, layer string }
 	single := map[key][]string{}
 	for _, layer := range ablations[1:] {
 		n := 0
 		cells := map[string][]string{}
-		for _, d := range []string{breach.Receiver, breach.Worker, breach.Downloader, receiverSocket} {
+		for _, d := range append(slices.Clone(domains), receiverSocket) {
 			for _, r := range runs[layer][d] {
 				if r.Escaped {
 					if d != receiverSocket {
-						n++ // the three domains, as before Socket Mode
+						n++ // the four domains, not the second run
 					}
 					cells[d] = append(cells[d], r.ID)
 					single[key{r.ID, layer}] = append(single[key{r.ID, layer}], d)
@@ -1151,7 +1263,7 @@ would otherwise look like "no single-layer dependence".
 			}
 			return strings.Join(cells[d], " ")
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s |\n", layer, n, cell(breach.Receiver), cell(breach.Worker), cell(breach.Downloader), cell(receiverSocket))
+		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s | %s |\n", layer, n, cell(breach.Receiver), cell(breach.Worker), cell(breach.Courier), cell(breach.Downloader), cell(receiverSocket))
 	}
 	b.WriteString(unswitchedMarkdown())
 	b.WriteString(`
@@ -1247,7 +1359,7 @@ them alone as far as this suite knows.
 // why nothing does. docs/threat-model.md carries the same list.
 var secondLayer = map[string]string{
 	"B05": "the downloader's own user (ytkeep-dl) is in none of the spool's groups; its unit binds only spool/work",
-	"B06": "as B05", "B07": "a job directory is the downloader group's only while its download runs (0700 otherwise)", "B10": "as B05; the worker checks the job file's owner and content", "B11": "as B05; the receiver authenticates every result (sealed reply token)",
+	"B06": "as B05", "B07": "a job directory is the downloader group's only while its download runs (0700 otherwise)", "B10": "as B05; the worker checks the job file's owner and content", "B11": "in the downloader, as B05. In the receiver (whose group, the spool's, may create files in results/), the courier's owner check: it claims only the worker's user's files, and quarantines any other with an alert (courier/TestResultsOnlyFromTheWorker); the receiver's AppArmor profile denies results/ (not enforced on the test kernels)",
 	"B08": "DAC: the configuration is root's and the spool group's (0640); the downloader gets it from systemd on standard input and keeps /dev/null there; its unit's root does not hold it (testbed/TestDownloaderConfigOnStdin, TestSystemd)",
 	"B12": "as B05; the worker copies only its own job's output under a name it builds", "B13": "as B05", "B14": "as B07",
 	"B09": "it is what the DAC layer means; running as root, every other attempt stays blocked by Landlock and seccomp; systemd User= (units)",
@@ -1256,7 +1368,7 @@ var secondLayer = map[string]string{
 	"B23": "the child jail refuses mknod (confine/TestChildJail); the worker's output checks (regular files only)",
 	"B24": "the worker's claim: rename into its private dir, then O_NOFOLLOW, regular file, one link (spool/TestClaimHostile)",
 	"B25": "the next job's directory is the worker's (0700) until its download starts; each job has its own HOME, and yt-dlp runs with --ignore-config and --no-cache-dir", "B30": "the child jail refuses every execute bit on what a download writes (chmod, and opens that create), so the kernel's DAC check refuses to run it (confine/TestChildJail)",
-	"B40": "in the downloader, the connect broker: the server refuses every connect but the child's own proxy port (sandbox/TestBrokerRefusesDirectConnections); in the receiver, none for its own port", "B41": "as B40",
+	"B40": "in the downloader, the connect broker: the server refuses every connect but the child's own proxy port (sandbox/TestBrokerRefusesDirectConnections); in the receiver and the courier, none in-process: their Landlock ports are their only network rule", "B41": "as B40",
 	"B43": "sysctl net.mptcp.enabled=0 where nothing needs MPTCP (ytkeep doctor warns); none in-process: Landlock's TCP rules do not cover MPTCP",
 	"B52": "the child jail refuses kill, tgkill, sigqueue and pidfd_open naming the server, its group or every process, and the connect broker a signal to any of its thread ids (confine/TestChildJail, sandbox/TestBrokerAnswers)",
 	"B98": "in the downloader, none in-process: the downloads run as the server's user, and neither Landlock nor the units refuse prlimit (systemd puts it in @default); seccomp refuses it for any process but the caller, in the daemons' and the downloads' filters. In the other daemons, DAC (another user)", "B53": "the downloader daemon is non-dumpable, so its /proc files are root's (confine/TestNoDumpLayer); systemd ProtectProc=invisible (units)", "B54": "none needed: the process's own memory",
@@ -1267,8 +1379,8 @@ var secondLayer = map[string]string{
 	"B73": "systemd RestrictNamespaces=yes (units)",
 	"B32": "systemd NoNewPrivileges=yes and an empty CapabilityBoundingSet= (units); in the daemons, seccomp kills exec",
 	"B82": "systemd MemoryMax= (units; not run here)", "B81": "systemd TasksMax= (units; not run here)",
-	"B47": "in the downloader, the connect broker (as B40); the proxy refuses the same destination when asked (B94). In the receiver, none: its Landlock ports (443, 53) are its network rules",
-	"B48": "as B47; the proxy refuses loopback when asked (B93)", "B49": "as B47", "B90": "as B47; the proxy allows the media server by test configuration only",
+	"B47": "in the downloader, the connect broker (as B40); the proxy refuses the same destination when asked (B94). In the receiver and the courier, none: their Landlock ports (443, 53) are their network rules",
+	"B48": "as B47; the proxy refuses loopback when asked (B93)", "B49": "as B47", "B99": "as B47: in the receiver and the courier, port 80 is refused by Landlock's port rules alone", "B90": "as B47; the proxy allows the media server by test configuration only",
 	"B91": "in the downloader, the connect broker refuses every socket but TCP. In the worker, none in-process: Landlock ABI 7 has no UDP rules; the unit's PrivateNetwork=yes (units), and its AppArmor profile allows no datagram socket (not enforced on the test kernels)",
 	"B97": "none in-process in the daemons: a send with MSG_FASTOPEN connects without passing Landlock's connect check (landlock-lsm/linux issue 41); the host sysctl net.ipv4.tcp_fastopen without its client bit (1) refuses such a send; in the worker, the unit's PrivateNetwork=yes. In the downloader, the connect broker refuses it",
 }
