@@ -269,3 +269,123 @@ func TestQueueBounded(t *testing.T) {
 		t.Fatalf("%d tasks queued after one was taken, want 2", n)
 	}
 }
+
+// runningState returns j's entry among the taken jobs, copied.
+func (h *harness) runningState(id string) (r running, ok bool) {
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	if p := h.w.running[id]; p != nil {
+		return *p, true
+	}
+	return running{}, false
+}
+
+func (h *harness) waitRunning(id string, ok func(running) bool) {
+	h.t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) { // a hang guard
+		if r, found := h.runningState(id); found && ok(r) {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("job %s never reached the state; log:\n%s", id, h.log.String())
+		}
+	}
+}
+
+// TestCancelTakenNotStarted: a job a slot has taken from the queue but
+// not yet started (here: held in its store lookup) can be cancelled: it
+// never starts and ends cancelled.
+func TestCancelTakenNotStarted(t *testing.T) {
+	h := newHarness(t, nil)
+	h.w.storeMu.Lock()
+	locked := true
+	defer func() {
+		if locked {
+			h.w.storeMu.Unlock()
+		}
+	}()
+	h.start()
+	j := newJob("okokokokok1", job.FormatBest)
+	h.submit(j)
+	h.waitRunning(j.ID, func(r running) bool { return r.stop == nil })
+	req := newRequest(job.RequestCancel, "U1")
+	req.Job = j.ID
+	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 {
+		t.Fatalf("cancel of a taken job: %+v", got)
+	}
+	h.w.storeMu.Unlock()
+	locked = false
+	if r := h.final(j.ID); r.Status != job.StatusCancelled {
+		t.Fatalf("result %+v", r)
+	}
+	if strings.Contains(h.log.String(), `"event":"started","job":"`+j.ID) {
+		t.Error("the cancelled job started")
+	}
+}
+
+// TestCancelTooLate: once the download has returned, the file is being
+// stored: a cancel finds nothing to stop, and the job is saved.
+func TestCancelTooLate(t *testing.T) {
+	h := newHarness(t, nil)
+	h.start()
+	j := newJob("gateAAAAAAA", job.FormatBest)
+	h.submit(j)
+	h.waitLog(`"event":"started","job":"` + j.ID)
+	h.w.storeMu.Lock() // the store waits for it
+	if err := os.WriteFile(filepath.Join(h.layout.Work(), j.ID, "go"), nil, 0o644); err != nil {
+		h.w.storeMu.Unlock()
+		t.Fatal(err)
+	}
+	h.waitRunning(j.ID, func(r running) bool { return r.ended })
+	req := newRequest(job.RequestCancel, "U1")
+	req.Job = j.ID
+	got := h.ask(req)
+	h.w.storeMu.Unlock()
+	if got.Outcome != job.OutcomeNotFound {
+		t.Errorf("cancel after the download: %+v", got)
+	}
+	if r := h.final(j.ID); r.Status != job.StatusDone {
+		t.Fatalf("result %+v", r)
+	}
+}
+
+// TestCancelSentWhileDown: a job and a cancel of it, both waiting when
+// the worker starts: the job is queued before the cancel is handled,
+// whatever the directory order, so the cancel finds it.
+func TestCancelSentWhileDown(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		h := newHarness(t, nil)
+		j := newJob("okokokokok1", job.FormatBest)
+		h.submit(j)
+		req := newRequest(job.RequestCancel, "U1")
+		req.Job = j.ID
+		b, _ := req.Marshal()
+		if err := h.out.Put(req.FileName(), b); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+		if r := h.final(j.ID); r.Status != job.StatusCancelled {
+			t.Fatalf("round %d: %+v", i, r)
+		}
+		h.stop()
+	}
+}
+
+// TestRunEndsWhenWatchFails: a watch that fails ends Run with its error;
+// the download slots do not keep it waiting.
+func TestRunEndsWhenWatchFails(t *testing.T) {
+	h := newHarness(t, nil)
+	if err := os.Rename(h.layout.Incoming(), h.layout.Incoming()+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.w.Run(context.Background()) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Run returned no error")
+		}
+	case <-time.After(time.Minute): // a hang guard
+		t.Fatal("Run did not return")
+	}
+}

@@ -30,8 +30,18 @@ import (
 func (w *Worker) process(ctx context.Context, j *job.Job, claimedAs string, attempt int) {
 	key := j.Video + "-" + string(j.Format)
 	w.mu.Lock()
+	if r := w.running[j.ID]; r != nil && r.cancelled && r.stop == nil {
+		// Cancelled since it left the queue.
+		delete(w.running, j.ID)
+		w.mu.Unlock()
+		w.finish(j, claimedAs, j.Result(job.StatusCancelled, job.ClassNone))
+		return
+	}
 	if parked, busy := w.inflight[key]; busy {
 		w.inflight[key] = append(parked, parkedJob{j, claimedAs})
+		if r := w.running[j.ID]; r != nil && r.stop == nil {
+			delete(w.running, j.ID) // cancel finds it parked from now on
+		}
 		w.mu.Unlock()
 		w.log.Info("parked behind the same video's download by another job", "job", j.ID, "video", j.Video, "format", j.Format)
 		return
@@ -115,28 +125,41 @@ func (w *Worker) run(ctx context.Context, j *job.Job, claimedAs string, attempt 
 		w.finish(j, claimedAs, r)
 		return r
 	}
-	if !w.usage.allows(j.User) {
+	// The file may be as large as MaxFileBytes: that much is held
+	// against the quota while it downloads, the real size after.
+	if !w.usage.reserve(j.User, w.opt.MaxFileBytes) {
 		audit.Event(w.log, audit.Refused, "reason", "daily_quota", "job", j.ID, "user", j.User, "team", j.Team)
 		r := j.Result(job.StatusFailed, job.ClassQuota)
+		w.finish(j, claimedAs, r)
+		return r
+	}
+	jctx := w.startRunning(ctx, j)
+	if jctx == nil {
+		w.usage.settle(j.User, w.opt.MaxFileBytes, 0)
+		r := j.Result(job.StatusCancelled, job.ClassNone)
 		w.finish(j, claimedAs, r)
 		return r
 	}
 	if attempt == 1 {
 		w.report(j.Result(job.StatusStarted, job.ClassNone))
 	}
-	r := w.download(w.startRunning(ctx, j), j)
+	r := w.download(jctx, j)
 	cancelled := w.stopRunning(j)
+	var size int64
+	if r.Status == job.StatusDone {
+		size = r.Size
+	}
+	if err := w.usage.settle(j.User, w.opt.MaxFileBytes, size); err != nil {
+		w.log.Error("couldn't count a download against its user's daily quota", "job", j.ID, "user", j.User, "err", err)
+	}
 	if ctx.Err() != nil {
 		w.log.Info("job interrupted by shutdown", "job", j.ID)
 		return nil
 	}
-	if cancelled {
+	if cancelled && r.Status != job.StatusDone {
+		// Stopped by its requester. (A download that ended just as
+		// the cancel came is saved: the file is there.)
 		r = j.Result(job.StatusCancelled, job.ClassNone)
-	}
-	if r.Status == job.StatusDone {
-		if err := w.usage.add(j.User, r.Size); err != nil {
-			w.log.Error("couldn't count a download against its user's daily quota", "job", j.ID, "user", j.User, "err", err)
-		}
 	}
 	w.finish(j, claimedAs, r)
 	return r
@@ -208,6 +231,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}()
 	// The launcher builds yt-dlp's command line from the ID and format.
 	outcome, err := w.opt.Launcher.Download(runCtx, j.ID, j.Video, j.Format, dir, pw, stderr)
+	w.downloadEnded(j) // too late to cancel: what follows stores the file
 	stopRun()
 	<-watchDone
 	if cerr := dir.Chmod(0o700); cerr != nil && err == nil {

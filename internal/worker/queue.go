@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/spool"
@@ -48,20 +50,31 @@ func (w *Worker) enqueue(ctx context.Context, t task, front bool) {
 		return
 	}
 	w.pending[t.name] = true
+	// Idle slots take the first jobs at once; the rest wait.
+	position := len(w.queue) + 1 - (w.opt.Concurrency - w.busy)
+	w.mu.Unlock()
+	// Reported before the task can be taken: no "queued" after its
+	// "started". A job already run under this ID (a redelivery) gets
+	// none: its claim answers nothing either.
+	if position > 0 && !front && t.preview != nil && position <= job.MaxPosition && !w.wasSeen(t.preview.ID) {
+		r := t.preview.Result(job.StatusQueued, job.ClassNone)
+		r.Position = position
+		w.report(r)
+	}
+	w.mu.Lock()
 	if front {
 		w.queue = append([]task{t}, w.queue...)
 	} else {
 		w.queue = append(w.queue, t)
 	}
-	// Idle slots take the first jobs at once; the rest wait.
-	position := len(w.queue) - (w.opt.Concurrency - w.busy)
 	w.cond.Broadcast() // a slot waiting in next (enqueue waits on the same cond)
 	w.mu.Unlock()
-	if position > 0 && !front && t.preview != nil && position <= job.MaxPosition {
-		r := t.preview.Result(job.StatusQueued, job.ClassNone)
-		r.Position = position
-		w.report(r)
-	}
+}
+
+// wasSeen reports whether job id was claimed before (markSeen).
+func (w *Worker) wasSeen(id string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(w.seen.FD(), id, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
 }
 
 // peek reads a queued job file without claiming it, for its reply token
@@ -101,10 +114,22 @@ func (w *Worker) next(ctx context.Context) (task, bool) {
 	w.queue[0] = task{}
 	w.queue = w.queue[1:]
 	w.busy++
+	// Taken, not yet downloading: cancel still finds it here.
+	if j := t.job(); j != nil && w.running[j.ID] == nil {
+		w.running[j.ID] = &running{j: j}
+	}
 	if len(w.queue) == maxQueue-1 {
 		w.cond.Broadcast() // room for a waiting enqueue
 	}
 	return t, true
+}
+
+// job returns the job t stands for, as far as it is known.
+func (t task) job() *job.Job {
+	if t.j != nil {
+		return t.j
+	}
+	return t.preview
 }
 
 // done ends a task next gave.
@@ -112,23 +137,61 @@ func (w *Worker) done(t task) {
 	w.mu.Lock()
 	w.busy--
 	delete(w.pending, t.name)
+	if j := t.job(); j != nil {
+		if r := w.running[j.ID]; r != nil && r.stop == nil {
+			delete(w.running, j.ID)
+		}
+	}
 	w.mu.Unlock()
 }
 
-// running is a job whose download is under way: cancel stops it.
+// running is a job a slot has taken: cancel finds it here from the
+// moment it leaves the queue (stop nil: not downloading yet; the job
+// checks cancelled before it starts) until its download has returned
+// (ended: too late to cancel, the file may be stored already).
 type running struct {
 	j         *job.Job
 	stop      context.CancelFunc
 	cancelled bool
+	ended     bool
 }
 
-// startRunning registers j's download and returns its context.
-func (w *Worker) startRunning(ctx context.Context, j *job.Job) context.Context {
-	jctx, stop := context.WithCancel(ctx)
+// cancelledBefore reports whether j was cancelled while taken, before
+// its download started; it forgets j then.
+func (w *Worker) cancelledBefore(j *job.Job) bool {
 	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.running[j.ID]
+	if r != nil && r.cancelled {
+		delete(w.running, j.ID)
+		return true
+	}
+	return false
+}
+
+// startRunning registers j's download and returns its context, or nil
+// when j was cancelled before it started.
+func (w *Worker) startRunning(ctx context.Context, j *job.Job) context.Context {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.running[j.ID]
+	if r != nil && r.cancelled {
+		delete(w.running, j.ID)
+		return nil
+	}
+	jctx, stop := context.WithCancel(ctx)
 	w.running[j.ID] = &running{j: j, stop: stop}
-	w.mu.Unlock()
 	return jctx
+}
+
+// downloadEnded marks j's download as returned: a cancel from now on
+// finds nothing to stop.
+func (w *Worker) downloadEnded(j *job.Job) {
+	w.mu.Lock()
+	if r := w.running[j.ID]; r != nil {
+		r.ended = true
+	}
+	w.mu.Unlock()
 }
 
 // stopRunning forgets j's download and reports whether it was cancelled.
@@ -140,7 +203,9 @@ func (w *Worker) stopRunning(j *job.Job) bool {
 	if r == nil {
 		return false
 	}
-	r.stop()
+	if r.stop != nil {
+		r.stop()
+	}
 	return r.cancelled
 }
 
@@ -153,9 +218,12 @@ func (w *Worker) cancel(req *job.Request) (job.Outcome, int) {
 		if req.Job != "" {
 			return j.ID == req.Job
 		}
-		return j.Video == req.Video && j.User == req.User && j.Team == req.Team
+		return j.Video == req.Video && j.User == req.User
 	}
-	mine := func(j *job.Job) bool { return j.Team == req.Team && (j.User == req.User || req.Admin) }
+	// By user, not team: on Enterprise Grid a click may name another
+	// workspace of the organization than the command did, and user IDs
+	// are unique across it.
+	mine := func(j *job.Job) bool { return j.User == req.User || req.Admin }
 	found, refused := 0, 0
 	var queued []task
 	var parked []parkedJob
@@ -197,12 +265,14 @@ func (w *Worker) cancel(req *job.Request) (job.Outcome, int) {
 	}
 	for _, r := range w.running {
 		switch {
-		case !matches(r.j) || r.cancelled:
+		case !matches(r.j) || r.cancelled || r.ended:
 		case !mine(r.j):
 			refused++
 		default:
 			r.cancelled = true
-			r.stop()
+			if r.stop != nil {
+				r.stop()
+			}
 			found++
 		}
 	}
@@ -266,8 +336,15 @@ func (w *Worker) finishQueued(t task) bool {
 		audit.Alert(w.log, audit.Quarantined, "file", claimedAs, "quarantine", q, "reason", "job file changed while queued")
 		return false
 	}
-	if _, err := w.markSeen(j.ID); err != nil {
+	first, err := w.markSeen(j.ID)
+	if err != nil {
 		w.log.Error("couldn't record the job ID", "job", j.ID, "err", err)
+	} else if !first {
+		// A redelivery of a job run before: that one answered.
+		audit.Event(w.log, audit.Duplicate, "job", j.ID, "video", j.Video)
+		w.inbox.Claimed.Remove(claimedAs)
+		w.inbox.Claimed.Sync()
+		return false
 	}
 	w.finish(j, claimedAs, j.Result(job.StatusCancelled, job.ClassNone))
 	return true

@@ -17,7 +17,7 @@ const usageFile = "usage.json"
 
 // maxUsers bounds the users usage remembers in a day (a forged flood of
 // user IDs cannot grow the file without bound; past it, new users are
-// not counted, and an alert-worthy log line says so).
+// not counted, and an error in the log says so).
 const maxUsers = 10000
 
 // usage is the per-user daily download quota (Options.DailyBytes).
@@ -29,10 +29,11 @@ type usage struct {
 	now   func() time.Time
 	Day   string           `json:"day"` // UTC, 2006-01-02
 	Bytes map[string]int64 `json:"bytes"`
+	held  map[string]int64 // reserved by downloads under way
 }
 
 func openUsage(dir, tmp *spool.Dir, limit int64, now func() time.Time) (*usage, error) {
-	u := &usage{dir: dir, tmp: tmp, limit: limit, now: now, Bytes: map[string]int64{}}
+	u := &usage{dir: dir, tmp: tmp, limit: limit, now: now, Bytes: map[string]int64{}, held: map[string]int64{}}
 	data, err := spool.ReadFile(dir, usageFile, -1, 1<<20)
 	switch {
 	case errors.Is(err, unix.ENOENT):
@@ -56,29 +57,44 @@ func (u *usage) rollLocked() {
 	}
 }
 
-// allows reports whether user may start a download today.
-func (u *usage) allows(user string) bool {
+// reserve reports whether user may start a download today, and if so
+// holds n bytes (the largest file allowed) against the quota until
+// settle: downloads running side by side cannot together go past it by
+// more than one file's allowance.
+func (u *usage) reserve(user string, n int64) bool {
 	if u == nil || u.limit <= 0 {
 		return true
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.rollLocked()
-	return u.Bytes[user] < u.limit
+	if u.Bytes[user]+u.held[user] >= u.limit {
+		return false
+	}
+	u.held[user] += n
+	return true
 }
 
-// add counts n bytes downloaded for user, durably.
-func (u *usage) add(user string, n int64) error {
-	if u == nil || u.limit <= 0 || n <= 0 {
+// settle releases a reservation of n bytes and counts the bytes the
+// download stored, durably. A download that stored nothing (failed,
+// cancelled) costs nothing.
+func (u *usage) settle(user string, n, stored int64) error {
+	if u == nil || u.limit <= 0 {
 		return nil
 	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.held[user] -= n; u.held[user] <= 0 {
+		delete(u.held, user)
+	}
+	if stored <= 0 {
+		return nil
+	}
 	u.rollLocked()
 	if _, known := u.Bytes[user]; !known && len(u.Bytes) >= maxUsers {
-		return errors.New("too many users counted today")
+		return errors.New("too many users counted today: this one is not")
 	}
-	u.Bytes[user] += n
+	u.Bytes[user] += stored
 	data, err := json.Marshal(u)
 	if err != nil {
 		return err

@@ -44,11 +44,11 @@ func TestDailyQuota(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u.Bytes["U1"] != 24 || u.Bytes["U2"] != 10 || u.allows("U1") || !u.allows("U2") {
+	if u.Bytes["U1"] != 24 || u.Bytes["U2"] != 10 || u.reserve("U1", 0) || !u.reserve("U2", 0) {
 		t.Fatalf("after a restart: %+v", u.Bytes)
 	}
 	now = now.Add(24 * time.Hour)
-	if !u.allows("U1") {
+	if !u.reserve("U1", 0) {
 		t.Error("the quota did not start afresh the next day")
 	}
 }

@@ -87,6 +87,7 @@ func (w *Worker) forward(req *job.Request) {
 		err = w.results.Put(req.FileName(), data)
 	}
 	if err != nil {
-		w.log.Error("couldn't forward a request", "request", req.ID, "err", err)
+		// The user is left without an answer: the admins hear of it.
+		audit.Alert(w.log, audit.ReplyFailed, "request", req.ID, "kind", req.Kind, "user", req.User, "reason", "request_not_forwarded", "err", err.Error())
 	}
 }

@@ -36,9 +36,11 @@ type Options struct {
 	Concurrency  int
 	MaxFileBytes int64
 	MaxAttempts  int
-	// DailyBytes caps what one user's jobs download in a UTC day (0: no
-	// cap). It is checked before a download starts, so the last one may
-	// go past it by up to MaxFileBytes; a file already stored costs
+	// DailyBytes caps what one user's jobs store in a UTC day (0: no
+	// cap). A download starts only while the user's stored bytes and
+	// those held for their running downloads (MaxFileBytes each) are
+	// under it, so the day's total goes past it by at most MaxFileBytes;
+	// a file already stored, a failed or a cancelled download costs
 	// nothing.
 	DailyBytes int64
 	// ProgressEvery spaces a job's progress records (default 10 s).
@@ -63,9 +65,9 @@ type Worker struct {
 	seen *spool.Dir
 
 	mu      sync.Mutex
-	cond    *sync.Cond      // on mu: the queue has a task, or ctx ended
-	queue   []task          // jobs waiting for a slot, first first
-	busy    int             // tasks being handled
+	cond    *sync.Cond // on mu: the queue has a task, or ctx ended
+	queue   []task     // jobs waiting for a slot, first first
+	busy    int        // tasks being handled
 	running map[string]*running
 	pending map[string]bool // names queued or being handled
 	// inflight holds, per video and format being downloaded, the jobs
@@ -134,7 +136,7 @@ func New(opt Options) (*Worker, error) {
 		if w.usage, err = openUsage(wdir, dirs[3], opt.DailyBytes, time.Now); err != nil {
 			// Not a reason to stop every download: count afresh.
 			w.log.Error("couldn't read the daily download counts; counting afresh", "err", err)
-			w.usage = &usage{dir: wdir, tmp: dirs[3], limit: opt.DailyBytes, now: time.Now, Bytes: map[string]int64{}}
+			w.usage = &usage{dir: wdir, tmp: dirs[3], limit: opt.DailyBytes, now: time.Now, Bytes: map[string]int64{}, held: map[string]int64{}}
 		}
 	}
 	return w, nil
@@ -182,6 +184,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if ytdlp.OlderThan(version, ytdlp.CurrentVersion) {
 		w.log.Warn("yt-dlp is older than "+ytdlp.CurrentVersion+": current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
+	ctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	go w.logEgress(ctx)
 	var wg sync.WaitGroup
 	for i := 0; i < w.opt.Concurrency; i++ {
@@ -198,6 +202,8 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	// However Run ends (ctx, or the watch failing), the slots waiting in
+	// next wake up and end before it returns.
 	stop := context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		w.cond.Broadcast()
@@ -205,19 +211,47 @@ func (w *Worker) Run(ctx context.Context) error {
 	})
 	defer func() {
 		stop()
+		cancelRun()
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
 		wg.Wait()
 	}()
+	go func() {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				w.forgetSeen(now)
+			}
+		}
+	}()
 
+	// Jobs first, requests after: a cancel sent while the worker was
+	// down finds the job it names queued. Recovered (claimed) jobs, then
+	// those waiting in incoming/ (the watch lists them again: a name
+	// queued or handled already is skipped), then requests.
 	claimed, err := w.inbox.Claimed.Names()
 	if err != nil {
 		return err
 	}
-	for _, n := range claimed {
-		if k, err := job.ParseName(n); err == nil && k.Kind == job.KindRequest {
-			w.request(n, true)
+	waiting, err := w.inbox.In.Names()
+	if err != nil {
+		return err
+	}
+	var requests []task
+	for _, t := range append(tasksOf(claimed, true), tasksOf(waiting, false)...) {
+		if k, err := job.ParseName(t.name); err == nil && k.Kind == job.KindRequest {
+			requests = append(requests, t)
 			continue
 		}
-		w.enqueue(ctx, task{name: n, recover: true}, false)
+		w.enqueue(ctx, t, false)
+	}
+	for _, t := range requests {
+		w.request(t.name, t.recover)
 	}
 	w.log.Info("worker ready", "concurrency", w.opt.Concurrency, "recovered", len(claimed))
 	// Requests are handled as they come, jobs queued: the watch never
@@ -230,6 +264,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return ctx.Err() == nil
 	})
+}
+
+// tasksOf returns a task for each file name.
+func tasksOf(names []string, recover bool) []task {
+	ts := make([]task, len(names))
+	for i, n := range names {
+		ts[i] = task{name: n, recover: recover}
+	}
+	return ts
 }
 
 // handle claims and processes one file.
