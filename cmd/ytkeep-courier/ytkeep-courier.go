@@ -78,7 +78,8 @@ func run(configPath string) error {
 		log.Info("no bot token (courier.bot_token_file, or the credential bot_token): results go to each command's response_url, which Slack accepts for 30 minutes")
 	}
 
-	// Confine: read the config, the reply key and the DNS and TLS files;
+	// Confine: read the config, the reply key, the stored files (for
+	// uploads) and the DNS and TLS files;
 	// write its own directory and results/ (to claim); connect to Slack
 	// (443), DNS (53) and, in test mode, the simulated Slack; execute
 	// nothing, listen nowhere.
@@ -97,10 +98,21 @@ func run(configPath string) error {
 			connect = append(connect, uint16(p))
 		}
 	}
+	// Uploads read the stored files, with the bot token only: without
+	// it the rules name no downloads at all.
+	var readDirs []string
+	maxUpload := cfg.MaxUploadBytes()
+	if bot == nil {
+		maxUpload = 0
+	}
+	if maxUpload > 0 {
+		readDirs = []string{cfg.Worker.DownloadsDir}
+	}
 	domain := confine.Courier
 	abi, err := daemon.Confine(log, domain, confine.CourierRules(confine.CourierParams{
 		ConfigFile:   configPath, // "" when it came on standard input
 		ReadFiles:    []string{keyPath},
+		ReadDirs:     readDirs,
 		SpoolDirs:    []string{layout.Courier(""), layout.Results()},
 		ConnectPorts: connect,
 	}), cfg.Security.InsecureNoLandlock, layout.Worker(""))
@@ -121,6 +133,10 @@ func run(configPath string) error {
 		Logger:             log,
 		Slack:              bot,
 		FinalTTL:           time.Duration(cfg.Courier.FinalTTLHours) * time.Hour,
+		Command:            cfg.Receiver.Command,
+		DownloadsDir:       cfg.Worker.DownloadsDir,
+		MaxUploadBytes:     maxUpload,
+		UploadQuotaBytes:   cfg.UploadQuotaBytes(),
 	}, notify.NewNotifier())
 	if err != nil {
 		return err
@@ -129,7 +145,7 @@ func run(configPath string) error {
 		go poster.Run(ctx)
 	}
 	log.Info("courier ready", "uid", os.Getuid(), "landlock_abi", abi, "seccomp_allowed", confine.AllowedCount(domain),
-		"alerts", strconv.FormatBool(poster != nil), "bot_token", tokenSource)
+		"alerts", strconv.FormatBool(poster != nil), "bot_token", tokenSource, "max_upload_bytes", maxUpload)
 	err = svc.RunResults(ctx)
 	stop()
 	log.Info("courier stopped", "signal", stoppedBy())

@@ -121,7 +121,11 @@ func run(configPath string) error {
 		AllowedEnterprises: cfg.Receiver.AllowedEnterprises,
 		ResponseURLAllowed: cfg.ResponseURLAllowed,
 		StatusInDM:         cfg.Courier.StatusMessages,
-		Logger:             log,
+		Admins:             cfg.Receiver.Admins,
+		// The courier uploads with the bot token that posts status
+		// messages, within courier.max_upload_mb.
+		Uploads: cfg.Courier.StatusMessages && cfg.Courier.MaxUploadMB > 0,
+		Logger:  log,
 	})
 	if err != nil {
 		return err

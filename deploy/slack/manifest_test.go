@@ -75,14 +75,16 @@ const placeholderHost = "https://ytkeep.example.org"
 // the courier's status messages in the requester's DM need "chat:write"
 // (chat.postMessage, chat.update: https://docs.slack.dev/reference/methods/chat.postMessage)
 // and "im:write" (conversations.open:
-// https://docs.slack.dev/reference/methods/conversations.open). Socket
-// Mode needs none of the bot's, only an app-level token with
+// https://docs.slack.dev/reference/methods/conversations.open); its
+// uploads of stored files into that DM need "files:write"
+// (files.getUploadURLExternal, files.completeUploadExternal:
+// https://docs.slack.dev/reference/methods/files.getUploadURLExternal).
+// Socket Mode needs none of the bot's, only an app-level token with
 // connections:write (https://api.slack.com/apis/socket-mode), which a
 // manifest does not hold; the response_url fallback needs no scope. The
 // alert webhook's "incoming-webhook" scope is added by Slack when the
-// administrator activates Incoming Webhooks (optional). files:write comes
-// with uploads.
-var wantScopes = []string{"commands", "chat:write", "im:write"}
+// administrator activates Incoming Webhooks (optional).
+var wantScopes = []string{"commands", "chat:write", "im:write", "files:write"}
 
 func TestManifests(t *testing.T) {
 	example, err := config.Load("../../ytkeep.example.toml")

@@ -194,9 +194,9 @@ type Courier struct {
 	// used; if that is absent or empty, alerts go to the log only.
 	AlertWebhookFile string `toml:"alert_webhook_file"`
 	// BotTokenFile holds the Slack app's bot token (xoxb-…, scopes
-	// chat:write and im:write): with it, each job gets a status message
-	// in the requester's DM with the app, updated until its end, however
-	// long it takes. If empty, the systemd credential "bot_token" is used;
+	// chat:write, im:write and, for uploads, files:write): with it, each
+	// job gets a status message in the requester's DM with the app,
+	// updated until its end, however long it takes. If empty, the systemd credential "bot_token" is used;
 	// if that is absent or empty, results go to the command's
 	// response_url only (for 30 minutes).
 	BotTokenFile string `toml:"bot_token_file"`
@@ -208,9 +208,37 @@ type Courier struct {
 	// FinalTTLHours is how long a job's final status message is retried
 	// while Slack does not take it (an outage, 429s); then an alert.
 	// Default 24.
-	FinalTTLHours int   `toml:"final_ttl_hours"`
-	RunAs         RunAs `toml:"run_as"`
+	FinalTTLHours int `toml:"final_ttl_hours"`
+	// MaxUploadMB caps the file the courier uploads into a requester's
+	// DM ("/ytkeep <link> send", "/ytkeep send <job>", the status
+	// message's button), in MB of 1,000,000 bytes: 0 turns uploads off,
+	// at most MaxUploadMBLimit (Slack's per-file limit). Default 1000.
+	// Uploads need the bot token (status_messages) and read the stored
+	// files in worker.downloads_dir.
+	MaxUploadMB int `toml:"max_upload_mb"`
+	// UploadQuotaMBPerDay caps what the courier uploads for one user per
+	// UTC day, in MB of 1,000,000 bytes, counted before each upload.
+	// Default 2000.
+	UploadQuotaMBPerDay int   `toml:"upload_quota_mb_per_day"`
+	RunAs               RunAs `toml:"run_as"`
 }
+
+// MaxUploadMBLimit is the most courier.max_upload_mb may be: Slack's
+// per-file limit of 1 GB (docs/courier.md#uploads), in MB of 1,000,000
+// bytes, so that it holds whether Slack's GB is 10^9 or 2^30 bytes.
+const MaxUploadMBLimit = 1000
+
+// maxUploadQuotaMB bounds courier.upload_quota_mb_per_day (1 TB a day).
+const maxUploadQuotaMB = 1_000_000
+
+// MB is the unit of the courier's upload settings.
+const MB = 1_000_000
+
+// MaxUploadBytes is courier.max_upload_mb in bytes (0: uploads off).
+func (c *Config) MaxUploadBytes() int64 { return int64(c.Courier.MaxUploadMB) * MB }
+
+// UploadQuotaBytes is courier.upload_quota_mb_per_day in bytes.
+func (c *Config) UploadQuotaBytes() int64 { return int64(c.Courier.UploadQuotaMBPerDay) * MB }
 
 // Log configures the JSON log on standard error.
 type Log struct {
@@ -321,6 +349,13 @@ func Parse(text string) (*Config, error) {
 		return nil, fmt.Errorf("config has unknown keys: %s", strings.Join(keys, ", "))
 	}
 	c.defaults()
+	// 0 turns uploads off: only a key left out takes the default.
+	if !md.IsDefined("courier", "max_upload_mb") {
+		c.Courier.MaxUploadMB = MaxUploadMBLimit
+	}
+	if !md.IsDefined("courier", "upload_quota_mb_per_day") {
+		c.Courier.UploadQuotaMBPerDay = 2000
+	}
 	if err := c.checkCommon(); err != nil {
 		return nil, err
 	}
@@ -580,6 +615,15 @@ func (c *Config) CheckCourier() error {
 	}
 	if h := c.Courier.FinalTTLHours; h < 1 || h > 24*7 {
 		errs = append(errs, fmt.Errorf("courier.final_ttl_hours %d is not between 1 and 168", h))
+	}
+	if m := c.Courier.MaxUploadMB; m < 0 || m > MaxUploadMBLimit {
+		errs = append(errs, fmt.Errorf("courier.max_upload_mb %d is not between 0 (no uploads) and %d (Slack's per-file limit, 1 GB)", m, MaxUploadMBLimit))
+	}
+	if q := c.Courier.UploadQuotaMBPerDay; q < 1 || q > maxUploadQuotaMB {
+		errs = append(errs, fmt.Errorf("courier.upload_quota_mb_per_day %d is not between 1 and %d", q, maxUploadQuotaMB))
+	}
+	if c.Courier.MaxUploadMB > 0 && !filepath.IsAbs(c.Worker.DownloadsDir) {
+		errs = append(errs, errors.New("worker.downloads_dir must be an absolute path: the courier reads the stored files there for uploads"))
 	}
 	return errors.Join(errs...)
 }

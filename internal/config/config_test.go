@@ -47,6 +47,29 @@ func TestDefaultsAndChecks(t *testing.T) {
 	}
 }
 
+// TestUploadSettings: uploads default to Slack's per-file limit and a
+// quota of 2000 MB a day; 0 turns them off (it is not "unset"), and then
+// the downloads directory does not matter to the courier.
+func TestUploadSettings(t *testing.T) {
+	c, err := Parse(valid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckCourier(); err != nil {
+		t.Fatal(err)
+	}
+	if c.MaxUploadBytes() != 1000*MB || c.UploadQuotaBytes() != 2000*MB {
+		t.Errorf("defaults: %d bytes a file, %d a day; want 1000 MB and 2000 MB", c.MaxUploadBytes(), c.UploadQuotaBytes())
+	}
+	off := strings.Replace(valid, "concurrency = 3", `downloads_dir = "dl"`, 1) + "\n[courier]\nmax_upload_mb = 0\nupload_quota_mb_per_day = 5\n"
+	if c, err = Parse(off); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckCourier(); err != nil || c.MaxUploadBytes() != 0 || c.UploadQuotaBytes() != 5*MB {
+		t.Errorf("max_upload_mb = 0: %v, %d bytes a file, %d a day; want uploads off", err, c.MaxUploadBytes(), c.UploadQuotaBytes())
+	}
+}
+
 func TestExampleConfigIsValid(t *testing.T) {
 	c, err := Load("../../ytkeep.example.toml")
 	if err != nil {
@@ -101,6 +124,10 @@ func TestRefused(t *testing.T) {
 		{"hook host an address", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"169.254.169.254\"]", 1), "is not a host name", (*Config).CheckReceiver},
 		{"hook host a wildcard", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"*.slack.com\"]", 1), "is not a host name", (*Config).CheckReceiver},
 		{"hook host trailing dot", strings.Replace(valid, "[receiver]", "[receiver]\nresponse_url_hosts = [\"hooks.slack.com.\"]", 1), "is not a host name", (*Config).CheckReceiver},
+		{"upload over Slack's limit", valid + "\n[courier]\nmax_upload_mb = 1001\n", "courier.max_upload_mb 1001 is not between 0 (no uploads) and 1000", (*Config).CheckCourier},
+		{"negative upload cap", valid + "\n[courier]\nmax_upload_mb = -1\n", "courier.max_upload_mb -1", (*Config).CheckCourier},
+		{"no upload quota", valid + "\n[courier]\nupload_quota_mb_per_day = 0\n", "courier.upload_quota_mb_per_day 0 is not between 1", (*Config).CheckCourier},
+		{"relative downloads for uploads", strings.Replace(valid, "concurrency = 3", `downloads_dir = "dl"`, 1), "the courier reads the stored files", (*Config).CheckCourier},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,15 +51,19 @@ func ReceiverRules(p ReceiverParams) *Rules {
 type CourierParams struct {
 	ConfigFile string
 	ReadFiles  []string // the reply key (the receiver's)
-	SpoolDirs  []string // its private dir and results/
+	// ReadDirs: the stored files (the downloads directory), read only,
+	// when it uploads them; none otherwise.
+	ReadDirs  []string
+	SpoolDirs []string // its private dir and results/
 	// ConnectPorts: 443 for Slack, 53 for DNS over TCP, and the simulated
 	// Slack's port in test mode.
 	ConnectPorts []uint16
 }
 
-// CourierRules: read its config, the reply key and the system's DNS and
-// TLS files; write only its spool directories; connect only to the given
-// ports; bind nothing, execute nothing.
+// CourierRules: read its config, the reply key, the stored files (for
+// uploads) and the system's DNS and TLS files; write only its spool
+// directories; connect only to the given ports; bind nothing, execute
+// nothing.
 func CourierRules(p CourierParams) *Rules {
 	var cfg []string
 	if p.ConfigFile != "" { // "": read from standard input
@@ -68,7 +72,7 @@ func CourierRules(p CourierParams) *Rules {
 	return &Rules{
 		Name:       "courier",
 		ReadFiles:  uniq(append(append(append(cfg, p.ReadFiles...), netClientFiles...), timeFiles...)),
-		ReadDirs:   uniq(append(append([]string{}, netClientDirs...), timeDirs...)),
+		ReadDirs:   uniq(append(append(append([]string{}, p.ReadDirs...), netClientDirs...), timeDirs...)),
 		WriteDirs:  uniq(p.SpoolDirs),
 		Optional:   append(append(append([]string{}, netClientFiles...), netClientDirs...), append(timeFiles, timeDirs...)...),
 		ConnectTCP: p.ConnectPorts,

@@ -1,6 +1,8 @@
 // Package courier turns the worker's records into Slack messages: it
-// reads results/ (results and the worker's alerts), opens each result's
-// reply token and posts to the job's response_url. It is its own
+// reads results/ (results, requests and the worker's alerts), opens each
+// record's reply token and posts to the job's status message in the
+// requester's DM or to the command's response_url, keeps each user's
+// last jobs (list, send) and uploads stored files on request. It is its own
 // privilege domain (docs/courier.md): it holds the reply key and the
 // alert webhook, reads what only the worker may write, and takes no
 // input from Slack.
@@ -36,6 +38,15 @@ type Options struct {
 	// command (default 24 h); RetryBase the first wait between tries
 	// (default 10 s).
 	FinalTTL, RetryBase time.Duration
+	// Command is the slash command, as the answers spell it (default
+	// "/ytkeep").
+	Command string
+	// DownloadsDir holds the stored files (worker.downloads_dir), which
+	// the courier uploads into their requesters' DMs (upload.go), with
+	// Slack, when MaxUploadBytes is above 0: the largest file it
+	// uploads. UploadQuotaBytes is what it uploads per user and UTC day.
+	DownloadsDir                     string
+	MaxUploadBytes, UploadQuotaBytes int64
 }
 
 // Service replies to results. Its methods are safe for concurrent use.
@@ -52,6 +63,12 @@ type Service struct {
 	retries  *retryQueue
 	jobLocks [64]sync.Mutex // one post at a time per job (jobLock)
 	updates  chan update    // intermediate updates (runIntermediates)
+
+	history   *spool.Dir // courier/history: each user's last jobs
+	quota     *spool.Dir // courier/quota: each user's uploads of the day
+	downloads *spool.Dir // the stored files, read only; nil: no uploads
+	userLocks userLocks  // one change at a time to a user's history and quota
+	uploads   chan uploadTask
 }
 
 // New opens the spool directories the courier uses and reads the reply
@@ -70,8 +87,11 @@ func New(opt Options, n *notify.Notifier) (*Service, error) {
 	if opt.RetryBase == 0 {
 		opt.RetryBase = 10 * time.Second
 	}
+	if opt.Command == "" {
+		opt.Command = "/ytkeep"
+	}
 	s := &Service{opt: opt, log: opt.Logger, notifier: n, retries: &retryQueue{base: opt.RetryBase, due: map[string]retryState{}},
-		updates: make(chan update, interQueue)}
+		updates: make(chan update, interQueue), uploads: make(chan uploadTask, uploadQueue)}
 	layout := spool.Layout{Root: opt.SpoolDir}
 	workerUID, err := spool.Owner(layout.Worker(""))
 	if err != nil {
@@ -82,14 +102,25 @@ func New(opt Options, n *notify.Notifier) (*Service, error) {
 		return nil, err
 	}
 	paths := []string{layout.Courier("tmp"), layout.Courier("replies"), layout.Results(), layout.Courier("claimed"), layout.Courier("quarantine"),
-		layout.Courier("status")}
+		layout.Courier("status"), layout.Courier("history"), layout.Courier("quota")}
+	// Uploads read the stored files: the downloads directory, which the
+	// courier may read as a member of the media group, opened once.
+	if opt.Slack != nil && opt.MaxUploadBytes > 0 {
+		if opt.DownloadsDir == "" {
+			return nil, errors.New("courier: uploads need the downloads directory")
+		}
+		paths = append(paths, opt.DownloadsDir)
+	}
 	d := make([]*spool.Dir, len(paths))
 	for i, p := range paths {
 		if d[i], err = spool.OpenDir(p); err != nil {
 			return nil, err
 		}
 	}
-	s.tmp, s.replies, s.status = d[0], d[1], d[5]
+	s.tmp, s.replies, s.status, s.history, s.quota = d[0], d[1], d[5], d[6], d[7]
+	if len(d) > 8 {
+		s.downloads = d[8]
+	}
 	// Only the worker's records: a file the receiver (or anyone else)
 	// put in results/ is refused, whatever it holds.
 	s.inbox = &spool.Inbox{In: d[2], Claimed: d[3], Quarantined: d[4], UID: workerUID, MaxSize: job.MaxRecordSize}

@@ -84,6 +84,7 @@ func (s *Service) RunResults(ctx context.Context) error {
 		for {
 			s.sweepBudgets()
 			s.sweepStatus()
+			s.sweepQuota()
 			select {
 			case <-ctx.Done():
 				return
@@ -94,6 +95,7 @@ func (s *Service) RunResults(ctx context.Context) error {
 	if s.opt.Slack != nil {
 		go s.runRetries(ctx)
 		go s.runIntermediates(ctx)
+		go s.runUploads(ctx)
 	}
 	return spool.Watch(ctx, s.inbox.In, func(name string) bool {
 		s.handleResult(ctx, name)
@@ -126,7 +128,7 @@ func (s *Service) handleResult(ctx context.Context, name string) {
 
 func validResultName(name string) bool {
 	n, err := job.ParseName(name)
-	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert || n.Kind == job.KindProgress)
+	return err == nil && (n.Kind == job.KindResult || n.Kind == job.KindAlert || n.Kind == job.KindProgress || n.Kind == job.KindRequest)
 }
 
 // handleClaimed validates a claimed result, posts it and removes it
@@ -149,6 +151,9 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 		return false
 	} else if err == nil && n.Kind == job.KindProgress {
 		s.progress(name, quarantine)
+		return false
+	} else if err == nil && n.Kind == job.KindRequest {
+		s.request(ctx, name, quarantine)
 		return false
 	}
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
@@ -174,8 +179,28 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 		quarantine(err.Error())
 		return false
 	}
+	if info.Request {
+		// A request's token (sealed for the request's ID) on a result
+		// named after that ID: no job has it.
+		quarantine("a request's reply token on a result")
+		return false
+	}
 	if r.Status == job.StatusDone && !strings.HasPrefix(r.File, info.Video+"-"+string(info.Format)+".") {
 		quarantine("stored file does not match the job")
+		return false
+	}
+	advanced := true
+	if !s.tooOld(info) {
+		advanced = s.recordHistory(r, info)
+	}
+	if r.Status == job.StatusQueued && (!advanced || s.opt.Slack == nil || info.User == "") {
+		// Its place in the queue: dropped when it came after the
+		// download started, and without a DM (a response_url takes 5
+		// posts, spent on the start and the end).
+		s.inbox.Claimed.Remove(name)
+		if !advanced {
+			audit.Event(s.log, audit.ReplyFailed, "job", r.Job, "status", r.Status, "reason", "update_dropped", "code", "late")
+		}
 		return false
 	}
 	if s.opt.Slack != nil && info.User != "" {
@@ -185,15 +210,29 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 			s.intermediate(r, info, nil)
 			return false
 		}
-		if !s.deliver(ctx, name, r, info) {
+		done, posted := s.deliver(ctx, name, r, info)
+		if !done {
 			return true
 		}
 		s.inbox.Claimed.Remove(name)
+		if posted && r.Status == job.StatusDone && info.Send {
+			s.sendAfterFinal(r, info)
+		}
 		return false
 	}
 	s.reply(ctx, r, info)
 	s.inbox.Claimed.Remove(name)
 	return false
+}
+
+// sendAfterFinal uploads a saved job's file into its requester's DM, as
+// "/ytkeep <link> send" asked, once its final message is there; a
+// refusal is said in the DM.
+func (s *Service) sendAfterFinal(r *job.Result, info *reply.Info) {
+	f := storedFile{job: r.Job, video: info.Video, format: info.Format, name: r.File, title: r.Title, size: r.Size}
+	if text, queued := s.prepareUpload(info.User, f, "command"); !queued {
+		s.notify(info.User, r.Job, text)
+	}
 }
 
 // progress passes a download's progress to its job's status message, as
@@ -217,6 +256,10 @@ func (s *Service) progress(name string, quarantine func(string)) {
 	info, err := s.sealer.Open(p.Job, p.Reply)
 	if err != nil {
 		quarantine(err.Error())
+		return
+	}
+	if info.Request {
+		quarantine("a request's reply token on a progress record")
 		return
 	}
 	s.inbox.Claimed.Remove(name)
@@ -293,8 +336,15 @@ func (s *Service) reply(ctx context.Context, r *job.Result, info *reply.Info) {
 // Message is the text shown to the user for a result.
 func Message(p *reply.Info, r *job.Result) string {
 	switch r.Status {
+	case job.StatusQueued:
+		if r.Position <= 1 {
+			return fmt.Sprintf(":clock3: Queued `%s` (%s) — next in line.", p.Video, p.Format)
+		}
+		return fmt.Sprintf(":clock3: Queued `%s` (%s) — %d ahead of it.", p.Video, p.Format, r.Position-1)
 	case job.StatusStarted:
 		return fmt.Sprintf(":hourglass_flowing_sand: Downloading `%s` (%s)…", p.Video, p.Format)
+	case job.StatusCancelled:
+		return fmt.Sprintf(":no_entry_sign: Cancelled. `%s` (%s) was not kept.", p.Video, p.Format)
 	case job.StatusDone:
 		title := inert(r.Title)
 		if title == "" {

@@ -51,17 +51,43 @@ const postWait = 30 * time.Second
 
 // statusMessage is the status message for r (or, for a running job, its
 // progress p): the text as posted to a response_url, in a section block,
-// with the job's ID below it.
-func statusMessage(info *reply.Info, r *job.Result, p *job.Progress) slackapi.Message {
+// with the job's ID below it and its buttons (actions); maxUpload is the
+// largest file the courier uploads (0: none).
+func statusMessage(info *reply.Info, r *job.Result, p *job.Progress, maxUpload int64) slackapi.Message {
 	text := Message(info, r)
 	if p != nil && !r.Status.Final() {
 		text = progressText(info, p)
 	}
-	return slackapi.Message{Text: text, Blocks: []slack.Block{
+	blocks := []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
 		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType,
 			fmt.Sprintf("Job `%s` · https://www.youtube.com/watch?v=%s", r.Job, info.Video), false, false)),
-	}}
+	}
+	if a := actions(r, maxUpload); a != nil {
+		blocks = append(blocks, a)
+	}
+	return slackapi.Message{Text: text, Blocks: blocks}
+}
+
+// actions are the status message's buttons, each carrying the job's ID
+// (the receiver turns a click into a request, job.ActionCancel or
+// job.ActionSend): Cancel while the job waits or downloads, with a
+// confirmation; "Send me the file" once it is saved, if the courier
+// uploads a file of its size. Nil when there is none.
+func actions(r *job.Result, maxUpload int64) slack.Block {
+	plain := func(s string) *slack.TextBlockObject {
+		return slack.NewTextBlockObject(slack.PlainTextType, s, false, false)
+	}
+	switch {
+	case r.Status == job.StatusQueued || r.Status == job.StatusStarted:
+		confirm := slack.NewConfirmationBlockObject(plain("Cancel this download?"),
+			plain("The job stops and nothing is kept."), plain("Cancel it"), plain("Keep it")).WithStyle(slack.StyleDanger)
+		return slack.NewActionBlock("ytkeep_job",
+			slack.NewButtonBlockElement(job.ActionCancel, r.Job, plain("Cancel")).WithStyle(slack.StyleDanger).WithConfirm(confirm))
+	case r.Status == job.StatusDone && maxUpload > 0 && r.Size > 0 && r.Size <= maxUpload:
+		return slack.NewActionBlock("ytkeep_job", slack.NewButtonBlockElement(job.ActionSend, r.Job, plain("Send me the file")))
+	}
+	return nil
 }
 
 // progressText is a running download's line: what part, of how much, how
@@ -105,7 +131,11 @@ func (s *Service) saveStatus(id string, r *statusRecord) error {
 
 // postStatus posts or updates the status message of r's job.
 func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, p *job.Progress, rec *statusRecord) error {
-	msg := statusMessage(info, r, p)
+	maxUpload := int64(0)
+	if s.uploadsOn() {
+		maxUpload = s.opt.MaxUploadBytes
+	}
+	msg := statusMessage(info, r, p, maxUpload)
 	final := r.Status.Final()
 	if rec != nil {
 		err := s.opt.Slack.Update(ctx, rec.Channel, rec.TS, msg)
@@ -139,14 +169,21 @@ func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Inf
 }
 
 // deliver brings r to its job's status message. It reports whether the
-// claimed result is done with (false: keep it, retry later).
-func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info *reply.Info) bool {
+// claimed result is done with (false: keep it, retry later), and whether
+// the message is in the DM.
+func (s *Service) deliver(ctx context.Context, name string, r *job.Result, info *reply.Info) (done, posted bool) {
 	return s.deliverWithin(ctx, name, r, info, nil, postWait)
+}
+
+// tooOld reports whether a record with info's token comes long after
+// its job could have ended (tokenGrace).
+func (s *Service) tooOld(info *reply.Info) bool {
+	return s.opt.Now().Sub(time.Unix(info.Created, 0)) > s.opt.FinalTTL+tokenGrace
 }
 
 // deliverWithin is deliver, each attempt bounded by wait; p, when not
 // nil, is the running job's progress to show.
-func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result, info *reply.Info, p *job.Progress, wait time.Duration) bool {
+func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result, info *reply.Info, p *job.Progress, wait time.Duration) (done, posted bool) {
 	lock := s.jobLock(r.Job)
 	lock.Lock()
 	defer lock.Unlock()
@@ -159,7 +196,7 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 		// (an honest one writes none this late), replayed to write to
 		// the requester again.
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "token_expired", "age_h", int(age.Hours()))...)
-		return true
+		return true, false
 	}
 	rec, err := s.loadStatus(r.Job)
 	if err != nil {
@@ -172,14 +209,14 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 			audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
 		}
 		// An update queued before the final message went out: stale.
-		return true
+		return true, false
 	}
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	err = s.postStatus(pctx, r, info, p, rec)
 	cancel()
 	if err == nil {
 		audit.Event(s.log, audit.Replied, attrs...)
-		return true
+		return true, true
 	}
 	var ae *slackapi.Error
 	code := "error"
@@ -191,19 +228,19 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 	switch {
 	case !r.Status.Final():
 		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "update_dropped")...)
-		return true
+		return true, false
 	case permanent:
 		// The DM will not take it: the response_url, if still valid.
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "dm_refused")...)
 		s.reply(ctx, r, info)
-		return true
+		return true, false
 	case s.opt.Now().Sub(time.Unix(info.Created, 0)) > s.opt.FinalTTL:
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "final_undelivered", "after", s.opt.FinalTTL.String())...)
-		return true
+		return true, false
 	}
 	next := s.retries.later(name, s.opt.Now())
 	audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "will_retry", "in_s", int(next.Seconds()))...)
-	return false
+	return false, false
 }
 
 // tokenGrace is how much older than FinalTTL a job's token may be: no

@@ -15,7 +15,10 @@ import (
 
 // botFixture is a courier with a bot token on a simulated Web API, on
 // the wall clock, retrying every 20 ms.
-func botFixture(t testing.TB) (*fixture, *testbed.WebAPI) {
+func botFixture(t testing.TB) (*fixture, *testbed.WebAPI) { return botFixtureWith(t, nil) }
+
+// botFixtureWith is botFixture with options mut changes last.
+func botFixtureWith(t testing.TB, mut func(*Options)) (*fixture, *testbed.WebAPI) {
 	t.Helper()
 	sl, err := testbed.NewSlack("T1")
 	if err != nil {
@@ -33,6 +36,9 @@ func botFixture(t testing.TB) (*fixture, *testbed.WebAPI) {
 	}
 	f := newFixtureWith(t, func(o *Options) {
 		o.Now, o.Slack, o.RetryBase = time.Now, bot, 20*time.Millisecond
+		if mut != nil {
+			mut(o)
+		}
 	})
 	return f, api
 }

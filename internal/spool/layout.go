@@ -17,7 +17,7 @@ import (
 //	receiver/            recv:ytkeep-courier   2710  reply.key 0640 (the courier reads it)
 //	receiver/{tmp,alerts}                      recv 0700
 //	worker/{tmp,claimed,quarantine,seen}       worker 0700
-//	courier/{tmp,claimed,quarantine,replies,alerts,status} courier 0700
+//	courier/{tmp,claimed,quarantine,replies,alerts,status,history,quota} courier 0700
 //
 // Tree lists them with their owners and modes.
 type Layout struct{ Root string }
@@ -113,7 +113,9 @@ func (l Layout) Tree(downloads string) []Entry {
 	for _, s := range []string{"tmp", "alerts"} {
 		t = append(t, Entry{l.Receiver(s), 0o700, RoleReceiver, RoleSpool})
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts", "status"} {
+	// history/: each user's last jobs (for list and send); quota/: each
+	// user's uploads of the day.
+	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts", "status", "history", "quota"} {
 		t = append(t, Entry{l.Courier(s), 0o700, RoleCourier, RoleCourierGroup})
 	}
 	for _, s := range []string{"tmp", "claimed", "quarantine", "seen"} {

@@ -506,3 +506,27 @@ func (w *World) Close() error {
 	}
 	return nil
 }
+
+// ReconfigureCourier adds keys (TOML lines, e.g. "max_upload_mb = 1") to
+// the configuration's [courier] table and restarts the courier, as an
+// admin would: edit the file, restart the unit. The other daemons keep
+// what they read at their start. Call it once per world: a key given
+// twice is a TOML error.
+func (w *World) ReconfigureCourier(keys string) error {
+	b, err := os.ReadFile(w.ConfigPath)
+	if err != nil {
+		return err
+	}
+	cfg, n := strings.Replace(string(b), "\n[courier]\n", "\n[courier]\n"+strings.TrimSpace(keys)+"\n", 1), strings.Count(string(b), "\n[courier]\n")
+	if n != 1 {
+		return fmt.Errorf("the configuration has %d [courier] tables", n)
+	}
+	// The file exists: its owner and mode stay.
+	if err := os.WriteFile(w.ConfigPath, []byte(cfg), 0); err != nil {
+		return err
+	}
+	if err := w.Courier.Stop(); err != nil {
+		return fmt.Errorf("stopping the courier: %w", err)
+	}
+	return w.StartCourier()
+}
