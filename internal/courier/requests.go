@@ -59,6 +59,11 @@ func (s *Service) request(ctx context.Context, name string, quarantine func(stri
 	case info.User == "" || info.User != q.User:
 		quarantine("the request's user is not the one its token names")
 		return
+	case info.Kind != string(q.Kind) || info.Job != q.Job || info.Video != q.Video:
+		// The worker changed what was asked: a list made a send, or
+		// another job named.
+		quarantine("the request is not the one its token seals")
+		return
 	case q.Kind == job.RequestCancel && q.Outcome == job.OutcomeNone:
 		quarantine("a cancel the worker did not act on")
 		return

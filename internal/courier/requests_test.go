@@ -15,10 +15,15 @@ import (
 
 // request is a request as the receiver queues it and the worker forwards
 // it, from user, answered on the fake Slack's path.
-func (f *fixture) request(t testing.TB, kind job.RequestKind, user, path string) *job.Request {
+// The job named, if any, is target.
+func (f *fixture) request(t testing.TB, kind job.RequestKind, user, path string, target ...string) *job.Request {
 	t.Helper()
 	q := &job.Request{V: job.Version, ID: job.NewID(), Kind: kind, Team: "T1", User: user, Channel: "C1", Created: f.now.Unix()}
-	tok, err := f.sealer.Seal(q.ID, reply.Info{URL: f.slack.URL() + path, Created: q.Created, User: user, Request: true})
+	if len(target) > 0 {
+		q.Job = target[0]
+	}
+	tok, err := f.sealer.Seal(q.ID, reply.Info{URL: f.slack.URL() + path, Created: q.Created, User: user, Request: true,
+		Kind: string(kind), Job: q.Job})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +101,18 @@ func TestRequestTokens(t *testing.T) {
 			b, _ := p.Marshal()
 			return p.FileName(), b
 		},
+		"a list made a send": func() (string, []byte) {
+			q := f.request(t, job.RequestList, requester, "/r/listsend")
+			q.Kind, q.Job = job.RequestSend, j.ID
+			b, _ := q.Marshal()
+			return q.FileName(), b
+		},
+		"another job named": func() (string, []byte) {
+			q := f.request(t, job.RequestSend, requester, "/r/otherjob", j.ID)
+			q.Job = job.NewID()
+			b, _ := q.Marshal()
+			return q.FileName(), b
+		},
 		"user other than the sealed one": func() (string, []byte) {
 			q := f.request(t, job.RequestList, requester, "/r/otheruser")
 			q.User = "U0VICTIM01"
@@ -103,8 +120,7 @@ func TestRequestTokens(t *testing.T) {
 			return q.FileName(), b
 		},
 		"cancel the worker did not act on": func() (string, []byte) {
-			q := f.request(t, job.RequestCancel, requester, "/r/noop")
-			q.Job = j.ID
+			q := f.request(t, job.RequestCancel, requester, "/r/noop", j.ID)
 			b, _ := q.Marshal()
 			return q.FileName(), b
 		},

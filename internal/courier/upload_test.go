@@ -276,8 +276,7 @@ func TestSendRequest(t *testing.T) {
 	ask := func(jobID, path string) string {
 		t.Helper()
 		f.now = time.Now()
-		q := f.request(t, job.RequestSend, requester, path)
-		q.Job = jobID
+		q := f.request(t, job.RequestSend, requester, path, jobID)
 		before := len(f.slack.Posts())
 		f.writeRequest(t, q)
 		return waitPosts(t, f.slack, before+1)[before]

@@ -53,7 +53,11 @@ func (s *Service) Handler(path string, v *slackreq.Verifier) http.Handler {
 		if a != nil {
 			// A button click: Slack wants an empty 200 in time; the
 			// courier answers at the click's response_url.
-			s.handleAction(a, "")
+			if _, ok := s.handleActionOK(a, ""); !ok {
+				// Slack shows the user the click failed.
+				http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+				return
+			}
 			w.WriteHeader(http.StatusOK)
 			return
 		}

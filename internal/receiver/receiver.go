@@ -71,7 +71,10 @@ type Service struct {
 	rateMu   sync.Mutex
 	rate     map[string][]time.Time
 	requests map[string][]time.Time // requests (list, cancel, send) by user: in memory
-	rateLog *rateLog // rate, on disk: it survives a restart
+	// requestsRefused: users refused for too many requests this minute
+	// (one alert each).
+	requestsRefused map[string]bool
+	rateLog         *rateLog // rate, on disk: it survives a restart
 }
 
 type allowlist struct {
@@ -107,7 +110,7 @@ func New(opt Options) (*Service, error) {
 	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir},
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
 		users: newAllowlist(opt.AllowedUsers), enterprises: newAllowlist(opt.AllowedEnterprises),
-		admins: allowlist{ids: map[string]bool{}}, rate: map[string][]time.Time{}, requests: map[string][]time.Time{},
+		admins: allowlist{ids: map[string]bool{}}, rate: map[string][]time.Time{}, requests: map[string][]time.Time{}, requestsRefused: map[string]bool{},
 		refusals: newRefusalGate(opt.Logger)}
 	for _, id := range opt.Admins {
 		s.admins.ids[id] = true // never "*" (config.CheckReceiver)

@@ -31,7 +31,9 @@ func (s *Service) requestCommand(c *slackreq.Command, key string, fields []strin
 		}
 		video, err := videourl.Parse(fields[1])
 		if err != nil {
-			return refuse("bad_cancel", fmt.Sprintf("Which job? `%s cancel <job id | link>`: the job ID is in my first answer and in `%s list`.", s.opt.Command, s.opt.Command), false)
+			var pe *videourl.ParseError
+			hostile := errors.As(err, &pe) && pe.Hostile()
+			return refuse("bad_cancel", fmt.Sprintf("Which job? `%s cancel <job id | link>`: the job ID is in my first answer and in `%s list`.", s.opt.Command, s.opt.Command), hostile)
 		}
 		r.Video = video
 	case r.Kind == job.RequestSend && len(fields) == 2 && job.ValidID(strings.ToLower(fields[1])):
@@ -51,8 +53,17 @@ func (s *Service) requestCommand(c *slackreq.Command, key string, fields []strin
 // message (where the courier posts status messages), and name a known
 // button and a job ID.
 func (s *Service) handleAction(a *slackreq.Action, key string) string {
+	text, _ := s.handleActionOK(a, key)
+	return text
+}
+
+// handleActionOK is handleAction; ok is false when the click was valid
+// but could not be made durable (worth Slack's retry or a warning).
+func (s *Service) handleActionOK(a *slackreq.Action, key string) (text string, ok bool) {
 	who := []any{"team", a.TeamID, "user", a.UserID, "channel", a.ChannelID}
+	internal := false
 	refuse := func(reason, msg string, alert bool, extra ...any) string {
+		internal = internal || reason == "internal"
 		attrs := append(append([]any{"reason", reason, "interaction", true}, who...), extra...)
 		if alert {
 			audit.Alert(s.log, audit.Refused, attrs...)
@@ -63,20 +74,20 @@ func (s *Service) handleAction(a *slackreq.Action, key string) string {
 	}
 	switch {
 	case s.opt.AppID != "" && a.APIAppID != s.opt.AppID:
-		return refuse("other_app", "", true, "app", trunc(a.APIAppID, 40))
+		return refuse("other_app", "", true, "app", trunc(a.APIAppID, 40)), true
 	case len(s.opt.AllowedEnterprises) > 0 && !s.enterprises.allows(a.EnterpriseID):
-		return refuse("unauthorized_enterprise", "", true, "enterprise", a.EnterpriseID)
+		return refuse("unauthorized_enterprise", "", true, "enterprise", a.EnterpriseID), true
 	case !s.teams.allows(a.TeamID):
-		return refuse("unauthorized_team", "", true)
+		return refuse("unauthorized_team", "", true), true
 	case !s.users.allows(a.UserID):
-		return refuse("unauthorized_user", "", true)
+		return refuse("unauthorized_user", "", true), true
 	case !strings.HasPrefix(a.ChannelID, "D"):
 		// The buttons are on messages in the bot's DMs only.
-		return refuse("not_a_dm", "", true)
+		return refuse("not_a_dm", "", true), true
 	case !s.opt.ResponseURLAllowed(a.ResponseURL):
-		return refuse("response_url", "", true)
+		return refuse("response_url", "", true), true
 	case !job.ValidID(a.Value):
-		return refuse("bad_action_value", "", true)
+		return refuse("bad_action_value", "", true), true
 	}
 	r := &job.Request{Job: a.Value}
 	switch a.ActionID {
@@ -84,27 +95,30 @@ func (s *Service) handleAction(a *slackreq.Action, key string) string {
 		r.Kind = job.RequestCancel
 	case job.ActionSend:
 		if !s.opt.Uploads {
-			return refuse("uploads_off", "", false)
+			return refuse("uploads_off", "", false), true
 		}
 		r.Kind = job.RequestSend
 	default:
-		return refuse("unknown_action", "", true, "action", trunc(a.ActionID, 40))
+		return refuse("unknown_action", "", true, "action", trunc(a.ActionID, 40)), true
 	}
-	return s.request(r, a.TeamID, a.UserID, a.ChannelID, a.ResponseURL, key, refuse)
+	text = s.request(r, a.TeamID, a.UserID, a.ChannelID, a.ResponseURL, key, refuse)
+	return text, !internal
 }
 
 // request seals a reply token for r and makes it durable in incoming/:
 // the worker acts on a cancel, the courier answers at responseURL.
 func (s *Service) request(r *job.Request, team, user, channel, responseURL, key string, refuse refuser) string {
-	if !s.allowRequest(user) {
-		return refuse("rate_limited", "That's a lot of requests in a minute; please wait a little.", true, "kind", r.Kind)
+	if ok, first := s.allowRequest(user); !ok {
+		// One alert per user and minute; the rest are events.
+		return refuse("rate_limited", "That's a lot of requests in a minute; please wait a little.", first, "kind", r.Kind)
 	}
 	r.V, r.ID, r.Team, r.User, r.Channel, r.Created = job.Version, job.NewID(), team, user, channel, s.opt.Now().Unix()
 	if key != "" {
 		r.ID = job.IDFor(key)
 	}
 	r.Admin = r.Kind == job.RequestCancel && s.admins.allows(user)
-	token, err := s.sealer.Seal(r.ID, reply.Info{URL: responseURL, Created: r.Created, User: user, Request: true})
+	token, err := s.sealer.Seal(r.ID, reply.Info{URL: responseURL, Created: r.Created, User: user, Request: true,
+		Kind: string(r.Kind), Job: r.Job, Video: r.Video})
 	if err == nil {
 		r.Reply = token
 		var data []byte
@@ -135,8 +149,8 @@ func (s *Service) request(r *job.Request, team, user, channel, responseURL, key 
 
 // allowRequest caps requests per user and minute (twice the jobs' cap),
 // in memory: each writes a file, and a cancel must not wait for the
-// jobs' limit.
-func (s *Service) allowRequest(user string) bool {
+// jobs' limit. first reports the first refusal of the minute.
+func (s *Service) allowRequest(user string) (ok, first bool) {
 	now := s.opt.Now()
 	s.rateMu.Lock()
 	defer s.rateMu.Unlock()
@@ -147,16 +161,20 @@ func (s *Service) allowRequest(user string) bool {
 		}
 	}
 	if len(keep) >= 2*s.opt.PerUserPerMinute {
+		first = !s.requestsRefused[user]
+		s.requestsRefused[user] = true
 		s.requests[user] = keep
-		return false
+		return false, first
 	}
+	delete(s.requestsRefused, user)
 	s.requests[user] = append(keep, now)
 	if len(s.requests) > 10000 {
 		for u, ts := range s.requests {
 			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Minute {
 				delete(s.requests, u)
+				delete(s.requestsRefused, u)
 			}
 		}
 	}
-	return true
+	return true, false
 }

@@ -227,3 +227,25 @@ func TestHTTPAction(t *testing.T) {
 		t.Fatalf("requests %+v", rs)
 	}
 }
+
+// TestRequestRate: requests have a cap of their own (twice the jobs'),
+// and a user past it raises one alert a minute, not one per request.
+func TestRequestRate(t *testing.T) {
+	f := newFixture(t) // 3 jobs a minute: 6 requests
+	for i := 0; i < 9; i++ {
+		got := f.s.Handle(f.cmd("list"))
+		if limited := strings.Contains(got, "a lot of requests"); limited != (i >= 6) {
+			t.Fatalf("request %d: %q", i, got)
+		}
+	}
+	if n := strings.Count(f.log.String(), `"alert":true,"reason":"rate_limited"`); n != 1 {
+		t.Errorf("%d rate alerts, want 1:\n%s", n, f.log.String())
+	}
+	if n := len(f.requests(t)); n != 6 {
+		t.Errorf("%d requests queued, want 6", n)
+	}
+	f.now = f.now.Add(time.Minute)
+	if got := f.s.Handle(f.cmd("list")); strings.Contains(got, "a lot of requests") {
+		t.Errorf("a minute later: %q", got)
+	}
+}

@@ -446,6 +446,9 @@ func (s *Service) interaction(ctx context.Context, client *socketmode.Client, id
 		audit.Event(s.log, audit.Refused, "reason", "bad_envelope")
 		return
 	}
+	if inputHook != nil {
+		inputHook(string(payload))
+	}
 	if _, dup := seen.get(id); dup {
 		audit.Event(s.log, audit.Duplicate, "envelope", id)
 	} else {

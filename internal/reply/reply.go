@@ -41,6 +41,11 @@ type Info struct {
 	// Request: the token belongs to a job.Request (list, cancel, send),
 	// not to a job: a result may not carry it.
 	Request bool `json:"r,omitempty"`
+	// Kind and Job are, with Video, what the request asked: sealed, so
+	// that a worker forwarding it cannot turn a list into a send, or
+	// name another job.
+	Kind string `json:"k,omitempty"`
+	Job  string `json:"j,omitempty"`
 }
 
 // KeyFile is the key's name in the receiver's directory.
