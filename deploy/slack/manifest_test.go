@@ -52,6 +52,13 @@ type manifest struct {
 		} `json:"scopes"`
 	} `json:"oauth_config"`
 	Settings struct {
+		// Interactivity: the status messages' buttons. In HTTP mode
+		// clicks go to the command's URL too (the receiver tells a click,
+		// a form of one field, payload, from a command).
+		Interactivity *struct {
+			IsEnabled  bool   `json:"is_enabled"`
+			RequestURL string `json:"request_url"`
+		} `json:"interactivity"`
 		OrgDeployEnabled     *bool `json:"org_deploy_enabled"`
 		SocketModeEnabled    *bool `json:"socket_mode_enabled"`
 		TokenRotationEnabled *bool `json:"token_rotation_enabled"`
@@ -128,8 +135,13 @@ func TestManifests(t *testing.T) {
 	asSocket.Features.SlashCommands[0].URL = ""
 	on := true
 	asSocket.Settings.SocketModeEnabled = &on
+	if h.Settings.Interactivity != nil {
+		i := *h.Settings.Interactivity
+		i.RequestURL = ""
+		asSocket.Settings.Interactivity = &i
+	}
 	if !reflect.DeepEqual(&asSocket, s) {
-		t.Errorf("the manifests differ in more than socket_mode_enabled and the command's url:\nsocket %+v\nhttp   %+v", *s, *h)
+		t.Errorf("the manifests differ in more than socket_mode_enabled and the request URLs:\nsocket %+v\nhttp   %+v", *s, *h)
 	}
 }
 
@@ -197,6 +209,13 @@ func checkManifest(t *testing.T, m *manifest, example *config.Config, socket boo
 	}
 	if v := m.Settings.SocketModeEnabled; v == nil || *v != socket {
 		t.Errorf("settings.socket_mode_enabled must be set, to %v", socket)
+	}
+	if i := m.Settings.Interactivity; i == nil || !i.IsEnabled {
+		t.Errorf("settings.interactivity.is_enabled must be true: the status messages' buttons")
+	} else if socket && i.RequestURL != "" {
+		t.Errorf("Socket Mode: interactivity has a request URL %q", i.RequestURL)
+	} else if !socket && i.RequestURL != c.URL {
+		t.Errorf("HTTP: interactivity's request_url is %q, want the command's, %q", i.RequestURL, c.URL)
 	}
 	if socket {
 		if c.URL != "" {
