@@ -81,6 +81,7 @@ func run(configPath string) error {
 		Launcher:     launcher,
 		Concurrency:  cfg.Worker.Concurrency,
 		MaxFileBytes: int64(cfg.Worker.MaxFileMB) << 20,
+		DailyBytes:   int64(cfg.Worker.DownloadQuotaMBPerDay) << 20,
 		MaxAttempts:  cfg.Worker.MaxAttempts,
 		Logger:       log,
 	})

@@ -146,6 +146,11 @@ type Worker struct {
 	JobTimeoutSeconds int `toml:"job_timeout_seconds"`
 	// MaxFileMB caps the size of a stored file. Default 2048.
 	MaxFileMB int `toml:"max_file_mb"`
+	// DownloadQuotaMBPerDay caps what one user's jobs store in a UTC day,
+	// in MiB (0, the default: no cap). A download starts only while the
+	// user's day total plus max_file_mb for each of their downloads
+	// under way is under it; a file already on the server costs nothing.
+	DownloadQuotaMBPerDay int `toml:"download_quota_mb_per_day"`
 	// MaxAttempts is how many times a job is run, the first included: a
 	// run cut short (the worker crashed or stopped) is run again at the
 	// next start, until this many have begun. Default 3.
@@ -569,6 +574,9 @@ func (c *Config) CheckWorker() error {
 	}
 	if w.JobTimeoutSeconds < 10 || w.JobTimeoutSeconds > 6*3600 {
 		add("worker.job_timeout_seconds %d is not between 10 and 21600", w.JobTimeoutSeconds)
+	}
+	if w.DownloadQuotaMBPerDay < 0 || w.DownloadQuotaMBPerDay > 1<<30 {
+		add("worker.download_quota_mb_per_day %d is not between 0 (no cap) and %d", w.DownloadQuotaMBPerDay, 1<<30)
 	}
 	if w.MaxFileMB < 1 || w.MaxFileMB > 100*1024 {
 		add("worker.max_file_mb %d is not between 1 and 102400", w.MaxFileMB)

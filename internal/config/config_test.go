@@ -110,6 +110,7 @@ func TestRefused(t *testing.T) {
 		{"no users", strings.Replace(valid, `allowed_users = ["*"]`, ``, 1), "allowed_users is empty", (*Config).CheckReceiver},
 		{"wildcard admin", strings.Replace(valid, "[receiver]", "[receiver]\nadmins = [\"*\"]", 1), `receiver.admins: "*" is not a Slack ID`, (*Config).CheckReceiver},
 		{"concurrency", strings.Replace(valid, "concurrency = 3", "concurrency = 0\nmax_attempts = 99", 1), "max_attempts 99", (*Config).CheckWorker},
+		{"negative quota", strings.Replace(valid, "concurrency = 3", "download_quota_mb_per_day = -1", 1), "worker.download_quota_mb_per_day -1", (*Config).CheckWorker},
 		{"egress anywhere", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 		{"egress to a TLD", strings.Replace(valid, "concurrency = 3", `egress_hosts = ["*.com"]`, 1), "worker.egress_hosts", (*Config).CheckWorker},
 		{"egress to nothing", strings.Replace(valid, "concurrency = 3", `egress_hosts = []`, 1), "worker.egress_hosts", (*Config).CheckWorker},
