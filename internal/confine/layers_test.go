@@ -188,6 +188,15 @@ func courierRules() *Rules {
 		SpoolDirs: []string{env("SPOOL")}, ConnectPorts: []uint16{port("ALLOWED")}})
 }
 
+// uploadingCourierRules: courierRules with uploads on, the stored files
+// (here OTHER's directory) read only.
+func uploadingCourierRules() *Rules {
+	r := courierRules()
+	*r = *CourierRules(CourierParams{ConfigFile: env("CONFIG"), ReadFiles: []string{env("KEY")},
+		ReadDirs: []string{filepath.Dir(env("OTHER"))}, SpoolDirs: []string{env("SPOOL")}, ConnectPorts: []uint16{port("ALLOWED")}})
+	return r
+}
+
 func workerRules() *Rules {
 	return WorkerRules(WorkerParams{ConfigFile: env("CONFIG"), WriteDirs: []string{env("SPOOL")}})
 }
@@ -286,6 +295,15 @@ func runCase(c string) {
 	case "courier-landlock-bind":
 		must(Landlock(courierRules()))
 		report(bind(0))
+	case "courier-landlock-read-downloads":
+		must(Landlock(uploadingCourierRules()))
+		report(readFile(env("OTHER")))
+	case "courier-landlock-write-downloads":
+		must(Landlock(uploadingCourierRules()))
+		report(writeFile(filepath.Join(filepath.Dir(env("OTHER")), "planted.mp4")))
+	case "courier-landlock-read-downloads-off":
+		must(Landlock(courierRules()))
+		report(readFile(env("OTHER")))
 	case "courier-landlock-exec":
 		must(Landlock(courierRules()))
 		report(syscall.Exec("/bin/true", []string{"true"}, nil))
@@ -787,6 +805,9 @@ var landlockCases = []struct{ c, want string }{
 	{"courier-landlock-connect-other", "EACCES"},
 	{"courier-landlock-bind", "EACCES"},
 	{"courier-landlock-exec", "EACCES"},
+	{"courier-landlock-read-downloads", "ok"},
+	{"courier-landlock-write-downloads", "EACCES"},
+	{"courier-landlock-read-downloads-off", "EACCES"},
 	{"worker-landlock-exec", "EACCES"},
 	{"worker-landlock-connect", "EACCES"},
 	{"worker-landlock-read-secret", "EACCES"},
