@@ -156,19 +156,6 @@ type running struct {
 	ended     bool
 }
 
-// cancelledBefore reports whether j was cancelled while taken, before
-// its download started; it forgets j then.
-func (w *Worker) cancelledBefore(j *job.Job) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	r := w.running[j.ID]
-	if r != nil && r.cancelled {
-		delete(w.running, j.ID)
-		return true
-	}
-	return false
-}
-
 // startRunning registers j's download and returns its context, or nil
 // when j was cancelled before it started.
 func (w *Worker) startRunning(ctx context.Context, j *job.Job) context.Context {
