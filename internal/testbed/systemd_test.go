@@ -4,6 +4,8 @@ package testbed
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -346,7 +348,9 @@ func botTokenUnit(t *testing.T, c *container, slack *Slack, sm *SocketMode, cfg 
 		t.Fatal(err)
 	}
 	start := time.Now()
-	reply, _, err := sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: "https://youtu.be/9bZkp7q19f0 360p"})
+	// "send": the installed courier reads the stored file (its group,
+	// the unit's read-only bind, Landlock) and uploads it into the DM.
+	reply, _, err := sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: "https://youtu.be/9bZkp7q19f0 360p send"})
 	if err != nil || !strings.Contains(reply, "direct messages") {
 		t.Fatalf("acknowledgement with a bot token: %q, %v", reply, err)
 	}
@@ -360,6 +364,24 @@ func botTokenUnit(t *testing.T, c *container, slack *Slack, sm *SocketMode, cfg 
 	}
 	m := api.Messages(dm)[0]
 	t.Logf("status message in the DM after %.1f s, %d update(s): %q", time.Since(start).Seconds(), m.Updates, m.Texts)
+	err = api.WaitFor(ctx, func(a *WebAPI) bool {
+		for _, f := range a.Files() {
+			if f.Completed && f.Channel == dm {
+				return true
+			}
+		}
+		return false
+	})
+	stored, rerr := os.ReadFile(c.path("/var/lib/ytkeep/downloads/9bZkp7q19f0-360p.mp4"))
+	if err != nil || rerr != nil {
+		t.Fatalf("no file uploaded into the DM: %+v (%v, %v)", api.Files(), err, rerr)
+	}
+	for _, f := range api.Files() {
+		if sum := sha256.Sum256(stored); f.Completed && (f.Size != int64(len(stored)) || f.SHA256 != hex.EncodeToString(sum[:])) {
+			t.Errorf("the uploaded file (%d bytes) is not the stored one (%d bytes)", f.Size, len(stored))
+		}
+		t.Logf("uploaded %s (%d bytes) into the DM, the stored file byte for byte", f.Name, f.Size)
+	}
 	if v := api.Violations(); len(v) != 0 {
 		t.Errorf("Slack's limits broken: %q", v)
 	}
