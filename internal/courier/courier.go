@@ -69,6 +69,19 @@ type Service struct {
 	downloads *spool.Dir // the stored files, read only; nil: no uploads
 	userLocks userLocks  // one change at a time to a user's history and quota
 	uploads   chan uploadTask
+	sends     sends        // the uploads queued, running or just made (no repeats)
+	badFiles  alertedFiles // the bad stored files already alerted about
+
+	// The lane of requests and DM notices (runMessages): neither ever
+	// waits for a post on the goroutine that reads results/.
+	requests chan requestTask
+	notices  chan notice
+
+	// Test hooks: uploadDeadline bounds one upload task of a file of
+	// size bytes (uploadDeadline below); quotaSweepHook, when set, runs
+	// before sweepQuota takes a user's lock.
+	uploadDeadline func(size int64) time.Duration
+	quotaSweepHook func(user string)
 }
 
 // New opens the spool directories the courier uses and reads the reply
@@ -91,7 +104,9 @@ func New(opt Options, n *notify.Notifier) (*Service, error) {
 		opt.Command = "/ytkeep"
 	}
 	s := &Service{opt: opt, log: opt.Logger, notifier: n, retries: &retryQueue{base: opt.RetryBase, due: map[string]retryState{}},
-		updates: make(chan update, interQueue), uploads: make(chan uploadTask, uploadQueue)}
+		updates: make(chan update, interQueue), uploads: make(chan uploadTask, uploadQueue),
+		requests: make(chan requestTask, requestQueue), notices: make(chan notice, noticeQueue),
+		uploadDeadline: uploadDeadline}
 	layout := spool.Layout{Root: opt.SpoolDir}
 	workerUID, err := spool.Owner(layout.Worker(""))
 	if err != nil {

@@ -119,9 +119,10 @@ func (f *fixture) runResults(t *testing.T) {
 	})
 }
 
+// waitPosts waits until f holds n posts (a minute at most: a hang guard).
 func waitPosts(t *testing.T, f *fakeSlack, n int) []string {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if p := f.Posts(); len(p) >= n {
 			return p

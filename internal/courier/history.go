@@ -30,8 +30,10 @@ import (
 // replayed or arriving late cannot make a saved job look queued again,
 // nor change its file.
 
-// historyLen is how many jobs a user's history keeps: the newest by the
-// command's time (sealed in the token).
+// historyLen is how many jobs a user's history keeps, listed newest first
+// by the command's time (sealed in the token). A new job makes room by
+// forgetting the ended one least recently updated, never a job under
+// way (recordHistory).
 const historyLen = 10
 
 // maxHistorySize bounds a history file: 10 entries of at most about
@@ -235,7 +237,8 @@ func (s *Service) userHistory(user string) (*history, error) {
 
 // recordHistory brings result r, of the job info was sealed for, into its
 // requester's history. It reports whether the job's state moved forward
-// (a queued record after the download started does not: it came late).
+// and was kept (a queued record after the download started does not: it
+// came late; nor a new job when every entry is a job still under way).
 // A token without a user (sealed before they carried one) has no
 // history; a history that cannot be read is logged and started afresh
 // (it is a convenience, never a reason to hold up a result).
@@ -274,20 +277,45 @@ func (s *Service) recordHistory(r *job.Result, info *reply.Info) (advanced bool)
 		return true
 	}
 	if i >= 0 {
-		h.Jobs = slices.Delete(h.Jobs, i, i+1)
+		h.Jobs[i] = e
+	} else if len(h.Jobs) < historyLen {
+		h.Jobs = append(h.Jobs, e)
+	} else {
+		// Full: forget the entry least recently changed among those no
+		// record will change again (ended, or too old for any token);
+		// never a job still under way, which a late record (its place in
+		// the queue) would add again as new. With none, e is not kept.
+		v := s.evictable(h)
+		if v < 0 {
+			return false
+		}
+		h.Jobs[v] = e
 	}
-	h.Jobs = append(h.Jobs, e)
-	// Newest command first; the oldest beyond historyLen are forgotten.
+	// Newest command first.
 	slices.SortStableFunc(h.Jobs, func(a, b historyEntry) int {
 		return cmp.Or(cmp.Compare(b.Created, a.Created), strings.Compare(a.Job, b.Job))
 	})
-	if len(h.Jobs) > historyLen {
-		h.Jobs = h.Jobs[:historyLen]
-	}
 	if err := s.saveHistory(info.User, h); err != nil {
 		s.log.Error("couldn't save a history", "user", info.User, "job", r.Job, "err", err)
 	}
 	return true
+}
+
+// evictable is the index of the entry of h to forget for a new one: of
+// those that no record changes any more (a final state, or a command too
+// old for its token to be accepted: tooOld), the one least recently
+// updated; -1 when every entry is a job still under way.
+func (s *Service) evictable(h *history) int {
+	v := -1
+	for i, e := range h.Jobs {
+		if e.State.rank() < stateSaved.rank() && !s.tooOld(&reply.Info{Created: e.Created}) {
+			continue
+		}
+		if v < 0 || cmp.Or(cmp.Compare(e.Updated, h.Jobs[v].Updated), cmp.Compare(e.Created, h.Jobs[v].Created), strings.Compare(e.Job, h.Jobs[v].Job)) < 0 {
+			v = i
+		}
+	}
+	return v
 }
 
 // stateWords says a state to the user, with its emoji.

@@ -16,7 +16,9 @@ import (
 // send, cancel): the receiver writes them with a reply token sealed for
 // the request's own ID, the worker forwards them into results/ (a cancel
 // once it has acted on it, with its Outcome), and the courier answers
-// each once, ephemerally, on the request's response_url.
+// each once, ephemerally, on the request's response_url: with a bot
+// token, the answer to a list or a send goes into the DM of the user the
+// token names, and the response_url gets only a note that says so.
 //
 // The record is the worker's word; the token is the receiver's. So the
 // token must open for the record's ID, say it belongs to a request, and
@@ -25,9 +27,40 @@ import (
 // be used twice: the answer is counted (courier/replies/<id>.json)
 // before it is made, and kept until the response_url has expired, after
 // which the request is refused for its age.
+//
+// The checks are made where the record is read; acting on a request and
+// answering it are done by the goroutine of requests and DM notices
+// (runMessages), through a queue of requestQueue: a full queue drops the
+// request (its record too: it was neither counted nor acted on), so no
+// response_url, however slow, and no number of requests holds up the
+// results.
+
+// The lane of requests and notices: how many may wait.
+const (
+	requestQueue = 32
+	noticeQueue  = 64
+)
+
+// dmNote is what the response_url of a request answered in the DM gets:
+// nothing of the answer, which is for the token's user alone.
+const dmNote = "I've answered in our direct messages."
+
+// requestTask is a checked request, for runMessages; name is its claimed
+// file, removed when it is taken.
+type requestTask struct {
+	name string
+	q    *job.Request
+	info *reply.Info
+}
+
+// notice is a message for user's DM about job's upload (a refusal after
+// "/ytkeep <link> send", Slack not taking the file).
+type notice struct {
+	user, job, text string
+}
 
 // request handles the claimed request file name.
-func (s *Service) request(ctx context.Context, name string, quarantine func(string)) {
+func (s *Service) request(name string, quarantine func(string)) {
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)
 	if err != nil {
 		quarantine(err.Error())
@@ -68,12 +101,64 @@ func (s *Service) request(ctx context.Context, name string, quarantine func(stri
 		quarantine("a cancel the worker did not act on")
 		return
 	}
-	s.inbox.Claimed.Remove(name)
-	s.answer(ctx, q, info)
+	// Answered on the lane of requests; the record stays claimed until
+	// then (a restart answers it).
+	select {
+	case s.requests <- requestTask{name: name, q: q, info: info}:
+	default:
+		s.inbox.Claimed.Remove(name)
+		audit.Event(s.log, audit.ReplyFailed, "request", q.ID, "kind", q.Kind, "user", info.User, "reason", "request_dropped", "code", "queue_full")
+	}
 }
 
-// answer acts on request q (list, send) and answers it on its
-// response_url, once.
+// notify queues text for user's DM on the lane of requests and notices,
+// never behind an upload; a full queue drops it.
+func (s *Service) notify(user, jobID, text string) {
+	select {
+	case s.notices <- notice{user: user, job: jobID, text: text}:
+	default:
+		audit.Event(s.log, audit.ReplyFailed, "job", jobID, "via", "dm", "reason", "upload_notice_dropped", "code", "queue_full")
+	}
+}
+
+// runMessages answers the queued requests and posts the queued notices,
+// notices first, one at a time, until ctx ends; what is still queued
+// then is dropped (a request's record stays claimed, for the next
+// start).
+func (s *Service) runMessages(ctx context.Context) {
+	for ctx.Err() == nil {
+		select {
+		case n := <-s.notices:
+			s.postNotice(ctx, n)
+			continue
+		default:
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case n := <-s.notices:
+			s.postNotice(ctx, n)
+		case t := <-s.requests:
+			// Taken: from now on it is answered or dropped, never
+			// handled again (a crash before its count loses it).
+			s.inbox.Claimed.Remove(t.name)
+			s.answer(ctx, t.q, t.info)
+		}
+	}
+}
+
+// postNotice posts n into its user's DM.
+func (s *Service) postNotice(ctx context.Context, n notice) {
+	pctx, cancel := context.WithTimeout(ctx, postWait)
+	defer cancel()
+	if err := s.postDM(pctx, n.user, n.text); err != nil {
+		audit.Event(s.log, audit.ReplyFailed, "job", n.job, "via", "dm", "reason", "upload_notice_failed", "code", errorCode(err))
+	}
+}
+
+// answer acts on request q (list, send) and answers it, once: on its
+// response_url, or, for a list or a send with a bot token, in the DM of
+// the token's user, with a note on the response_url.
 func (s *Service) answer(ctx context.Context, q *job.Request, info *reply.Info) {
 	attrs := []any{"request", q.ID, "kind", q.Kind, "user", info.User}
 	if age := s.opt.Now().Sub(time.Unix(info.Created, 0)); age > ResponseURLLifetime-time.Minute {
@@ -104,6 +189,21 @@ func (s *Service) answer(ctx context.Context, q *job.Request, info *reply.Info) 
 		return
 	}
 	text := s.requestText(q, info)
+	if s.opt.Slack != nil && q.Kind != job.RequestCancel {
+		// The response_url is the receiver's word: a compromised one can
+		// seal a request of any user with its own. The user's jobs go
+		// only where the bot token's DM with that user is.
+		pctx, cancel := context.WithTimeout(ctx, postWait)
+		err := s.postDM(pctx, info.User, text)
+		cancel()
+		if err != nil {
+			audit.Event(s.log, audit.ReplyFailed, append(attrs, "via", "dm", "reason", "answer_failed", "code", errorCode(err))...)
+			text = ":x: I couldn't answer in our direct messages: please try again in a few minutes."
+		} else {
+			audit.Event(s.log, audit.Replied, append(attrs, "via", "dm")...)
+			text = dmNote
+		}
+	}
 	if err := s.notifier.Post(ctx, info.URL, text); err != nil {
 		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", err.Error())...)
 		return

@@ -1,9 +1,13 @@
 package courier
 
 import (
+	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/reply"
+	"github.com/ytkeep/ytkeep/internal/testbed"
 )
 
 // request is a request as the receiver queues it and the worker forwards
@@ -18,11 +23,17 @@ import (
 // The job named, if any, is target.
 func (f *fixture) request(t testing.TB, kind job.RequestKind, user, path string, target ...string) *job.Request {
 	t.Helper()
+	return f.requestTo(t, kind, user, f.slack.URL()+path, target...)
+}
+
+// requestTo is request, answered on responseURL.
+func (f *fixture) requestTo(t testing.TB, kind job.RequestKind, user, responseURL string, target ...string) *job.Request {
+	t.Helper()
 	q := &job.Request{V: job.Version, ID: job.NewID(), Kind: kind, Team: "T1", User: user, Channel: "C1", Created: f.now.Unix()}
 	if len(target) > 0 {
 		q.Job = target[0]
 	}
-	tok, err := f.sealer.Seal(q.ID, reply.Info{URL: f.slack.URL() + path, Created: q.Created, User: user, Request: true,
+	tok, err := f.sealer.Seal(q.ID, reply.Info{URL: responseURL, Created: q.Created, User: user, Request: true,
 		Kind: string(kind), Job: q.Job})
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +62,21 @@ func waitQuarantined(t *testing.T, f *fixture, n int) {
 		}
 		if len(q) > n || time.Now().After(deadline) {
 			t.Fatalf("quarantine holds %d files, want %d\n%s", len(q), n, f.log.String())
+		}
+	}
+}
+
+// waitLogCount waits until the log holds part n times; more is an
+// error.
+func waitLogCount(t *testing.T, f *fixture, part string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		c := strings.Count(f.log.String(), part)
+		if c == n {
+			return
+		}
+		if c > n || time.Now().After(deadline) {
+			t.Fatalf("%d log lines with %s, want %d\n%s", c, part, n, f.log.String())
 		}
 	}
 }
@@ -131,12 +157,11 @@ func TestRequestTokens(t *testing.T) {
 		f.put(t, name, data)
 		n++
 		waitQuarantined(t, f, n)
+		// The file is moved before its alert is logged: wait for both.
+		waitLogCount(t, f, `"event":"quarantined","alert":true`, n)
 		if p := f.slack.Posts(); len(p) != 0 {
 			t.Fatalf("%s: answered: %q", what, p)
 		}
-	}
-	if c := strings.Count(f.log.String(), `"event":"quarantined","alert":true`); c != n {
-		t.Errorf("%d quarantine alerts for %d hostile records", c, n)
 	}
 
 	// The honest request: answered once, on its response_url.
@@ -277,5 +302,145 @@ func TestHistoryRefusesBadFiles(t *testing.T) {
 		if _, err := f.s.userHistory(user); err == nil {
 			t.Errorf("history of %q: accepted", user)
 		}
+	}
+}
+
+// TestRequestsNeverDelayResults: a request whose response_url does not
+// answer holds up no result: the results go on while its answer hangs,
+// and once the queue of requests is full, the next request is dropped
+// with an event. Had requests been answered in line, the result would
+// wait for the hanging post (the test's deadline).
+func TestRequestsNeverDelayResults(t *testing.T) {
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	f := newFixture(t)
+	f.s.opt.ResponseURLAllowed = func(u string) bool {
+		return strings.HasPrefix(u, f.slack.URL()+"/") || strings.HasPrefix(u, slow.URL+"/")
+	}
+	f.s.notifier.Client.Timeout = 0 // the post hangs until the test ends
+	f.runResults(t)
+
+	f.writeRequest(t, f.requestTo(t, job.RequestList, requester, slow.URL+"/r/slow"))
+	select {
+	case <-arrived:
+	case <-time.After(time.Minute):
+		t.Fatal("the request was not answered")
+	}
+	j := f.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	f.writeResult(t, j.Result(job.StatusFailed, job.ClassTimeout))
+	if p := waitPosts(t, f.slack, 1); p[0] != "/r/1 :x: Couldn't keep `dQw4w9WgXcQ` (720p): "+job.ClassTimeout.Describe()+"." {
+		t.Errorf("posts %q", p)
+	}
+	// The queue fills behind the hanging answer; the next is dropped.
+	for i := range requestQueue + 1 {
+		f.writeRequest(t, f.request(t, job.RequestList, requester, fmt.Sprintf("/r/q%d", i)))
+	}
+	waitLog(t, f, `"reason":"request_dropped","code":"queue_full"`)
+	if c := strings.Count(f.log.String(), `"reason":"request_dropped"`); c != 1 {
+		t.Errorf("%d requests dropped, want 1 past the queue of %d", c, requestQueue)
+	}
+}
+
+// TestAnswersInTheDM: with a bot token, the answer to a list or a send
+// goes into the DM of the user the request's token names, and its
+// response_url (which a compromised receiver may have sealed as its own,
+// for any user) gets only a note, without any job; a cancel's answer,
+// about what was asked, stays on the response_url.
+func TestAnswersInTheDM(t *testing.T) {
+	f, api := botFixture(t)
+	f.runResults(t)
+	j := f.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	f.writeResult(t, j.Result(job.StatusFailed, job.ClassTimeout))
+	waitDM(t, api, ":x: Couldn't keep")
+
+	f.now = time.Now()
+	f.writeRequest(t, f.request(t, job.RequestList, requester, "/r/attacker"))
+	if p := waitPosts(t, f.slack, 1); p[0] != "/r/attacker "+dmNote {
+		t.Errorf("the response_url got %q, want only %q", p[0], dmNote)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := api.WaitFor(ctx, func(a *testbed.WebAPI) bool { return len(dm(a)) == 2 }); err != nil {
+		t.Fatalf("no answer in the DM: %+v", dm(api))
+	}
+	if m := dm(api)[1]; !strings.HasPrefix(m.Text, "Your last job:") || !strings.Contains(m.Text, j.ID) {
+		t.Errorf("the DM's answer %q, want the list with job %s", m.Text, j.ID)
+	}
+	for _, p := range f.slack.Posts() {
+		if strings.Contains(p, j.ID) || strings.Contains(p, "dQw4w9WgXcQ") {
+			t.Errorf("a job went to the response_url: %q", p)
+		}
+	}
+
+	q := f.request(t, job.RequestCancel, requester, "/r/cancel", j.ID)
+	q.Outcome = job.OutcomeNotFound
+	f.writeRequest(t, q)
+	if p := waitPosts(t, f.slack, 2); !strings.HasPrefix(p[1], "/r/cancel Nothing to cancel: job `"+j.ID+"`") {
+		t.Errorf("the cancel's answer %q", p[1])
+	}
+	if n := len(dm(api)); n != 2 {
+		t.Errorf("%d DM messages after the cancel, want 2", n)
+	}
+}
+
+// TestHistoryKeepsJobsUnderWay: a job still downloading is not forgotten
+// for ten newer ones that ended; so its place in the queue, arriving
+// late, is dropped as late and does not take its status message back.
+// A new job when every entry is under way is not kept, and said so.
+func TestHistoryKeepsJobsUnderWay(t *testing.T) {
+	f, api := botFixture(t)
+	f.runResults(t)
+	f.now = time.Now().Add(-time.Minute) // the long download's command came first
+	long := f.job(t, "dQw4w9WgXcQ", job.Format720, "/r/long")
+	f.writeResult(t, long.Result(job.StatusStarted, job.ClassNone))
+	waitDM(t, api, ":hourglass_flowing_sand: Downloading")
+	f.now = time.Now()
+	for range historyLen {
+		j := f.job(t, "aaaaaaaaaaa", job.FormatAudio, "/r/x")
+		info, _ := f.sealer.Open(j.ID, j.Reply)
+		if !f.s.recordHistory(j.Result(job.StatusFailed, job.ClassUnavailable), info) {
+			t.Fatal("a new job's end was not kept")
+		}
+	}
+	h, _ := f.s.userHistory(requester)
+	if !slices.ContainsFunc(h.Jobs, func(e historyEntry) bool { return e.Job == long.ID }) || len(h.Jobs) != historyLen {
+		t.Errorf("the job under way was forgotten: %+v", h.Jobs)
+	}
+	q := long.Result(job.StatusQueued, job.ClassNone)
+	q.Position = 2
+	f.writeResult(t, q)
+	waitLog(t, f, `"job":"`+long.ID+`","status":"queued","reason":"update_dropped","code":"late"`)
+	if m := dm(api); len(m) != 1 || !strings.HasPrefix(m[0].Text, ":hourglass_flowing_sand: Downloading") {
+		t.Errorf("the late record changed the status message: %+v", m)
+	}
+
+	// Every entry under way: a new job is not kept.
+	g := newFixture(t)
+	for range historyLen {
+		j := g.job(t, "aaaaaaaaaaa", job.FormatAudio, "/r/x")
+		info, _ := g.sealer.Open(j.ID, j.Reply)
+		g.s.recordHistory(j.Result(job.StatusStarted, job.ClassNone), info)
+	}
+	g.now = g.now.Add(time.Minute)
+	j := g.job(t, "aaaaaaaaaaa", job.FormatAudio, "/r/x")
+	info, _ := g.sealer.Open(j.ID, j.Reply)
+	if g.s.recordHistory(j.Result(job.StatusQueued, job.ClassNone), info) {
+		t.Error("a job that was not kept is reported as moved forward")
+	}
+	h, _ = g.s.userHistory(requester)
+	if len(h.Jobs) != historyLen || slices.ContainsFunc(h.Jobs, func(e historyEntry) bool { return e.Job == j.ID }) {
+		t.Errorf("history %+v", h.Jobs)
 	}
 }

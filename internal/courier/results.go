@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -70,15 +71,17 @@ func (s *Service) sweepBudgets() {
 
 // RunResults replies to results until ctx ends: first those claimed before
 // a crash, then those waiting, then each new one as inotify reports it.
+// It returns once the goroutines it started have ended.
 func (s *Service) RunResults(ctx context.Context) error {
 	claimed, err := s.inbox.Claimed.Names()
 	if err != nil {
 		return err
 	}
-	for _, n := range claimed {
-		s.handleClaimed(ctx, n)
-	}
-	go func() {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	wg.Go(func() {
 		t := time.NewTicker(5 * time.Minute)
 		defer t.Stop()
 		for {
@@ -91,11 +94,17 @@ func (s *Service) RunResults(ctx context.Context) error {
 			case <-t.C:
 			}
 		}
-	}()
+	})
+	// Requests are answered, and DM notices posted, on a goroutine of
+	// their own: a slow response_url never holds up a result.
+	wg.Go(func() { s.runMessages(ctx) })
 	if s.opt.Slack != nil {
-		go s.runRetries(ctx)
-		go s.runIntermediates(ctx)
-		go s.runUploads(ctx)
+		wg.Go(func() { s.runRetries(ctx) })
+		wg.Go(func() { s.runIntermediates(ctx) })
+		wg.Go(func() { s.runUploads(ctx) })
+	}
+	for _, n := range claimed {
+		s.handleClaimed(ctx, n)
 	}
 	return spool.Watch(ctx, s.inbox.In, func(name string) bool {
 		s.handleResult(ctx, name)
@@ -153,7 +162,7 @@ func (s *Service) handleKept(ctx context.Context, name string) (kept bool) {
 		s.progress(name, quarantine)
 		return false
 	} else if err == nil && n.Kind == job.KindRequest {
-		s.request(ctx, name, quarantine)
+		s.request(name, quarantine)
 		return false
 	}
 	data, err := spool.ReadFile(s.inbox.Claimed, name, s.inbox.UID, job.MaxRecordSize)

@@ -52,7 +52,8 @@ const postWait = 30 * time.Second
 // statusMessage is the status message for r (or, for a running job, its
 // progress p): the text as posted to a response_url, in a section block,
 // with the job's ID below it and its buttons (actions); maxUpload is the
-// largest file the courier uploads (0: none).
+// largest file the courier uploads (0: none): its cap, or a whole day's
+// quota when that is less.
 func statusMessage(info *reply.Info, r *job.Result, p *job.Progress, maxUpload int64) slackapi.Message {
 	text := Message(info, r)
 	if p != nil && !r.Status.Final() {
@@ -131,9 +132,11 @@ func (s *Service) saveStatus(id string, r *statusRecord) error {
 
 // postStatus posts or updates the status message of r's job.
 func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, p *job.Progress, rec *statusRecord) error {
+	// The button offers only a file that can be sent: within the cap and
+	// within a whole day's quota (a larger one never fits).
 	maxUpload := int64(0)
 	if s.uploadsOn() {
-		maxUpload = s.opt.MaxUploadBytes
+		maxUpload = min(s.opt.MaxUploadBytes, s.opt.UploadQuotaBytes)
 	}
 	msg := statusMessage(info, r, p, maxUpload)
 	final := r.Status.Final()

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -39,10 +41,31 @@ import (
 // result is handled; the upload itself waits in a queue of uploadQueue
 // for the one goroutine that uploads (runUploads), one file at a time:
 // no upload holds up a status message or another user's final. A full
-// queue refuses the upload (and gives the quota back).
+// queue refuses the upload (and gives the quota back). Each upload task
+// has a deadline (uploadDeadline): a long rate-limit wait fails it rather
+// than parking the uploader. What is said about an upload in the DM (a
+// refusal, Slack not taking the file) goes through the lane of requests
+// and notices (runMessages), never behind an upload.
+//
+// The same job's file is not sent twice to one user while an upload of
+// it is queued or running, nor within resendAfter of one that went (a
+// double click, "<link> send" then the button): that is refused. A bad
+// stored file raises one alert (per file and fault, in memory), then
+// events.
 
-// uploadQueue is how many uploads (and upload notices) may wait.
+// uploadQueue is how many uploads may wait.
 const uploadQueue = 8
+
+// resendAfter is how long after an upload the same job's file is not
+// sent again to the same user.
+const resendAfter = 10 * time.Minute
+
+// uploadDeadline bounds one upload task of size bytes (the DM, Slack's
+// three steps and their rate-limit waits): the time Slack's client gives
+// the bytes at its slowest rate, plus 10 minutes for the rest.
+func uploadDeadline(size int64) time.Duration {
+	return slackapi.UploadTimeout(size) + 10*time.Minute
+}
 
 // storedFile is a job's stored file, as its result or the requester's
 // history describes it (the video and format from the sealed token).
@@ -54,14 +77,82 @@ type storedFile struct {
 	size       int64
 }
 
-// uploadTask is one upload, or one notice about an upload, for the
-// uploading goroutine.
+// uploadTask is one upload, for the uploading goroutine.
 type uploadTask struct {
 	user   string
-	file   *os.File // nil: a notice only
+	file   *os.File
 	stored storedFile
 	day    string // the quota's day the upload was counted in
-	notice string // posted into the user's DM when there is no file
+}
+
+// sendKey is one job's file for one user.
+type sendKey struct{ user, job string }
+
+// sends are the uploads queued or running (a zero time) and those made
+// in the last resendAfter (when), in memory.
+type sends struct {
+	mu sync.Mutex
+	m  map[sendKey]time.Time
+}
+
+// begin marks k as being sent, unless it is already (busy) or was sent
+// within resendAfter of now (sent: when).
+func (s *sends) begin(k sendKey, now time.Time) (busy bool, sent time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, at := range s.m {
+		if !at.IsZero() && now.Sub(at) >= resendAfter {
+			delete(s.m, key)
+		}
+	}
+	if at, ok := s.m[k]; ok {
+		return at.IsZero(), at
+	}
+	if s.m == nil {
+		s.m = map[sendKey]time.Time{}
+	}
+	s.m[k] = time.Time{}
+	return false, time.Time{}
+}
+
+// end ends k's upload: made at now, or (now zero) not made, and then
+// forgotten.
+func (s *sends) end(k sendKey, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now.IsZero() {
+		delete(s.m, k)
+		return
+	}
+	if s.m == nil {
+		s.m = map[sendKey]time.Time{}
+	}
+	s.m[k] = now
+}
+
+// alertedFiles are the stored files (and their faults) an alert was
+// raised about, in memory, at most maxAlertedFiles, then forgotten all
+// at once.
+type alertedFiles struct {
+	mu sync.Mutex
+	m  map[string]bool
+}
+
+const maxAlertedFiles = 1024
+
+// first reports whether name's fault why is new, and remembers it.
+func (a *alertedFiles) first(name, why string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	k := name + "\x00" + why
+	if a.m[k] {
+		return false
+	}
+	if a.m == nil || len(a.m) >= maxAlertedFiles {
+		a.m = map[string]bool{}
+	}
+	a.m[k] = true
+	return true
 }
 
 // uploadsOn reports whether the courier uploads files: a bot token, a
@@ -88,12 +179,31 @@ func (s *Service) prepareUpload(user string, f storedFile, via string) (string, 
 		return refuse("over_cap", fmt.Sprintf("`%s` is %s, over this server's upload limit of %s: I won't send it. %s",
 			f.name, formatMB(f.size), formatMB(s.opt.MaxUploadBytes), kept))
 	}
+	// Once: not while it is queued or going, nor again soon after.
+	key := sendKey{user: user, job: f.job}
+	if busy, sent := s.sends.begin(key, s.opt.Now()); busy {
+		return refuse("repeat", fmt.Sprintf("`%s` is already being sent into our direct messages.", f.name))
+	} else if !sent.IsZero() {
+		return refuse("repeat", fmt.Sprintf("`%s` was already sent into our direct messages, at %s.", f.name, sent.UTC().Format("15:04 UTC")))
+	}
+	queued := false
+	defer func() {
+		if !queued {
+			s.sends.end(key, time.Time{})
+		}
+	}()
 	file, why, err := s.openStored(f)
 	if err != nil {
 		if why == "missing" {
 			return refuse("missing", fmt.Sprintf("`%s` is no longer on the server.", f.name))
 		}
-		audit.Alert(s.log, audit.UploadRefused, append(attrs, "reason", "bad_file", "why", why)...)
+		// An alert the first time: a file in this state (a hard link an
+		// admin made, say) is asked for again and again.
+		if s.badFiles.first(f.name, why) {
+			audit.Alert(s.log, audit.UploadRefused, append(attrs, "reason", "bad_file", "why", why)...)
+		} else {
+			audit.Event(s.log, audit.UploadRefused, append(attrs, "reason", "bad_file", "why", why)...)
+		}
 		return fmt.Sprintf("The stored file `%s` failed a check and was not sent (the admins are told).", f.name), false
 	}
 	left, day, ok, err := s.reserveQuota(user, f.size)
@@ -114,18 +224,8 @@ func (s *Service) prepareUpload(user string, f storedFile, via string) (string, 
 		s.refundQuota(user, day, f.size)
 		return refuse("busy", fmt.Sprintf("Too many uploads are waiting: try again in a few minutes. %s", kept))
 	}
+	queued = true
 	return fmt.Sprintf("Sending `%s` (%s) into our direct messages.", f.name, formatMB(f.size)), true
-}
-
-// notify queues text for user's DM, through the uploading goroutine
-// (it is about an upload, and must not hold up a final message); a full
-// queue drops it.
-func (s *Service) notify(user, jobID, text string) {
-	select {
-	case s.uploads <- uploadTask{user: user, stored: storedFile{job: jobID}, notice: text}:
-	default:
-		audit.Event(s.log, audit.ReplyFailed, "job", jobID, "via", "dm", "reason", "upload_notice_dropped", "code", "queue_full")
-	}
 }
 
 // openStored opens f's file in the downloads directory and checks it:
@@ -198,9 +298,7 @@ func (s *Service) runUploads(ctx context.Context) {
 			for {
 				select {
 				case t := <-s.uploads:
-					if t.file != nil {
-						t.file.Close()
-					}
+					t.file.Close()
 				default:
 					return
 				}
@@ -211,43 +309,37 @@ func (s *Service) runUploads(ctx context.Context) {
 	}
 }
 
-// upload makes one queued upload, or posts one notice, in t.user's DM.
+// upload makes one queued upload into t.user's DM, within its deadline.
 func (s *Service) upload(ctx context.Context, t uploadTask) {
-	if t.file == nil {
-		pctx, cancel := context.WithTimeout(ctx, postWait)
-		defer cancel()
-		if err := s.postDM(pctx, t.user, t.notice); err != nil {
-			audit.Event(s.log, audit.ReplyFailed, "job", t.stored.job, "via", "dm", "reason", "upload_notice_failed", "code", errorCode(err))
-		}
-		return
-	}
 	defer t.file.Close()
 	f := t.stored
+	key := sendKey{user: t.user, job: f.job}
 	attrs := []any{"job", f.job, "user", t.user, "file", f.name, "size", f.size}
-	ch, err := s.opt.Slack.OpenDM(ctx, t.user)
+	// A deadline: a 429 with a long Retry-After would otherwise park the
+	// uploader (the client waits for its turn until ctx ends).
+	uctx, cancel := context.WithTimeout(ctx, s.uploadDeadline(f.size))
+	defer cancel()
+	ch, err := s.opt.Slack.OpenDM(uctx, t.user)
 	if err == nil {
 		title := f.title
 		if title == "" {
 			title = f.name
 		}
-		err = s.opt.Slack.Upload(ctx, ch, f.name, title, io.NewSectionReader(t.file, 0, f.size), f.size)
+		err = s.opt.Slack.Upload(uctx, ch, f.name, title, io.NewSectionReader(t.file, 0, f.size), f.size)
 	}
 	if err == nil {
+		s.sends.end(key, s.opt.Now())
 		audit.Event(s.log, audit.Uploaded, attrs...)
 		return
 	}
+	s.sends.end(key, time.Time{})
 	var ae *slackapi.Error
 	if !errors.As(err, &ae) || ae.Method == "conversations.open" || ae.Method == "files.getUploadURLExternal" {
 		// Slack got none of the file: it does not count.
 		s.refundQuota(t.user, t.day, f.size)
 	}
 	audit.Event(s.log, audit.UploadFailed, append(attrs, "code", errorCode(err))...)
-	pctx, cancel := context.WithTimeout(ctx, postWait)
-	defer cancel()
-	msg := fmt.Sprintf(":x: Slack did not take `%s` (%s), so it is not here. It stays on the server; ask again later.", f.name, errorCode(err))
-	if err := s.postDM(pctx, t.user, msg); err != nil {
-		audit.Event(s.log, audit.ReplyFailed, "job", f.job, "via", "dm", "reason", "upload_notice_failed", "code", errorCode(err))
-	}
+	s.notify(t.user, f.job, fmt.Sprintf(":x: Slack did not take `%s` (%s), so it is not here. It stays on the server; ask again later.", f.name, errorCode(err)))
 }
 
 // postDM posts text as a new message in user's DM.
@@ -354,18 +446,35 @@ func (s *Service) refundQuota(user, day string, size int64) {
 }
 
 // sweepQuota deletes the quota records of past days (two days old: a
-// record is of its last upload's day).
+// record is of its last upload's day), each under its user's lock, so
+// that a record counted meanwhile is never the one deleted.
 func (s *Service) sweepQuota() {
 	names, err := s.quota.Names()
 	if err != nil {
 		return
 	}
 	for _, n := range names {
-		var st unix.Stat_t
-		if unix.Fstatat(s.quota.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
-			s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > 48*time.Hour {
-			s.quota.Remove(n)
+		user := strings.TrimSuffix(n, ".json")
+		if historyName(user) != n {
+			s.sweepQuotaFile(n) // not a user's: nothing counts in it
+			continue
 		}
+		if s.quotaSweepHook != nil {
+			s.quotaSweepHook(user)
+		}
+		lock := s.userLocks.of(user)
+		lock.Lock()
+		s.sweepQuotaFile(n)
+		lock.Unlock()
+	}
+}
+
+// sweepQuotaFile deletes quota record n if it is two days old.
+func (s *Service) sweepQuotaFile(n string) {
+	var st unix.Stat_t
+	if unix.Fstatat(s.quota.FD(), n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil &&
+		s.opt.Now().Sub(time.Unix(st.Mtim.Sec, 0)) > 48*time.Hour {
+		s.quota.Remove(n)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/reply"
+	"github.com/ytkeep/ytkeep/internal/slackapi"
 	"github.com/ytkeep/ytkeep/internal/testbed"
 )
 
@@ -243,18 +244,18 @@ func TestStoredFileChecks(t *testing.T) {
 	if c := strings.Count(f.log.String(), `"event":"upload_refused","alert":true`); c != len(cases)+2 {
 		t.Errorf("%d alerts, want %d", c, len(cases)+2)
 	}
-	// One goroutine uploads, in order: an upload queued for any case
-	// would have asked for its upload URL before the last notice came.
+	// Each case's notice says it was refused before it was queued.
 	if fs := api.Files(); len(fs) != 0 {
 		t.Errorf("uploaded: %+v", fs)
 	}
 }
 
 // TestSendRequest: "/ytkeep send <job>" (or the button) uploads a saved
-// job of the token's user into that user's DM, and answers on the
-// request's response_url; a job that is not the user's (a compromised
-// worker may name any job in the record: only the token is the
-// receiver's) or not saved is refused, and nothing is uploaded.
+// job of the token's user into that user's DM, and answers there (the
+// request's response_url gets a note without it); a job that is not the
+// user's (a compromised worker may name any job in the record: only the
+// token is the receiver's) or not saved is refused, and nothing is
+// uploaded.
 func TestSendRequest(t *testing.T) {
 	f, api := uploadFixture(t, 10_000, 1_000_000)
 	f.runResults(t)
@@ -273,13 +274,22 @@ func TestSendRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// ask sends a send request and returns the answer in the DM.
 	ask := func(jobID, path string) string {
 		t.Helper()
 		f.now = time.Now()
 		q := f.request(t, job.RequestSend, requester, path, jobID)
-		before := len(f.slack.Posts())
+		before, dmBefore := len(f.slack.Posts()), len(dm(api))
 		f.writeRequest(t, q)
-		return waitPosts(t, f.slack, before+1)[before]
+		if got := waitPosts(t, f.slack, before+1)[before]; got != path+" "+dmNote {
+			t.Errorf("the response_url got %q, want only the note", got)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := api.WaitFor(ctx, func(a *testbed.WebAPI) bool { return len(dm(a)) > dmBefore }); err != nil {
+			t.Fatalf("no answer in the DM: %+v", dm(api))
+		}
+		return dm(api)[dmBefore].Text
 	}
 	if got := ask(other.ID, "/r/steal"); !strings.Contains(got, "is not one of your last 10 jobs") {
 		t.Errorf("another user's job: %q", got)
@@ -287,7 +297,7 @@ func TestSendRequest(t *testing.T) {
 	if got := ask(job.NewID(), "/r/none"); !strings.Contains(got, "is not one of your last 10 jobs") {
 		t.Errorf("an unknown job: %q", got)
 	}
-	if got := ask(j.ID, "/r/mine"); got != "/r/mine Sending `dQw4w9WgXcQ-720p.mp4` (3000 bytes) into our direct messages." {
+	if got := ask(j.ID, "/r/mine"); got != "Sending `dQw4w9WgXcQ-720p.mp4` (3000 bytes) into our direct messages." {
 		t.Errorf("answer %q", got)
 	}
 	files := waitFiles(t, api, 1)
@@ -432,5 +442,203 @@ func TestQueuedAndCancelled(t *testing.T) {
 	posts := waitPosts(t, g.slack, 1)
 	if len(posts) != 1 || posts[0] != "/r/2 :no_entry_sign: Cancelled. `dQw4w9WgXcQ` (720p) was not kept." {
 		t.Errorf("response_url posts %q, want the cancel alone", posts)
+	}
+}
+
+// TestUploadNoticesNotBehindUploads: what is said about an upload (here
+// "too many uploads are waiting", and a file over the cap) goes into
+// the DM on a lane of its own: with the upload queue full and nothing
+// uploading, both are told. In the upload queue, the first would have
+// been dropped and the second would have waited for the uploads.
+func TestUploadNoticesNotBehindUploads(t *testing.T) {
+	f, api := uploadFixture(t, 10_000, 1_000_000)
+	// The lane of requests and notices, and no uploader: every upload
+	// queued stays queued.
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan struct{})
+	go func() { f.s.runMessages(ctx); close(ended) }()
+	t.Cleanup(func() {
+		cancel()
+		<-ended
+		for len(f.s.uploads) > 0 {
+			(<-f.s.uploads).file.Close()
+		}
+	})
+	f.store(t, "dQw4w9WgXcQ-720p.mp4", 3000)
+	for i := range uploadQueue {
+		if text, queued := f.s.prepareUpload(requester, storedFile{job: job.NewID(), video: "dQw4w9WgXcQ", format: job.Format720, name: "dQw4w9WgXcQ-720p.mp4", size: 3000}, "test"); !queued {
+			t.Fatalf("upload %d: %q", i, text)
+		}
+	}
+	send := func(file string, size int) {
+		t.Helper()
+		n, _ := job.ParseName(file)
+		j := f.sendJob(t, n.Video, n.Format, "/r/x")
+		info, err := f.sealer.Open(j.ID, j.Reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.s.sendAfterFinal(done(j, file, size), info)
+	}
+	send("dQw4w9WgXcQ-720p.mp4", 3000)
+	waitDMText(t, api, "Too many uploads are waiting")
+	waitLog(t, f, `"reason":"busy"`)
+	send("dQw4w9WgXcQ-480p.mp4", 20_000)
+	waitDMText(t, api, "over this server's upload limit")
+	if strings.Contains(f.log.String(), "upload_notice_dropped") {
+		t.Errorf("a notice was dropped:\n%s", f.log.String())
+	}
+}
+
+// TestUploadDeadline: a 429 whose Retry-After is an hour holds the
+// client's next upload for that hour; the upload task's deadline fails
+// that upload instead (its quota given back: Slack got none of it), so
+// the uploader is not parked.
+func TestUploadDeadline(t *testing.T) {
+	for _, size := range []int64{1, 1 << 30} {
+		if d := uploadDeadline(size); d < 10*time.Minute || d <= slackapi.UploadTimeout(size) {
+			t.Errorf("deadline of %d bytes: %v", size, d)
+		}
+	}
+	f, api := uploadFixture(t, 10_000, 100_000)
+	f.s.uploadDeadline = func(int64) time.Duration { return 200 * time.Millisecond }
+	f.runResults(t)
+	f.store(t, "dQw4w9WgXcQ-720p.mp4", 3000)
+	f.store(t, "dQw4w9WgXcQ-480p.mp4", 3000)
+	api.RateLimit("files.getUploadURLExternal", 1, time.Hour)
+	f.writeResult(t, done(f.sendJob(t, "dQw4w9WgXcQ", job.Format720, "/r/1"), "dQw4w9WgXcQ-720p.mp4", 3000))
+	waitLog(t, f, `"event":"upload_failed"`)
+	f.writeResult(t, done(f.sendJob(t, "dQw4w9WgXcQ", job.Format480, "/r/2"), "dQw4w9WgXcQ-480p.mp4", 3000))
+	waitLog(t, f, `"file":"dQw4w9WgXcQ-480p.mp4","size":3000,"code":"`+slackapi.CodeClientRateLimited+`"`)
+	waitDMText(t, api, "Slack did not take `dQw4w9WgXcQ-480p.mp4`")
+	var q quotaRecord
+	data, _ := os.ReadFile(filepath.Join(f.layout.Courier("quota"), requester+".json"))
+	if json.Unmarshal(data, &q) != nil || q.Bytes != 0 {
+		t.Errorf("quota record %s, want both uploads given back", data)
+	}
+}
+
+// TestNoRepeatUploads: one job's file goes to a user once: a send asked
+// again while it is queued or going (a double click), or soon after it
+// went ("<link> send", then the button), is refused, with an event.
+func TestNoRepeatUploads(t *testing.T) {
+	f, api := uploadFixture(t, 10_000, 1_000_000)
+	f.runResults(t)
+	f.store(t, "dQw4w9WgXcQ-720p.mp4", 3000)
+	j := f.sendJob(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	f.writeResult(t, done(j, "dQw4w9WgXcQ-720p.mp4", 3000))
+	waitFiles(t, api, 1)
+	waitLog(t, f, `"event":"uploaded"`)
+	f.now = time.Now()
+	f.writeRequest(t, f.request(t, job.RequestSend, requester, "/r/again", j.ID))
+	waitDMText(t, api, "`dQw4w9WgXcQ-720p.mp4` was already sent into our direct messages")
+	// A double click on another saved job: two requests, one upload.
+	f.store(t, "dQw4w9WgXcQ-480p.mp4", 3000)
+	k := f.job(t, "dQw4w9WgXcQ", job.Format480, "/r/2")
+	f.writeResult(t, done(k, "dQw4w9WgXcQ-480p.mp4", 3000))
+	waitDMText(t, api, "as `dQw4w9WgXcQ-480p.mp4`")
+	f.writeRequest(t, f.request(t, job.RequestSend, requester, "/r/click1", k.ID))
+	f.writeRequest(t, f.request(t, job.RequestSend, requester, "/r/click2", k.ID))
+	waitLogCount(t, f, `"reason":"repeat"`, 2)
+	waitFiles(t, api, 2)
+	waitLogCount(t, f, `"event":"uploaded"`, 2)
+	if n := len(api.Files()); n != 2 {
+		t.Errorf("%d uploads, want one per job", n)
+	}
+
+	// After resendAfter, the file may go again; a failed upload at once.
+	var s sends
+	k1, now := sendKey{requester, "j1"}, time.Now()
+	if busy, _ := s.begin(k1, now); busy {
+		t.Fatal("busy at first")
+	}
+	if busy, _ := s.begin(k1, now); !busy {
+		t.Error("not busy while queued")
+	}
+	s.end(k1, now)
+	if _, sent := s.begin(k1, now.Add(resendAfter-time.Second)); !sent.Equal(now) {
+		t.Error("not refused just after it went")
+	}
+	if busy, sent := s.begin(k1, now.Add(resendAfter)); busy || !sent.IsZero() {
+		t.Error("refused after resendAfter")
+	}
+	s.end(k1, time.Time{})
+	if busy, sent := s.begin(k1, now); busy || !sent.IsZero() {
+		t.Error("refused after a failure")
+	}
+}
+
+// TestSendButtonWithinQuota: "Send me the file" is offered only for a
+// file within the cap and within a whole day's quota: a larger one can
+// never be sent.
+func TestSendButtonWithinQuota(t *testing.T) {
+	f, api := uploadFixture(t, 100_000, 50_000)
+	f.runResults(t)
+	big := f.job(t, "dQw4w9WgXcQ", job.Format720, "/r/1")
+	f.writeResult(t, done(big, "dQw4w9WgXcQ-720p.mp4", 60_000))
+	m := waitDMText(t, api, "as `dQw4w9WgXcQ-720p.mp4`")
+	if b := buttons(t, m.Blocks); len(b) != 0 {
+		t.Errorf("a file over the day's quota is offered: %+v", b)
+	}
+	small := f.job(t, "dQw4w9WgXcQ", job.Format480, "/r/2")
+	f.writeResult(t, done(small, "dQw4w9WgXcQ-480p.mp4", 40_000))
+	m = waitDMText(t, api, "as `dQw4w9WgXcQ-480p.mp4`")
+	if b := buttons(t, m.Blocks); len(b) != 1 || b[0].ActionID != job.ActionSend {
+		t.Errorf("a file within the quota is not offered: %+v", b)
+	}
+}
+
+// TestQuotaSweepUnderLock: the sweep deletes a user's old record under
+// the user's lock, so an upload counted between its look and its delete
+// is not deleted with it.
+func TestQuotaSweepUnderLock(t *testing.T) {
+	f, _ := uploadFixture(t, 10_000, 100_000)
+	if _, _, ok, err := f.s.reserveQuota(requester, 100); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	path := filepath.Join(f.layout.Courier("quota"), requester+".json")
+	old := time.Now().Add(-72 * time.Hour)
+	if err := os.Chtimes(path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	// An upload counted just as the sweep finds the record old.
+	f.s.quotaSweepHook = func(user string) {
+		if _, _, ok, err := f.s.reserveQuota(user, 200); !ok || err != nil {
+			t.Error(ok, err)
+		}
+	}
+	f.s.sweepQuota()
+	var q quotaRecord
+	data, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(data, &q) != nil || q.Bytes != 300 {
+		t.Errorf("quota record %s, %v; want the 300 bytes counted", data, err)
+	}
+	// An old record nobody touches is swept.
+	f.s.quotaSweepHook = nil
+	os.Chtimes(path, old, old)
+	f.s.sweepQuota()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("an old record was kept: %v", err)
+	}
+}
+
+// TestBadFileAlertsOnce: a stored file in a state that fails the checks
+// for good (a hard link an admin made as a backup) raises one alert;
+// asking for it again makes events, not more alerts.
+func TestBadFileAlertsOnce(t *testing.T) {
+	f, _ := uploadFixture(t, 10_000, 1_000_000)
+	f.store(t, "dQw4w9WgXcQ-720p.mp4", 100)
+	if err := os.Link(filepath.Join(f.downloads(), "dQw4w9WgXcQ-720p.mp4"), filepath.Join(f.downloads(), "backup")); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		text, queued := f.s.prepareUpload(requester, storedFile{job: job.NewID(), video: "dQw4w9WgXcQ", format: job.Format720, name: "dQw4w9WgXcQ-720p.mp4", size: 100}, "test")
+		if queued || !strings.Contains(text, "failed a check") {
+			t.Fatalf("%q, queued %v", text, queued)
+		}
+	}
+	log := f.log.String()
+	if a, e := strings.Count(log, `"event":"upload_refused","alert":true`), strings.Count(log, `"reason":"bad_file","why":"2 links"`); a != 1 || e != 5 {
+		t.Errorf("%d alerts and %d refusals, want 1 alert and 5 refusals:\n%s", a, e, log)
 	}
 }

@@ -178,12 +178,25 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 	if err != nil {
 		return err
 	}
-	list, err := w.Slack.WaitFor(ctx, lid, func(m string) bool { return strings.Contains(m, "dQw4w9WgXcQ") })
+	note, err := w.Slack.WaitFor(ctx, lid, func(string) bool { return true })
 	if err != nil {
 		return fmt.Errorf("no answer to list: %w", err)
 	}
-	say("      Slack shows you (only you):")
-	for _, line := range strings.Split(list[len(list)-1], "\n") {
+	var list string
+	if err := w.WebAPI.WaitFor(ctx, func(a *testbed.WebAPI) bool {
+		for _, m := range a.Messages(dm) {
+			if strings.Contains(m.Text, "Your last job") {
+				list = m.Text
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("no list in the DM: %w", err)
+	}
+	say("      Slack shows you (only you), in the channel: %s", note[0])
+	say("      and in your direct messages (only there: the list names your videos):")
+	for _, line := range strings.Split(list, "\n") {
 		say("        %s", line)
 	}
 	say("      (\"/ytkeep cancel <job id | link>\" stops a job while it waits or downloads; so does the Cancel button on its status message.)")

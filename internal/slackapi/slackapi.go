@@ -361,7 +361,7 @@ func (c *Client) Upload(ctx context.Context, channel, filename, title string, r 
 		return invalidResponse(methodGetURL, "upload URL refused: %s", why)
 	}
 
-	uctx, cancel := context.WithTimeout(ctx, uploadTimeout(size))
+	uctx, cancel := context.WithTimeout(ctx, UploadTimeout(size))
 	defer cancel()
 	body := &exactReader{r: r, size: size}
 	err = c.api.UploadToURL(uctx, slack.UploadToURLParameters{UploadURL: u.UploadURL, Reader: body, Filename: filename})

@@ -41,8 +41,11 @@ const (
 	maxRetryAfter     = time.Hour
 )
 
-// uploadTimeout bounds an upload of size bytes.
-func uploadTimeout(size int64) time.Duration {
+// UploadTimeout is how long Upload gives the POST of size bytes to the
+// upload URL: 30 s, plus 1 s per 256 KiB (the slowest rate it allows for,
+// about 2 Mbit/s). A caller's deadline for a whole upload adds the other
+// calls and their rate-limit waits to it.
+func UploadTimeout(size int64) time.Duration {
 	return callTimeout + time.Duration(size/uploadFloor+1)*time.Second
 }
 

@@ -135,14 +135,24 @@ func testCancel(t *testing.T, socket bool) {
 		t.Errorf("the cancelled queued job started%s", logs())
 	}
 
-	// The list shows both, cancelled.
+	// The list shows both, cancelled, in the DM; its response_url gets
+	// only a note.
 	_, rid, err = w.Send(ctx, w.Invocation("list"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs, err := w.Slack.WaitFor(ctx, rid, func(m string) bool { return strings.Contains(m, running) && strings.Contains(m, queued) })
-	if err != nil {
+	if msgs, err := w.Slack.WaitFor(ctx, rid, func(m string) bool { return m == "I've answered in our direct messages." }); err != nil {
 		t.Fatalf("list: %q, %v%s", msgs, err, logs())
+	}
+	if err := api.WaitFor(ctx, func(a *WebAPI) bool {
+		for _, m := range a.Messages(dm) {
+			if strings.Contains(m.Text, running) && strings.Contains(m.Text, queued) {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		t.Fatalf("list: %+v, %v%s", api.Messages(dm), err, logs())
 	}
 	if slow.sent.Load() != sent || slow.open.Load() != 0 {
 		t.Errorf("the media server was read again after the cancel")

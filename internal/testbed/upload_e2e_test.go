@@ -105,8 +105,9 @@ func command(t *testing.T, ctx context.Context, w *World, text string) string {
 
 // TestUploadEndToEnd: "/ytkeep <link> send" saves the video and uploads
 // it into the requester's DM: the stored file's bytes, once. "/ytkeep
-// list" then names the job, and "/ytkeep send <job>" uploads it again,
-// each answered on its own response_url.
+// list" then names the job, "/ytkeep send <job>" does not send it again
+// so soon, and uploads another saved job: each answered in the DM, its
+// response_url told only that.
 func TestUploadEndToEnd(t *testing.T) {
 	w := newWorld(t, WorldOptions{Bot: true})
 	api := w.WebAPI
@@ -124,19 +125,28 @@ func TestUploadEndToEnd(t *testing.T) {
 	}
 
 	rid := command(t, ctx, w, "list")
-	msgs, err := w.Slack.WaitFor(ctx, rid, func(m string) bool { return strings.HasPrefix(m, "Your last job:") })
-	if err != nil || !strings.Contains(msgs[len(msgs)-1], "`"+id+"` :white_check_mark: saved") {
-		t.Fatalf("list answered %q, %v; want the saved job %s", msgs, err, id)
+	answeredInDM(t, ctx, w, rid)
+	if err := api.WaitFor(ctx, dmHas(User, "`"+id+"` :white_check_mark: saved")); err != nil {
+		t.Fatalf("the DM %q, %v; want the list with the saved job %s", dmTexts(api, User), err, id)
 	}
 
 	rid = command(t, ctx, w, "send "+id)
-	if _, err := w.Slack.WaitFor(ctx, rid, func(m string) bool { return strings.HasPrefix(m, "Sending `"+filepath.Base(path)+"`") }); err != nil {
+	answeredInDM(t, ctx, w, rid)
+	if err := api.WaitFor(ctx, dmHas(User, "`"+filepath.Base(path)+"` was already sent")); err != nil {
+		t.Fatalf("the DM %q, %v; want the repeat refused", dmTexts(api, User), err)
+	}
+
+	command(t, ctx, w, "https://youtu.be/aaaaaaaaaaa")
+	other, otherPath, _ := savedJob(t, ctx, w, 4) // after the list and the refusal
+	rid = command(t, ctx, w, "send "+other)
+	answeredInDM(t, ctx, w, rid)
+	if err := api.WaitFor(ctx, dmHas(User, "Sending `"+filepath.Base(otherPath)+"`")); err != nil {
 		t.Fatal(err)
 	}
 	if err := api.WaitFor(ctx, uploadsDone(2)); err != nil {
 		t.Fatalf("no second upload: %+v: %v", api.Files(), err)
 	}
-	if f := api.Files()[1]; f.Channel != api.DMOf(User) || f.SHA256 != sha256File(t, path) {
+	if f := api.Files()[1]; f.Channel != api.DMOf(User) || f.SHA256 != sha256File(t, otherPath) {
 		t.Errorf("second upload %+v", f)
 	}
 	if v := api.Violations(); len(v) != 0 {
@@ -145,6 +155,16 @@ func TestUploadEndToEnd(t *testing.T) {
 	// Logged once Slack has answered the last step.
 	if err := waitFor(time.Minute, func() bool { return strings.Count(w.Courier.Log(), `"event":"uploaded"`) == 2 }); err != nil {
 		t.Errorf("%d upload events, want 2:\n%s", strings.Count(w.Courier.Log(), `"event":"uploaded"`), w.Courier.Log())
+	}
+}
+
+// answeredInDM waits for the note on the response_url of request rid
+// that its answer is in the DM; anything else there fails.
+func answeredInDM(t *testing.T, ctx context.Context, w *World, rid string) {
+	t.Helper()
+	msgs, err := w.Slack.WaitFor(ctx, rid, func(string) bool { return true })
+	if err != nil || len(msgs) != 1 || msgs[0] != "I've answered in our direct messages." {
+		t.Fatalf("the response_url got %q, %v; want only the note", msgs, err)
 	}
 }
 
@@ -189,8 +209,9 @@ func TestUploadOverCapEndToEnd(t *testing.T) {
 }
 
 // TestUploadQuotaEndToEnd: with courier.upload_quota_mb_per_day = 2, a
-// clip of more than 1 MB goes once; asked for again ("/ytkeep send
-// <job>") it is over what is left of the day, and the answer says so.
+// clip of more than 1 MB goes once; another saved one asked for
+// ("/ytkeep send <job>") is over what is left of the day, and the
+// answer (in the DM) says so.
 func TestUploadQuotaEndToEnd(t *testing.T) {
 	w := newWorld(t, WorldOptions{Bot: true, ClipSeconds: 90})
 	if err := w.ReconfigureCourier("upload_quota_mb_per_day = 2"); err != nil {
@@ -201,7 +222,7 @@ func TestUploadQuotaEndToEnd(t *testing.T) {
 	defer cancel()
 
 	command(t, ctx, w, "https://youtu.be/dQw4w9WgXcQ send")
-	id, path, size := savedJob(t, ctx, w, 1)
+	_, _, size := savedJob(t, ctx, w, 1)
 	if size <= 1_000_000 {
 		t.Fatalf("the clip is %d bytes: two of them fit in 2 MB, the test shows nothing", size)
 	}
@@ -209,12 +230,19 @@ func TestUploadQuotaEndToEnd(t *testing.T) {
 		t.Fatalf("no first upload: %+v: %v", api.Files(), err)
 	}
 
+	command(t, ctx, w, "https://youtu.be/aaaaaaaaaaa")
+	id, path, _ := savedJob(t, ctx, w, 2)
 	rid := command(t, ctx, w, "send "+id)
-	msgs, err := w.Slack.WaitFor(ctx, rid, func(m string) bool { return strings.Contains(m, "upload quota") })
-	if err != nil {
-		t.Fatal(err)
+	answeredInDM(t, ctx, w, rid)
+	if err := api.WaitFor(ctx, dmHas(User, "upload quota")); err != nil {
+		t.Fatalf("the DM %q, %v; want the refusal", dmTexts(api, User), err)
 	}
-	answer := msgs[len(msgs)-1]
+	var answer string
+	for _, m := range api.Messages(api.DMOf(User)) {
+		if strings.Contains(m.Text, "upload quota") {
+			answer = m.Text
+		}
+	}
 	name := filepath.Base(path)
 	for _, part := range []string{"`" + name + "` is 1.", "MB left of your upload quota today (2.00 MB a day, UTC)", "It stays on the server as `" + name + "`"} {
 		if !strings.Contains(answer, part) {
