@@ -40,30 +40,14 @@ func (h *harness) ask(r *job.Request) *job.Request {
 	}
 }
 
-// final waits for job id's final result, cancelled included.
-func (h *harness) final(id string) *job.Result {
-	h.t.Helper()
-	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // a hang guard
-		for _, st := range []job.Status{job.StatusDone, job.StatusFailed, job.StatusCancelled} {
-			if b, err := os.ReadFile(filepath.Join(h.layout.Results(), id+"."+string(st)+".result")); err == nil {
-				r, err := job.ParseResult(b)
-				if err != nil {
-					h.t.Fatalf("worker wrote an invalid result: %v", err)
-				}
-				return r
-			}
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("no final result for %s; log:\n%s", id, h.log.String())
-		}
-	}
-}
+func (h *harness) waitLog(what string) { h.t.Helper(); h.waitLogN(what, 1) }
 
-func (h *harness) waitLog(what string) {
+// waitLogN waits until the log holds what n times.
+func (h *harness) waitLogN(what string, n int) {
 	h.t.Helper()
-	for deadline := time.Now().Add(time.Minute); !strings.Contains(h.log.String(), what); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(time.Minute); strings.Count(h.log.String(), what) < n; time.Sleep(10 * time.Millisecond) { // a hang guard
 		if time.Now().After(deadline) {
-			h.t.Fatalf("no %s in the log:\n%s", what, h.log.String())
+			h.t.Fatalf("no %d× %s in the log:\n%s", n, what, h.log.String())
 		}
 	}
 }
@@ -124,7 +108,7 @@ func TestQueueAndCancel(t *testing.T) {
 	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 || got.Reply != token {
 		t.Fatalf("cancel of a queued job: %+v", got)
 	}
-	if r := h.final(b.ID); r.Status != job.StatusCancelled {
+	if r := h.result(b.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("cancelled job's result: %+v", r)
 	}
 	for _, p := range []string{h.layout.Incoming(), h.layout.Worker("claimed")} {
@@ -141,14 +125,14 @@ func TestQueueAndCancel(t *testing.T) {
 	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 {
 		t.Fatalf("cancel of a running job: %+v", got)
 	}
-	if r := h.final(a.ID); r.Status != job.StatusCancelled {
+	if r := h.result(a.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("cancelled download's result: %+v", r)
 	}
 	if gateRunning(t) {
 		t.Error("the cancelled download is still running")
 	}
 	// The slot is free: U2's job runs.
-	if r := h.final(c.ID); r.Status != job.StatusDone {
+	if r := h.result(c.ID); r.Status != job.StatusDone {
 		t.Fatalf("next job: %+v", r)
 	}
 	if strings.Contains(h.log.String(), `"event":"started","job":"`+b.ID) {
@@ -165,7 +149,7 @@ func TestQueueAndCancel(t *testing.T) {
 	if got := h.ask(req); got.Outcome != job.OutcomeCancelled {
 		t.Fatalf("admin's cancel: %+v", got)
 	}
-	if r := h.final(d.ID); r.Status != job.StatusCancelled {
+	if r := h.result(d.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("admin-cancelled job: %+v", r)
 	}
 	// Nothing left to cancel.
@@ -197,14 +181,14 @@ func TestCancelLeaderRunsParked(t *testing.T) {
 	if got := h.ask(req); got.Outcome != job.OutcomeCancelled || got.Count != 1 {
 		t.Fatalf("cancel: %+v", got)
 	}
-	if r := h.final(a.ID); r.Status != job.StatusCancelled {
+	if r := h.result(a.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("cancelled job: %+v", r)
 	}
 	h.waitLog(`"event":"started","job":"` + b.ID)
 	if err := os.WriteFile(filepath.Join(h.layout.Work(), b.ID, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := h.final(b.ID); r.Status != job.StatusDone || r.Cached {
+	if r := h.result(b.ID); r.Status != job.StatusDone || r.Cached {
 		t.Fatalf("parked job after its leader's cancel: %+v", r)
 	}
 }
@@ -315,7 +299,7 @@ func TestCancelTakenNotStarted(t *testing.T) {
 	}
 	h.w.storeMu.Unlock()
 	locked = false
-	if r := h.final(j.ID); r.Status != job.StatusCancelled {
+	if r := h.result(j.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("result %+v", r)
 	}
 	if strings.Contains(h.log.String(), `"event":"started","job":"`+j.ID) {
@@ -344,7 +328,7 @@ func TestCancelTooLate(t *testing.T) {
 	if got.Outcome != job.OutcomeNotFound {
 		t.Errorf("cancel after the download: %+v", got)
 	}
-	if r := h.final(j.ID); r.Status != job.StatusDone {
+	if r := h.result(j.ID); r.Status != job.StatusDone {
 		t.Fatalf("result %+v", r)
 	}
 }
@@ -364,7 +348,7 @@ func TestCancelSentWhileDown(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.start()
-		if r := h.final(j.ID); r.Status != job.StatusCancelled {
+		if r := h.result(j.ID); r.Status != job.StatusCancelled {
 			t.Fatalf("round %d: %+v", i, r)
 		}
 		h.stop()

@@ -136,7 +136,7 @@ func (h *harness) result(id string) *job.Result {
 	h.t.Helper()
 	deadline := time.Now().Add(90 * time.Second) // a hang guard, never a timing assertion
 	for time.Now().Before(deadline) {
-		for _, st := range []job.Status{job.StatusDone, job.StatusFailed} {
+		for _, st := range []job.Status{job.StatusDone, job.StatusFailed, job.StatusCancelled} {
 			b, err := os.ReadFile(filepath.Join(h.layout.Results(), id+"."+string(st)+".result"))
 			if err == nil {
 				r, err := job.ParseResult(b)
@@ -528,19 +528,11 @@ func TestParkedJobsHoldNoSlot(t *testing.T) {
 	a := newJob("gateAAAAAAA", job.FormatBest)
 	h.submit(a)
 	gate := filepath.Join(h.layout.Work(), a.ID)
-	waitLog := func(what string, n int) {
-		t.Helper()
-		for deadline := time.Now().Add(time.Minute); strings.Count(h.log.String(), what) < n; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %d× %s in the log:\n%s", n, what, h.log.String())
-			}
-		}
-	}
-	waitLog(`"event":"started","job":"`+a.ID, 1)
+	h.waitLog(`"event":"started","job":"` + a.ID)
 	b, c := newJob("gateAAAAAAA", job.FormatBest), newJob("gateAAAAAAA", job.FormatBest)
 	h.submit(b)
 	h.submit(c)
-	waitLog("parked behind the same video's download", 2)
+	h.waitLogN("parked behind the same video's download", 2)
 	d := newJob("okokokokok1", job.FormatBest)
 	h.submit(d)
 	if r := h.result(d.ID); r.Status != job.StatusDone {
