@@ -223,6 +223,9 @@ func TestHostileRequests(t *testing.T) {
 			t.Errorf("%s forwarded", name)
 		}
 	}
+	// The file is moved aside before the alert is logged: wait for the
+	// three alerts, then check there is no fourth.
+	h.waitLogN(`"event":"quarantined","alert":true`, 3)
 	if n := strings.Count(h.log.String(), `"event":"quarantined"`); n != 3 {
 		t.Errorf("%d quarantine events, want 3", n)
 	}

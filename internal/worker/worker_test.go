@@ -366,6 +366,9 @@ func TestHostileJobFiles(t *testing.T) {
 			t.Errorf("hostile job %s produced results %v", id, m)
 		}
 	}
+	// The hostile jobs are handled on the other slot too, perhaps after
+	// the valid one: wait for their alerts (each logged after its move).
+	h.waitLogN(`"event":"quarantined","alert":true`, len(cases)+1)
 	q, _ := os.ReadDir(h.layout.Worker("quarantine"))
 	if want := len(cases) + 1; len(q) != want {
 		t.Errorf("quarantine holds %d files, want %d", len(q), want)
