@@ -191,6 +191,24 @@ func TestResults(t *testing.T) {
 	if n := len(f.slack.Posts()); n != 2 {
 		t.Fatalf("%d posts after a replay", n)
 	}
+	// An intermediate result handled after the final one (the spool
+	// gives no order; a restart handles its claimed files in directory
+	// order) is dropped quietly: an event, not an alert.
+	alerts := strings.Count(f.log.String(), `"alert":true`)
+	f.writeResult(t, j.Result(job.StatusStarted, job.ClassNone))
+	deadline = time.Now().Add(time.Minute) // a hang guard
+	for !strings.Contains(f.log.String(), `"reason":"late"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no event for a late intermediate result\n%s", f.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := strings.Count(f.log.String(), `"alert":true`); n != alerts {
+		t.Errorf("a late intermediate result raised an alert:\n%s", f.log.String())
+	}
+	if n := len(f.slack.Posts()); n != 2 {
+		t.Fatalf("%d posts after a late intermediate result", n)
+	}
 }
 
 // TestResultsOnlyFromTheWorker: results/ is writable by the spool group,

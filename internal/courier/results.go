@@ -319,8 +319,14 @@ func (s *Service) reply(ctx context.Context, r *job.Result, info *reply.Info) {
 		return
 	}
 	switch {
+	case b.Final && !r.Status.Final():
+		// An intermediate result handled after the final one (written
+		// before it; the spool gives no order, and a restart handles
+		// what it had claimed in directory order): too late to show.
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "late")...)
+		return
 	case b.Final:
-		// An honest worker writes nothing after the final result.
+		// An honest worker writes no second final result.
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
 		return
 	case b.Posts >= MaxPosts:

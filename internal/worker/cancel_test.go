@@ -111,8 +111,15 @@ func TestQueueAndCancel(t *testing.T) {
 	if r := h.result(b.ID); r.Status != job.StatusCancelled {
 		t.Fatalf("cancelled job's result: %+v", r)
 	}
+	// The result is written before the claimed file is removed: wait.
 	for _, p := range []string{h.layout.Incoming(), h.layout.Worker("claimed")} {
-		if names, _ := filepath.Glob(filepath.Join(p, b.ID+"*")); len(names) != 0 {
+		var names []string
+		for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) { // a hang guard
+			if names, _ = filepath.Glob(filepath.Join(p, b.ID+"*")); len(names) == 0 {
+				break
+			}
+		}
+		if len(names) != 0 {
 			t.Errorf("cancelled job left %v", names)
 		}
 	}
