@@ -268,7 +268,7 @@ func TestListAndHistory(t *testing.T) {
 		}
 	}
 	f.writeResult(t, r)
-	waitLog(t, f, `"reason":"result_after_final"`)
+	waitLog(t, f, `"reason":"late"`)
 	if got := list("/r/list3"); !strings.Contains(strings.Split(got, "\n")[4], ":white_check_mark: saved") {
 		t.Errorf("a late record changed a saved job:\n%s", got)
 	}
