@@ -52,6 +52,10 @@ type SocketMode struct {
 type smConn struct {
 	ws *websocket.Conn
 	wm sync.Mutex
+	// Under SocketMode.mu: its rank among connections opened (newest
+	// highest), and whether Disconnect asked it to go.
+	seq      int64
+	draining bool
 }
 
 func (c *smConn) write(v any) error {
@@ -125,6 +129,7 @@ func (sm *SocketMode) link(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &smConn{ws: ws}
 	sm.mu.Lock()
+	c.seq = sm.seq.Add(1)
 	sm.conns[c] = true
 	n := len(sm.conns)
 	sm.mu.Unlock()
@@ -185,9 +190,23 @@ func (sm *SocketMode) Connections() int {
 	return len(sm.conns)
 }
 
-// WaitConnected waits until n connections are open.
+// live returns how many connections are open and not asked to go.
+func (sm *SocketMode) live() int {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	n := 0
+	for c := range sm.conns {
+		if !c.draining {
+			n++
+		}
+	}
+	return n
+}
+
+// WaitConnected waits until n connections are open that Disconnect has
+// not asked to go.
 func (sm *SocketMode) WaitConnected(ctx context.Context, n int) error {
-	for sm.Connections() < n {
+	for sm.live() < n {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%d of %d Socket Mode connections: %w", sm.Connections(), n, ctx.Err())
@@ -197,14 +216,18 @@ func (sm *SocketMode) WaitConnected(ctx context.Context, n int) error {
 	return nil
 }
 
-// anyConn returns an open connection, the newest.
+// anyConn returns an open connection: the newest of those Disconnect has
+// not asked to go, else the newest.
 func (sm *SocketMode) anyConn() *smConn {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
+	var best *smConn
 	for c := range sm.conns {
-		return c
+		if best == nil || (best.draining && !c.draining) || (best.draining == c.draining && c.seq > best.seq) {
+			best = c
+		}
 	}
-	return nil
+	return best
 }
 
 // Envelope is one slash command as Socket Mode delivers it.
@@ -299,6 +322,7 @@ func (sm *SocketMode) Disconnect(reason string, grace time.Duration) {
 	sm.mu.Lock()
 	conns := make([]*smConn, 0, len(sm.conns))
 	for c := range sm.conns {
+		c.draining = true
 		conns = append(conns, c)
 	}
 	sm.mu.Unlock()
