@@ -19,6 +19,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/courier"
 	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/reply"
 	"github.com/ytkeep/ytkeep/internal/slackapi"
@@ -26,6 +27,7 @@ import (
 )
 
 func main() {
+	helpOrUsage()
 	daemon.Main("ytkeep-courier", run, reportExit)
 }
 
@@ -48,11 +50,22 @@ func run(configPath string) error {
 		return err
 	}
 	log, poster := notify.NewLogger(base, "courier", hook, "courier.alert_webhook_file")
+	// Metrics (metrics.dir): audit events, alerts, Slack's answers.
+	ms := daemon.Metrics(cfg, metrics.Courier)
+	log = metrics.Events(log, ms)
+	if poster != nil {
+		poster.Metrics = ms
+	}
 	audit.Announce(log, cfg.Warnings())
 	ra := cfg.Courier.RunAs
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 256); err != nil {
 		return err
 	}
+	stopMetrics, err := daemon.StartMetrics(cfg, ms, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	// The bot token, as the courier's user (its file is root's or the
 	// courier's own), before confining: no Landlock rule names it.
 	// With it, status messages in the requesters' DMs.
@@ -68,7 +81,7 @@ func run(configPath string) error {
 		log.Warn("a bot token is set but courier.status_messages is off: it is not used; results go to each command's response_url", "bot_token", tokenSource)
 		tokenSource = ""
 	case token != "":
-		if bot, err = slackapi.New(slackapi.Options{Token: token, APIURL: cfg.Testing.BotAPIURL}); err != nil {
+		if bot, err = slackapi.New(slackapi.Options{Token: token, APIURL: cfg.Testing.BotAPIURL, Metrics: ms}); err != nil {
 			return err
 		}
 		audit.Announce(log, bot.Warnings())
@@ -109,13 +122,13 @@ func run(configPath string) error {
 		readDirs = []string{cfg.Worker.DownloadsDir}
 	}
 	domain := confine.Courier
-	abi, err := daemon.Confine(log, domain, confine.CourierRules(confine.CourierParams{
+	abi, err := daemon.Confine(log, domain, daemon.WithMetrics(confine.CourierRules(confine.CourierParams{
 		ConfigFile:   configPath, // "" when it came on standard input
 		ReadFiles:    []string{keyPath},
 		ReadDirs:     readDirs,
 		SpoolDirs:    []string{layout.Courier(""), layout.Results()},
 		ConnectPorts: connect,
-	}), cfg.Security.InsecureNoLandlock, layout.Worker(""))
+	}), cfg, metrics.Courier), cfg.Security.InsecureNoLandlock, layout.Worker(""))
 	if err != nil {
 		return err
 	}
@@ -137,6 +150,7 @@ func run(configPath string) error {
 		DownloadsDir:       cfg.Worker.DownloadsDir,
 		MaxUploadBytes:     maxUpload,
 		UploadQuotaBytes:   cfg.UploadQuotaBytes(),
+		UpdateWait:         time.Duration(cfg.Testing.StatusUpdateWaitSeconds) * time.Second,
 	}, notify.NewNotifier())
 	if err != nil {
 		return err

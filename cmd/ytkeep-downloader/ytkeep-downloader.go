@@ -27,6 +27,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
@@ -43,6 +44,7 @@ func main() {
 	}
 	// No -exit-alert: it cannot write the spool; the worker alerts when
 	// its connection to the downloader ends.
+	helpOrUsage()
 	daemon.Main("ytkeep-downloader", run, nil)
 }
 
@@ -53,7 +55,9 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
-	log := audit.NewLogger(os.Stderr, cfg.Log.Level, "downloader")
+	// Metrics (metrics.dir): launches, children, audit events.
+	ms := daemon.Metrics(cfg, metrics.Downloader)
+	log := metrics.Events(audit.NewLogger(os.Stderr, cfg.Log.Level, "downloader"), ms)
 	audit.Announce(log, cfg.Warnings())
 
 	// 1. Become the downloader's user. The downloads run as this user
@@ -62,6 +66,11 @@ func run(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, uint64(cfg.Worker.ChildMaxProcesses)+256); err != nil {
 		return err
 	}
+	stopMetrics, err := daemon.StartMetrics(cfg, ms, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	useLandlock, err := confine.UseLandlock(confine.LandlockABI(), cfg.Security.InsecureNoLandlock)
 	if err != nil {
 		return err
@@ -70,6 +79,7 @@ func run(configPath string) error {
 	if err != nil {
 		return err
 	}
+	setup.Metrics, setup.MetricsDirs = ms, daemon.MetricsDirs(cfg, metrics.Downloader)
 	// 2. The socket systemd made (ytkeep-downloader.socket), or one of
 	// our own (tests, the demo), before the filter refuses listen.
 	ln, err := inherited(cfg.Downloader.Socket)

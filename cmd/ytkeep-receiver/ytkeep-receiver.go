@@ -17,6 +17,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/notify"
 	"github.com/ytkeep/ytkeep/internal/receiver"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
@@ -24,6 +25,7 @@ import (
 )
 
 func main() {
+	helpOrUsage()
 	daemon.Main("ytkeep-receiver", run, reportExit)
 }
 
@@ -39,6 +41,12 @@ func run(configPath string) error {
 	log, poster, err := newLogger(cfg)
 	if err != nil {
 		return err
+	}
+	// Metrics (metrics.dir): every audit event counted, alerts' fate too.
+	ms := daemon.Metrics(cfg, metrics.Receiver)
+	log = metrics.Events(log, ms)
+	if poster != nil {
+		poster.Metrics = ms
 	}
 	audit.Announce(log, cfg.Warnings())
 
@@ -64,6 +72,11 @@ func run(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 512); err != nil {
 		return err
 	}
+	stopMetrics, err := daemon.StartMetrics(cfg, ms, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	// 3. Confine: read config and secrets, write the spool, bind our port
 	// (HTTP mode), connect to Slack (443) and DNS (53), execute nothing.
 	layout := spool.Layout{Root: cfg.Spool.Dir}
@@ -92,14 +105,14 @@ func run(configPath string) error {
 			}
 		}
 	}
-	abi, err := daemon.Confine(log, domain, confine.ReceiverRules(confine.ReceiverParams{
+	abi, err := daemon.Confine(log, domain, daemon.WithMetrics(confine.ReceiverRules(confine.ReceiverParams{
 		ConfigFile:   configPath,
 		ReadFiles:    readFiles,
 		SpoolDirs:    []string{layout.Receiver("")},
 		DropDirs:     []string{layout.Incoming()},
 		ListenPort:   port,
 		ConnectPorts: connect,
-	}), cfg.Security.InsecureNoLandlock, layout.Worker(""))
+	}), cfg, metrics.Receiver), cfg.Security.InsecureNoLandlock, layout.Worker(""))
 	if err != nil {
 		return err
 	}
@@ -148,6 +161,10 @@ func run(configPath string) error {
 			return err
 		}
 		srv = receiver.NewServer(cfg.Receiver.Listen, svc.Handler(cfg.Receiver.Path, verifier))
+		// At most receiver.MaxConns connections, plain or TLS: idle and
+		// slow ones make room for new ones.
+		ln := receiver.LimitConns(srv, ln, receiver.MaxConns, log)
+		srv.ErrorLog = receiver.ServerErrorLog(log)
 		go func() {
 			var err error
 			if cfg.Receiver.TLSCertFile != "" {

@@ -15,12 +15,14 @@ import (
 	"github.com/ytkeep/ytkeep/internal/config"
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/daemon"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/worker"
 )
 
 func main() {
+	helpOrUsage()
 	daemon.Main("ytkeep-worker", run, reportExit)
 }
 
@@ -35,7 +37,10 @@ func run(configPath string) error {
 	// Alerts also cross to the courier, which posts them to the admin
 	// channel (the relay starts writing once the spool is open).
 	relay := worker.NewAlertRelay(base)
-	log := audit.WithSink(base, "worker", relay)
+	// Metrics (metrics.dir): audit events, alerts relayed, the queue.
+	ms := daemon.Metrics(cfg, metrics.Worker)
+	relay.Metrics = ms
+	log := metrics.Events(audit.WithSink(base, "worker", relay), ms)
 	audit.Announce(log, cfg.Warnings())
 
 	// 1. Become the worker's user, before reading any job. It starts no
@@ -44,6 +49,11 @@ func run(configPath string) error {
 	if err := confine.BecomeConfigured(ra.User, ra.Group, ra.Groups, 256); err != nil {
 		return err
 	}
+	stopMetrics, err := daemon.StartMetrics(cfg, ms, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	// 2. Connect to the downloader daemon while we may still make a
 	// socket. It may be starting too: wait for it a little.
 	launcher, err := connectDownloader(ctx, cfg.Downloader.Socket)
@@ -64,11 +74,11 @@ func run(configPath string) error {
 	}()
 	// 3. Confine ourselves: no network, no exec, only the spool.
 	layout := spool.Layout{Root: cfg.Spool.Dir}
-	abi, err := daemon.Confine(log, confine.Worker, confine.WorkerRules(confine.WorkerParams{
+	abi, err := daemon.Confine(log, confine.Worker, daemon.WithMetrics(confine.WorkerRules(confine.WorkerParams{
 		ConfigFile: configPath,
 		WriteDirs:  []string{layout.Incoming(), layout.Worker(""), layout.Work(), cfg.Worker.DownloadsDir},
 		DropDirs:   []string{layout.Results()},
-	}), cfg.Security.InsecureNoLandlock, layout.Receiver(""))
+	}), cfg, metrics.Worker), cfg.Security.InsecureNoLandlock, layout.Receiver(""))
 	if err != nil {
 		return err
 	}
@@ -84,6 +94,7 @@ func run(configPath string) error {
 		DailyBytes:   int64(cfg.Worker.DownloadQuotaMBPerDay) << 20,
 		MaxAttempts:  cfg.Worker.MaxAttempts,
 		Logger:       log,
+		Metrics:      ms,
 	})
 	if err != nil {
 		return err

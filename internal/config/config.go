@@ -42,6 +42,20 @@ type Config struct {
 	Log      Log      `toml:"log"`
 	Security Security `toml:"security"`
 	Testing  Testing  `toml:"testing"`
+	// Metrics turns on the daemons' metrics files (off by default).
+	Metrics Metrics `toml:"metrics"`
+}
+
+// Metrics configures the metrics files, in Prometheus' text format, that
+// node_exporter's textfile collector reads.
+type Metrics struct {
+	// Dir holds a directory per daemon (receiver/, worker/, downloader/,
+	// courier/), each its user's alone, where the daemon rewrites
+	// ytkeep_<daemon>.prom every IntervalSeconds. Empty (the default):
+	// no metrics. Packages make /var/lib/ytkeep/metrics for it.
+	Dir string `toml:"dir"`
+	// IntervalSeconds is how often each file is written (default 5).
+	IntervalSeconds int `toml:"interval_seconds"`
 }
 
 // RunAs names the Unix user a daemon switches to when started as root.
@@ -267,6 +281,11 @@ type Testing struct {
 	// BotAPIURL replaces Slack's Web API for the courier's bot token: a
 	// simulated Slack on loopback, e.g. http://127.0.0.1:PORT/api/.
 	BotAPIURL string `toml:"bot_api_url"`
+	// StatusUpdateWaitSeconds, when above 0, is how long the courier
+	// waits for Slack to take an intermediate status update (default 3 s,
+	// courier.Options.UpdateWait): tests on a loaded machine want every
+	// update, not the production bound. 1 to 600.
+	StatusUpdateWaitSeconds int `toml:"status_update_wait_seconds"`
 }
 
 const maxConfigSize = 1 << 20
@@ -406,6 +425,7 @@ func (c *Config) defaults() {
 	def(&c.Downloader.Socket, "/run/ytkeep-downloader/launcher.sock")
 	defInt(&c.Courier.FinalTTLHours, 24)
 	def(&c.Log.Level, "info")
+	defInt(&c.Metrics.IntervalSeconds, 5)
 }
 
 func (c *Config) checkCommon() error {
@@ -418,8 +438,17 @@ func (c *Config) checkCommon() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.level %q is not debug, info, warn or error", c.Log.Level))
 	}
+	if d := c.Metrics.Dir; d != "" && (!filepath.IsAbs(d) || filepath.Clean(d) != d) {
+		errs = append(errs, fmt.Errorf("metrics.dir %q must be a clean absolute path", d))
+	}
+	if n := c.Metrics.IntervalSeconds; n < 1 || n > 3600 {
+		errs = append(errs, fmt.Errorf("metrics.interval_seconds %d is not 1 to 3600", n))
+	}
 	if p := c.Testing.LoopbackResponsePort; p < 0 || p > 65535 {
 		errs = append(errs, fmt.Errorf("testing.loopback_response_port %d is not a port", p))
+	}
+	if n := c.Testing.StatusUpdateWaitSeconds; n < 0 || n > 600 {
+		errs = append(errs, fmt.Errorf("testing.status_update_wait_seconds %d is not 1 to 600", n))
 	}
 	for _, t := range []struct{ key, url string }{{"slack_api_url", c.Testing.SlackAPIURL}, {"bot_api_url", c.Testing.BotAPIURL}} {
 		if t.url == "" {
@@ -724,6 +753,9 @@ func (c *Config) Warnings() []string {
 	}
 	if c.Testing.BotAPIURL != "" {
 		w = append(w, "TEST MODE: testing.bot_api_url is set; the courier posts with the bot token to "+c.Testing.BotAPIURL+" instead of Slack")
+	}
+	if n := c.Testing.StatusUpdateWaitSeconds; n != 0 {
+		w = append(w, fmt.Sprintf("TEST MODE: testing.status_update_wait_seconds is set; the courier waits up to %d s for each intermediate status update", n))
 	}
 	if c.Security.InsecureNoLandlock {
 		w = append(w, "INSECURE: security.insecure_no_landlock is set; if the kernel lacks Landlock, the daemons run without file system and network confinement")

@@ -52,6 +52,11 @@ type Rules struct {
 	DropDirs []string
 	// RWFiles: read and write these files (e.g. /dev/null).
 	RWFiles []string
+	// FileDirs: only create regular files, write them and replace or
+	// remove files in the directory (the metrics file, written to a
+	// temporary file and renamed over the old one in the same
+	// directory); no read, no list, no directory.
+	FileDirs []string
 	// Optional lists paths above that may be missing on some systems.
 	Optional []string
 	// ConnectTCP and BindTCP are the only TCP ports allowed.
@@ -116,6 +121,7 @@ func (p *Rules) rules() []landlock.Rule {
 	add(access(writeDirRights), p.WriteDirs)
 	add(access(llsyscall.AccessFSMakeReg|llsyscall.AccessFSRefer), p.DropDirs)
 	add(access(fsReadFile|llsyscall.AccessFSWriteFile|llsyscall.AccessFSTruncate), p.RWFiles)
+	add(access(llsyscall.AccessFSMakeReg|llsyscall.AccessFSWriteFile|llsyscall.AccessFSRemoveFile), p.FileDirs)
 	for _, port := range p.ConnectTCP {
 		rules = append(rules, landlock.ConnectTCP(port))
 	}

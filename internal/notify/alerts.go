@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 )
 
 // AlertPoster is the production alert sink: it posts alerts to the
@@ -30,6 +31,8 @@ type AlertPoster struct {
 	Interval time.Duration
 	MaxLines int
 	Log      *slog.Logger // a logger without the sink (no loops)
+	// Metrics counts the alerts posted and dropped (nil: not counted).
+	Metrics *metrics.Set
 
 	q, urgent              chan audit.AlertRecord
 	dropped, droppedUrgent atomic.Int64
@@ -64,6 +67,7 @@ func (p *AlertPoster) Alert(r audit.AlertRecord) {
 	case q <- r:
 	default:
 		dropped.Add(1)
+		p.Metrics.AlertDropped("queue_full", 1)
 	}
 }
 
@@ -138,7 +142,13 @@ func (p *AlertPoster) post(ctx context.Context, batch []audit.AlertRecord) error
 	if n := p.droppedUrgent.Swap(0); n > 0 {
 		text += fmt.Sprintf("\n…and %d more urgent alerts (violations, crashes, quarantined files, the worker's) dropped (queue full); see the audit log.", n)
 	}
-	return p.Notifier.PostWebhook(ctx, p.URL, text)
+	err := p.Notifier.PostWebhook(ctx, p.URL, text)
+	if err != nil {
+		p.Metrics.AlertDropped("post_failed", len(batch))
+	} else {
+		p.Metrics.AlertSent(len(batch))
+	}
+	return err
 }
 
 func (p *AlertPoster) render(batch []audit.AlertRecord, dropped int64) string {

@@ -61,6 +61,8 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+
+	"github.com/ytkeep/ytkeep/internal/metrics"
 )
 
 // The methods, as Error.Method names them.
@@ -88,6 +90,9 @@ type Options struct {
 	APIURL string
 	// Now is the clock of the rate limits (time.Now when nil).
 	Now func() time.Time
+	// Metrics counts each HTTP request by method and status, and each
+	// failed call by code (nil: not counted).
+	Metrics *metrics.Set
 }
 
 // Client is a Slack Web API client for one bot token.
@@ -100,6 +105,7 @@ type Client struct {
 	now        func() time.Time
 	sleep      func(context.Context, time.Duration) error
 	limits     *limits
+	metrics    *metrics.Set
 
 	mu  sync.Mutex
 	dms map[string]string // user ID → DM channel ID
@@ -118,7 +124,7 @@ func newClient(opt Options, roots *x509.CertPool) (*Client, error) {
 	if !validToken(opt.Token) {
 		return nil, errors.New("slackapi: the token is not a bot token (xoxb-…)")
 	}
-	c := &Client{now: opt.Now, sleep: sleepCtx, limits: newLimits(), dms: make(map[string]string)}
+	c := &Client{now: opt.Now, sleep: sleepCtx, limits: newLimits(), dms: make(map[string]string), metrics: opt.Metrics}
 	if c.now == nil {
 		c.now = time.Now
 	}
@@ -136,7 +142,7 @@ func newClient(opt Options, roots *x509.CertPool) (*Client, error) {
 		c.apiURL, c.apiScheme, c.apiAddr = endpoint, u.Scheme, u.Host
 		d = newDialer(false, u.Host, u.Scheme == "https", roots)
 	}
-	c.api = slack.New(opt.Token, slack.OptionHTTPClient(newHTTPClient(d)), slack.OptionAPIURL(endpoint))
+	c.api = slack.New(opt.Token, slack.OptionHTTPClient(newHTTPClient(d, opt.Metrics)), slack.OptionAPIURL(endpoint))
 	return c, nil
 }
 
@@ -400,6 +406,7 @@ func (c *Client) Upload(ctx context.Context, channel, filename, title string, r 
 // RetryAfter.
 func (c *Client) fail(method, channel string, err error) error {
 	e := classify(method, err)
+	c.metrics.SlackError(method, e.Code)
 	if e.Code == CodeRateLimited {
 		c.block(method, channel, e.RetryAfter)
 	}

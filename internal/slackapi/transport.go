@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ytkeep/ytkeep/internal/metrics"
 )
 
 // Bounds of one HTTP exchange.
@@ -165,7 +167,7 @@ func validLabels(s string) bool {
 // Authorization header of an upload on to the same host name on another
 // port or scheme, and a redirect from Slack's API is never expected), and
 // every answer read through guard.
-func newHTTPClient(d *dialer) *http.Client {
+func newHTTPClient(d *dialer, m *metrics.Set) *http.Client {
 	tr := &http.Transport{
 		Proxy:                  nil,
 		DialContext:            d.dial,
@@ -179,7 +181,7 @@ func newHTTPClient(d *dialer) *http.Client {
 		IdleConnTimeout:        90 * time.Second,
 	}
 	return &http.Client{
-		Transport:     guard{tr},
+		Transport:     guard{tr, m},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 }
@@ -188,13 +190,18 @@ func newHTTPClient(d *dialer) *http.Client {
 // 429's Retry-After to whole seconds within [minRetryAfter,
 // maxRetryAfter] (defaultRetryAfter when absent or malformed), so that
 // slack-go always reports it as a *slack.RateLimitedError.
-type guard struct{ next http.RoundTripper }
+type guard struct {
+	next    http.RoundTripper
+	metrics *metrics.Set // counts each request by method and status
+}
 
 func (g guard) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := g.next.RoundTrip(req)
 	if err != nil {
+		g.metrics.SlackCall(methodOf(req.URL.Path), 0)
 		return nil, err
 	}
+	g.metrics.SlackCall(methodOf(req.URL.Path), resp.StatusCode)
 	if resp.StatusCode == http.StatusTooManyRequests {
 		d := parseRetryAfter(resp.Header.Values("Retry-After"))
 		resp.Header.Set("Retry-After", strconv.FormatInt(int64(d/time.Second), 10))
@@ -256,3 +263,14 @@ func (c *capReader) Read(p []byte) (int, error) {
 }
 
 func (c *capReader) Close() error { return c.rc.Close() }
+
+// methodOf names the Web API method a request's path calls, or "upload"
+// for anything else (the upload URL Slack gave): a metric's label, so
+// one of the client's own methods.
+func methodOf(path string) string {
+	switch m := path[strings.LastIndexByte(path, '/')+1:]; m {
+	case methodOpen, methodPost, methodUpdate, methodGetURL, methodComplete:
+		return m
+	}
+	return methodUpload
+}

@@ -44,9 +44,15 @@ func TestTmpfilesMatchesTree(t *testing.T) {
 	}
 	// Outside the tree: the units' empty RootDirectory= and its parent,
 	// and the configuration directory.
-	for _, p := range []string{"/var/lib/ytkeep", "/var/lib/ytkeep/root", "/etc/ytkeep"} {
+	for _, p := range []string{"/var/lib/ytkeep", "/var/lib/ytkeep/root", "/etc/ytkeep", "/var/lib/ytkeep/metrics"} {
 		want[p] = "0755 root root"
 	}
+	// The metrics directories, each its daemon's user's (metrics.OpenFile
+	// refuses any other; testbed.TestMetricsFilesProtected).
+	want["/var/lib/ytkeep/metrics/receiver"] = "0755 ytkeep-recv ytkeep-spool"
+	want["/var/lib/ytkeep/metrics/worker"] = "0755 ytkeep-work ytkeep-spool"
+	want["/var/lib/ytkeep/metrics/downloader"] = "0755 ytkeep-dl ytkeep-dl"
+	want["/var/lib/ytkeep/metrics/courier"] = "0755 ytkeep-courier ytkeep-courier"
 	for p, w := range want {
 		if got[p] != w {
 			t.Errorf("tmpfiles.d: %s is %q, want %q", p, got[p], w)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
@@ -20,6 +21,8 @@ import (
 // Spacing.
 type AlertRelay struct {
 	Spacing time.Duration
+	// Metrics counts the alerts relayed and dropped (nil: not counted).
+	Metrics *metrics.Set
 	log     *slog.Logger // without the sink (no loops)
 	q       chan audit.AlertRecord
 	dropped atomic.Int64
@@ -36,6 +39,7 @@ func (r *AlertRelay) Alert(a audit.AlertRecord) {
 	case r.q <- a:
 	default:
 		r.dropped.Add(1)
+		r.Metrics.AlertDropped("queue_full", 1)
 	}
 }
 
@@ -85,6 +89,9 @@ func (r *AlertRelay) write(out *spool.Outbox, a audit.AlertRecord) error {
 	}
 	if err != nil {
 		r.log.Error("couldn't relay an alert to the courier", "event", a.Event, "err", err)
+		r.Metrics.AlertDropped("relay_failed", 1)
+	} else {
+		r.Metrics.AlertSent(1)
 	}
 	return err
 }

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -26,6 +27,7 @@ type task struct {
 	j         *job.Job // a claimed job to process again
 	claimedAs string
 	attempt   int
+	queued    time.Time // when it joined the queue (queueStats)
 }
 
 // maxQueue bounds the jobs waiting in memory. Past it, the watch waits
@@ -61,6 +63,7 @@ func (w *Worker) enqueue(ctx context.Context, t task, front bool) {
 		r.Position = position
 		w.report(r)
 	}
+	t.queued = time.Now()
 	w.mu.Lock()
 	if front {
 		w.queue = append([]task{t}, w.queue...)
