@@ -28,7 +28,7 @@ echo "ok: an unhardened unit is refused by the same check"
 for d in receiver worker courier; do
 	cfg=/etc/ytkeep/ytkeep.toml
 	[[ $d == courier ]] && cfg=- # on standard input, below
-	grep -qxF "ExecStopPost=/usr/local/bin/ytkeep-$d -config $cfg -exit-alert" "systemd/ytkeep-$d.service" ||
+	grep -qxF "ExecStopPost=/usr/bin/ytkeep-$d -config $cfg -exit-alert" "systemd/ytkeep-$d.service" ||
 		{ echo "FAIL: ytkeep-$d.service has no exit alert (ExecStopPost=)" >&2; exit 1; }
 done
 echo "ok: the receiver, worker and courier units alert the admins when the daemon is killed or fails (ExecStopPost=)"
@@ -36,7 +36,7 @@ echo "ok: the receiver, worker and courier units alert the admins when the daemo
 # configuration on standard input too (for its exit alert as well), and
 # the file is not in its root.
 cu=systemd/ytkeep-courier.service
-for line in "ExecStart=/usr/local/bin/ytkeep-courier -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
+for line in "ExecStart=/usr/bin/ytkeep-courier -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
 	"StandardOutput=journal" "StandardError=journal"; do
 	grep -qx -- "$line" "$cu" || { echo "FAIL: $cu must have the line $line" >&2; exit 1; }
 done
@@ -48,7 +48,7 @@ echo "ok: the courier's configuration comes on standard input, not bound into it
 # its user cannot read the file (0640, root:ytkeep-spool), and the file is
 # not in its root; its log still goes to the journal.
 dl=systemd/ytkeep-downloader.service
-for line in "ExecStart=/usr/local/bin/ytkeep-downloader -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
+for line in "ExecStart=/usr/bin/ytkeep-downloader -config -" "StandardInput=file:/etc/ytkeep/ytkeep.toml" \
 	"StandardOutput=journal" "StandardError=journal"; do
 	grep -qx "$line" "$dl" || { echo "FAIL: $dl must have the line $line" >&2; exit 1; }
 done
@@ -67,7 +67,8 @@ done
 if grep -Eq '^BindPaths=.*downloads' "$cu"; then echo "FAIL: $cu binds the downloads writable" >&2; exit 1; fi
 echo "ok: the courier runs as ytkeep-courier:ytkeep-courier with the spool, the downloads read only, IPv4 and IPv6 only"
 # The receiver gets the Slack app's secrets from systemd, both modes'
-# (it reads only its mode's; install.sh makes each file, empty), and the
+# (it reads only its mode's; the package's postinst makes each file,
+# empty), and the
 # alert webhook; the courier gets the alert webhook and the bot token.
 # Each one's AppArmor profile lets it read its own, in /etc/ytkeep and as
 # credentials, and denies the other's; the worker's and the downloader's
@@ -125,32 +126,40 @@ for profile in apparmor/*; do
 	echo "ok: AppArmor profile $(basename "$profile") compiles (not enforced: this kernel has no AppArmor)"
 done
 
-# make install lays out every file (DESTDIR: copies only).
-if [[ -x ../bin/ytkeep-receiver ]]; then
-	for b in ytkeep-receiver ytkeep-worker ytkeep-downloader ytkeep-courier ytkeep; do
-		[[ -x ../bin/$b ]] || { echo "FAIL: bin/$b is missing (bin/ is from an older build: make build)" >&2; exit 1; }
-	done
-	DESTDIR="$tmp/dest" ../scripts/install.sh
-	for f in usr/local/bin/ytkeep-receiver usr/local/bin/ytkeep-worker usr/local/bin/ytkeep-downloader usr/local/bin/ytkeep-courier usr/local/bin/ytkeep \
-		etc/systemd/system/ytkeep-receiver.service etc/systemd/system/ytkeep-worker.service etc/systemd/system/ytkeep-downloader.service \
-		etc/systemd/system/ytkeep-downloader.socket etc/systemd/system/ytkeep-courier.service \
-		etc/sysusers.d/ytkeep.conf etc/tmpfiles.d/ytkeep.conf etc/apparmor.d/ytkeep-receiver etc/apparmor.d/ytkeep-worker \
-		etc/apparmor.d/ytkeep-downloader etc/apparmor.d/ytkeep-ytdlp etc/apparmor.d/ytkeep-courier etc/ytkeep/ytkeep.toml \
-		usr/share/doc/ytkeep/manifest-socket.json usr/share/doc/ytkeep/manifest-http.json; do
-		[[ -e "$tmp/dest/$f" ]] || { echo "FAIL: install did not create /$f" >&2; exit 1; }
-	done
-	# The secrets' files, empty until the admin pastes them: each must
-	# exist, or systemd does not start the receiver or the courier
-	# (LoadCredential=).
-	for f in app_token signing_secret alert_webhook bot_token; do
-		[[ -f "$tmp/dest/etc/ytkeep/$f" ]] || { echo "FAIL: install did not create /etc/ytkeep/$f" >&2; exit 1; }
-		[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/$f")" == 400 ]] || { echo "FAIL: the installed $f file is not 0400" >&2; exit 1; }
-	done
-	# Not for others: the downloader's user is in neither root's group nor
-	# the spool's (which install.sh gives it outside DESTDIR).
-	[[ "$(stat -c %a "$tmp/dest/etc/ytkeep/ytkeep.toml")" == 640 ]] || { echo "FAIL: the installed ytkeep.toml is not 0640" >&2; exit 1; }
-	echo "ok: make install lays out binaries, units, users, tree, profiles and config"
+# The package ships what deploy/ has, where the units and the profiles
+# expect it (deploy/deb/nfpm.yaml; scripts/check-deb.sh installs the
+# built package and purges it): each unit, profile, sysusers.d and
+# tmpfiles.d file, the manifests, and the programs at the paths the units
+# start and the profiles attach to.
+nfpm=deb/nfpm.yaml
+ships() { # src dst
+	grep -A1 -xF "  - src: $1" "$nfpm" | grep -qxF "    dst: $2" ||
+		{ echo "FAIL: $nfpm does not ship $1 as $2" >&2; exit 1; }
+}
+shipped() { grep -qxF "    dst: $1" "$nfpm"; }
+for f in systemd/*.service systemd/*.socket; do ships "deploy/$f" "/usr/lib/systemd/system/${f#systemd/}"; done
+for f in apparmor/*; do ships "deploy/$f" "/etc/apparmor.d/${f#apparmor/}"; done
+for f in sysusers.d/*.conf tmpfiles.d/*.conf; do ships "deploy/$f" "/usr/lib/$f"; done
+for f in slack/*.json; do ships "deploy/$f" "/usr/share/doc/ytkeep/${f#slack/}"; done
+for b in ytkeep ytkeep-receiver ytkeep-worker ytkeep-downloader ytkeep-courier; do ships "bin/$b" "/usr/bin/$b"; done
+ships ytkeep.example.toml /usr/share/ytkeep/ytkeep.example.toml
+while read -r prog; do
+	shipped "$prog" || { echo "FAIL: a unit starts $prog, which $nfpm does not ship" >&2; exit 1; }
+done < <(sed -n 's/^Exec[A-Za-z]*=[-@+!:]*\(\/[^ ]*\).*/\1/p' systemd/*.service | sort -u)
+# A profile attaches to /usr/{,local/}bin/<daemon>: the package's path,
+# and a source install's from before the package, whose units would
+# otherwise run their binaries unconfined after an upgrade.
+while read -r prog; do
+	shipped "${prog/\{,local\/\}/}" || { echo "FAIL: an AppArmor profile attaches to $prog, which $nfpm does not ship" >&2; exit 1; }
+done < <(sed -n 's/^profile [a-z-]* \(\/[^ ]*\) .*/\1/p' apparmor/*)
+grep -qx '  postinstall: deploy/deb/postinst' "$nfpm" && grep -qx '  preremove: deploy/deb/prerm' "$nfpm" &&
+	grep -qx '  postremove: deploy/deb/postrm' "$nfpm" || { echo "FAIL: $nfpm lacks a maintainer script" >&2; exit 1; }
+# Nothing enabled or started by the package: the admin does, once configured.
+# (try-restart, after an upgrade, restarts only what was running.)
+if grep -Eq '^\s*(systemctl|deb-systemd-invoke|deb-systemd-helper)( [-a-z]+)* (enable|start|restart|reenable|reload-or-restart)( |$)' deb/postinst; then
+	echo "FAIL: deb/postinst enables or starts a unit" >&2; exit 1
 fi
+echo "ok: the package ships every unit, profile, sysusers.d and tmpfiles.d file and manifest, and the programs the units start and the profiles attach to; postinst enables and starts nothing"
 
 if [[ $(id -u) -ne 0 ]]; then
 	echo "SKIPPED (not root): sysusers.d/tmpfiles.d check" >&2

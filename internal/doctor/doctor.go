@@ -136,7 +136,7 @@ func Run(opt Options) []Result {
 	}
 	rs = append(rs, checkAlertWebhook(cfg)...)
 	rs = append(rs, checkBotToken(cfg))
-	rs = append(rs, checkCredentialFiles(systemRoots.UnitDir)...)
+	rs = append(rs, checkCredentialFiles(systemRoots.UnitDirs)...)
 	rs = append(rs, checkUnits(systemRoots)...)
 	return rs
 }
@@ -235,7 +235,7 @@ func checkReplyKey(path string, recvUID, courierGID uint32) Result {
 		return Result{Warn, fmt.Sprintf("reply key %s: %v (the receiver makes it at its first start)", path, err)}
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Nlink != 1 || st.Uid != recvUID || st.Gid != courierGID || st.Mode&0o7777 != reply.KeyMode {
-		return Result{Fail, fmt.Sprintf("reply key %s: mode %04o, uid %d, gid %d, %d link(s); want a file of mode %04o, the receiver's (uid %d), group the courier's (gid %d), one link (scripts/install.sh sets an older install's)",
+		return Result{Fail, fmt.Sprintf("reply key %s: mode %04o, uid %d, gid %d, %d link(s); want a file of mode %04o, the receiver's (uid %d), group the courier's (gid %d), one link (the receiver rewrites an older install's at its next start)",
 			path, st.Mode&0o7777, st.Uid, st.Gid, st.Nlink, reply.KeyMode, recvUID, courierGID)}
 	}
 	return Result{OK, fmt.Sprintf("reply key %s is the receiver's, readable by the courier's group alone", path)}
@@ -278,7 +278,7 @@ func checkConfigFile(path string, spoolGID int) []Result {
 	mode := st.Mode & 0o7777
 	var rs []Result
 	if mode&0o007 != 0 {
-		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s is readable by every user (mode %04o), the downloads included; chmod 0640 and chgrp ytkeep-spool (scripts/install.sh does)", path, mode)})
+		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s is readable by every user (mode %04o), the downloads included; chmod 0640 and chgrp ytkeep-spool (installing the package again does)", path, mode)})
 	}
 	if mode&0o070 != 0o040 {
 		rs = append(rs, Result{Fail, fmt.Sprintf("configuration %s: its group (the spool's) must read it and nothing more (mode %04o); chmod 0640", path, mode)})

@@ -49,7 +49,7 @@ allowed_users = ["U1"]
 [worker]
 downloads_dir = %q
 `, l.Root, secret, downloads)
-	// As scripts/install.sh leaves it: root's, for the spool group, 0640.
+	// As the package leaves it: root's, for the spool group, 0640.
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o640); err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func TestBrokenInstallFails(t *testing.T) {
 			"downloads has mode 0755"},
 		{"missing quarantine", func(l spool.Layout, _, _ string) error { return os.Remove(l.Worker("quarantine")) },
 			"quarantine: no such file or directory (run systemd-tmpfiles --create)"},
-		// The configuration as install.sh made it before (0644).
+		// The configuration as an older install.sh made it (0644).
 		{"config readable by all", func(l spool.Layout, _, _ string) error { return os.Chmod(configOf(l), 0o644) },
 			"is readable by every user (mode 0644), the downloads included"},
 		{"courier as the receiver", func(l spool.Layout, _, _ string) error { return os.Chown(l.Courier(""), 61001, 61013) },

@@ -39,13 +39,33 @@ var cgroupLimits = []cgroupLimit{
 
 // unitRoots are where checkUnits looks; tests point them at a fake tree.
 type unitRoots struct {
-	Proc, Cgroup, UnitDir string
+	Proc, Cgroup string
+	// UnitDirs are searched in order for a unit's file, the first found
+	// is the unit (drop-ins, unit.d/*.conf, are not read).
+	UnitDirs []string
 	// Unified says whether Cgroup is a cgroup2 file system; nil: ask
 	// the kernel (statfs).
 	Unified *bool
 }
 
-var systemRoots = unitRoots{Proc: "/proc", Cgroup: "/sys/fs/cgroup", UnitDir: "/etc/systemd/system"}
+// systemUnitDirs is systemd's search path for system units, in its order
+// of precedence: the admin's /etc/systemd/system overrides the package's
+// /usr/lib/systemd/system.
+var systemUnitDirs = []string{"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}
+
+var systemRoots = unitRoots{Proc: "/proc", Cgroup: "/sys/fs/cgroup", UnitDirs: systemUnitDirs}
+
+// unitFile returns the path of unit's file: the first of dirs that has
+// it, or an error satisfying os.IsNotExist when none does.
+func unitFile(dirs []string, unit string) (string, error) {
+	for _, d := range dirs {
+		p := filepath.Join(d, unit)
+		if _, err := os.Stat(p); err == nil || !os.IsNotExist(err) {
+			return p, err
+		}
+	}
+	return "", &os.PathError{Op: "find unit", Path: unit, Err: os.ErrNotExist}
+}
 
 // checkUnits reports, for each installed unit that is running, whether
 // the kernel holds the resource limits its unit file asks for. systemd
@@ -57,10 +77,14 @@ var systemRoots = unitRoots{Proc: "/proc", Cgroup: "/sys/fs/cgroup", UnitDir: "/
 func checkUnits(r unitRoots) []Result {
 	var rs []Result
 	for _, u := range Units {
-		want, err := unitDirectives(filepath.Join(r.UnitDir, u.Unit))
+		path, err := unitFile(r.UnitDirs, u.Unit)
+		var want map[string]string
+		if err == nil {
+			want, err = unitDirectives(path)
+		}
 		if err != nil {
 			if os.IsNotExist(err) {
-				continue // not installed here (make install puts units in /etc/systemd/system)
+				continue // not installed here (the package puts units in /usr/lib/systemd/system)
 			}
 			rs = append(rs, Result{Fail, fmt.Sprintf("%s: %v", u.Unit, err)})
 			continue
@@ -102,12 +126,16 @@ func checkUnits(r unitRoots) []Result {
 // files it loads credentials from (LoadCredential=ID:PATH) exist: systemd
 // does not start a unit one of whose files is missing (243/CREDENTIALS),
 // even one the daemon would not read (the receiver's secret of the other
-// mode, an unused alert webhook), which scripts/install.sh therefore
+// mode, an unused alert webhook), which the package's postinst therefore
 // creates empty.
-func checkCredentialFiles(unitDir string) []Result {
+func checkCredentialFiles(unitDirs []string) []Result {
 	var rs []Result
 	for _, u := range Units {
-		creds, err := unitValues(filepath.Join(unitDir, u.Unit), "LoadCredential")
+		path, err := unitFile(unitDirs, u.Unit)
+		var creds []string
+		if err == nil {
+			creds, err = unitValues(path, "LoadCredential")
+		}
 		if err != nil {
 			if !os.IsNotExist(err) {
 				rs = append(rs, Result{Fail, fmt.Sprintf("%s: %v", u.Unit, err)})

@@ -14,7 +14,7 @@ import (
 func fakeHost(t *testing.T, procCgroup string, files map[string]string) unitRoots {
 	t.Helper()
 	root := t.TempDir()
-	r := unitRoots{Proc: filepath.Join(root, "proc"), Cgroup: filepath.Join(root, "cgroup"), UnitDir: filepath.Join(root, "units")}
+	r := unitRoots{Proc: filepath.Join(root, "proc"), Cgroup: filepath.Join(root, "cgroup"), UnitDirs: []string{filepath.Join(root, "etc-units"), filepath.Join(root, "units")}}
 	write := func(p, data string) {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -23,7 +23,7 @@ func fakeHost(t *testing.T, procCgroup string, files map[string]string) unitRoot
 			t.Fatal(err)
 		}
 	}
-	write(filepath.Join(r.UnitDir, "ytkeep-worker.service"), "[Service]\n# MemoryMax=1G is a comment\nMemoryMax=2G\nTasksMax=256\nCPUQuota=150%\nDevicePolicy=closed\n")
+	write(filepath.Join(r.UnitDirs[1], "ytkeep-worker.service"), "[Service]\n# MemoryMax=1G is a comment\nMemoryMax=2G\nTasksMax=256\nCPUQuota=150%\nDevicePolicy=closed\n")
 	write(filepath.Join(r.Proc, "4242", "comm"), "ytkeep-worker\n")
 	write(filepath.Join(r.Proc, "4242", "cgroup"), procCgroup)
 	// A process of the same name outside the unit is not it.
@@ -126,7 +126,7 @@ func TestUnitsListsEveryShippedUnit(t *testing.T) {
 			continue
 		}
 		// The kernel keeps 15 bytes of a command's name.
-		_, rest, _ := strings.Cut(string(b), "\nExecStart=/usr/local/bin/")
+		_, rest, _ := strings.Cut(string(b), "\nExecStart=/usr/bin/")
 		bin, _, _ := strings.Cut(rest, " ")
 		if bin == "" || bin[:min(len(bin), 15)] != u.Comm {
 			t.Errorf("%s starts %q, whose command name is not %s", u.Unit, bin, u.Comm)
@@ -156,11 +156,11 @@ func TestCredentialFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Not installed: nothing to say.
-	if rs := checkCredentialFiles(filepath.Join(dir, "none")); len(rs) != 0 {
+	if rs := checkCredentialFiles([]string{filepath.Join(dir, "none")}); len(rs) != 0 {
 		t.Errorf("no units installed: %+v", rs)
 	}
 	// None of the files.
-	rs := checkCredentialFiles(units)
+	rs := checkCredentialFiles([]string{units})
 	if len(rs) != 3 {
 		t.Fatalf("three files missing: %+v", rs)
 	}
@@ -176,22 +176,22 @@ func TestCredentialFiles(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if rs := checkCredentialFiles(units); len(rs) != 1 || rs[0].Level != Fail || !strings.Contains(rs[0].What, "alert_webhook from "+hook) {
+	if rs := checkCredentialFiles([]string{units}); len(rs) != 1 || rs[0].Level != Fail || !strings.Contains(rs[0].What, "alert_webhook from "+hook) {
 		t.Errorf("alert_webhook missing: %+v", rs)
 	}
 	// All there, empty: the unit starts.
 	if err := os.WriteFile(hook, nil, 0o400); err != nil {
 		t.Fatal(err)
 	}
-	if rs := checkCredentialFiles(units); len(rs) != 1 || rs[0].Level != OK ||
+	if rs := checkCredentialFiles([]string{filepath.Join(dir, "none"), units}); len(rs) != 1 || rs[0].Level != OK ||
 		rs[0].What != "ytkeep-receiver.service: the files of its credentials exist (app_token, signing_secret, alert_webhook)" {
 		t.Errorf("all there: %+v", rs)
 	}
 }
 
 // TestShippedCredentials: doctor reads the receiver's shipped unit as
-// systemd does (scripts/check-deploy.sh checks that scripts/install.sh
-// creates each file).
+// systemd does (scripts/check-deb.sh checks that the package creates
+// each file).
 func TestShippedCredentials(t *testing.T) {
 	creds, err := unitValues("../../deploy/systemd/ytkeep-receiver.service", "LoadCredential")
 	if err != nil {
@@ -200,5 +200,38 @@ func TestShippedCredentials(t *testing.T) {
 	want := []string{"app_token:/etc/ytkeep/app_token", "signing_secret:/etc/ytkeep/signing_secret", "alert_webhook:/etc/ytkeep/alert_webhook"}
 	if !slices.Equal(creds, want) {
 		t.Errorf("the receiver's unit loads %q, want %q", creds, want)
+	}
+}
+
+// TestUnitFile: a unit's file is the first found in systemd's order, so
+// that an admin's copy in /etc/systemd/system is the one checked, and the
+// package's in /usr/lib/systemd/system otherwise.
+func TestUnitFile(t *testing.T) {
+	dir := t.TempDir()
+	etc, lib := filepath.Join(dir, "etc"), filepath.Join(dir, "lib")
+	for _, d := range []string{etc, lib} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p string) {
+		if err := os.WriteFile(p, []byte("[Service]\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dirs := []string{etc, lib}
+	if _, err := unitFile(dirs, "ytkeep-worker.service"); !os.IsNotExist(err) {
+		t.Errorf("no unit anywhere: %v, want a not-exist error", err)
+	}
+	write(filepath.Join(lib, "ytkeep-worker.service"))
+	if p, err := unitFile(dirs, "ytkeep-worker.service"); err != nil || p != filepath.Join(lib, "ytkeep-worker.service") {
+		t.Errorf("the package's unit: %q, %v", p, err)
+	}
+	write(filepath.Join(etc, "ytkeep-worker.service"))
+	if p, err := unitFile(dirs, "ytkeep-worker.service"); err != nil || p != filepath.Join(etc, "ytkeep-worker.service") {
+		t.Errorf("the admin's unit overrides the package's: %q, %v", p, err)
+	}
+	if !slices.Contains(systemUnitDirs, "/usr/lib/systemd/system") || systemUnitDirs[0] != "/etc/systemd/system" {
+		t.Errorf("systemUnitDirs %q: want /etc/systemd/system first, /usr/lib/systemd/system in it", systemUnitDirs)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -31,11 +32,12 @@ func shipped(kind string) []string {
 	return us
 }
 
-// TestSystemd installs ytkeep into a Debian 12 system booted with its own
-// systemd, exactly as the README tells an administrator to, configures it
-// against the simulated Slack and media server on loopback, and checks
-// that a slash command is served end to end by the installed units.
-// Run with make systemd-test (as root); it prints the figures.
+// TestSystemd installs ytkeep's Debian package (make deb) into a Debian 12
+// system booted with its own systemd, exactly as the README tells an
+// administrator to, configures it against the simulated Slack and media
+// server on loopback, and checks that a slash command is served end to
+// end by the installed units; at the end it removes and purges the
+// package. Run with make systemd-test (as root); it prints the figures.
 func TestSystemd(t *testing.T) {
 	needContainerTools(t)
 	if len(units) < 2 {
@@ -50,6 +52,7 @@ func TestSystemd(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	deb := buildDeb(t, src)
 	c := boot(t, rootfs(t), src)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -80,10 +83,18 @@ func TestSystemd(t *testing.T) {
 	}
 
 	// README, "Install on a server": the dependencies (in the image
-	// already, so this only checks them), make build (done: bin/) and the
-	// install script, as root.
+	// already, so this only checks them: bookworm-backports' yt-dlp) and
+	// the package, with apt, as root.
 	t.Logf("dependencies:\n%s", c.must("cd /src && ./scripts/ensure-deps.sh && yt-dlp --version"))
-	t.Logf("install:\n%s", c.must("cd /src && ./scripts/install.sh"))
+	copyInto(t, deb, c.path("/root/"+filepath.Base(deb)))
+	install := "DEBIAN_FRONTEND=noninteractive apt-get install -y -q /root/" + filepath.Base(deb)
+	t.Logf("install:\n%s", c.must(install))
+	// The package starts and enables nothing: the admin does, configured.
+	for _, u := range append(slices.Clone(sockets), units...) {
+		if got, _ := c.run("systemctl is-enabled " + u + "; systemctl is-active " + u); strings.Join(strings.Fields(got), " ") != "disabled inactive" {
+			t.Errorf("%s after the install: %q, want disabled and inactive", u, got)
+		}
+	}
 	// The configuration is the spool group's, not the downloader's; an
 	// earlier install's (0644, root's group) is put right by the next.
 	const cfgMode = "stat -c '%a %U %G' /etc/ytkeep/ytkeep.toml"
@@ -100,7 +111,17 @@ func TestSystemd(t *testing.T) {
 		" && printf secret > /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result && chmod 0600 /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result" +
 		" && ln -s /root/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result " + claimed + "/bbbbbbbbbbbbbbbbbbbbbbbbbb.done.result" +
 		" && ln -s /etc/ytkeep/bot_token " + claimed + "/cccccccccccccccccccccccccc.alert")
-	c.must("chmod 0644 /etc/ytkeep/ytkeep.toml && chgrp root /etc/ytkeep/ytkeep.toml && cd /src && ./scripts/install.sh")
+	// The package installed again over the existing install (the same
+	// version: dpkg runs postinst as for an upgrade).
+	again := c.must("chmod 0644 /etc/ytkeep/ytkeep.toml && chgrp root /etc/ytkeep/ytkeep.toml && " +
+		"DEBIAN_FRONTEND=noninteractive apt-get install --reinstall -y -q /root/" + filepath.Base(deb))
+	var moved []string
+	for _, l := range lines(again) {
+		if strings.HasPrefix(l, "Handing ") || strings.HasPrefix(l, "Not a result") {
+			moved = append(moved, l)
+		}
+	}
+	t.Logf("installed again over it (postinst as for an upgrade):\n%s", strings.Join(moved, "\n"))
 	if got := c.must("stat -c '%a %U' /var/spool/ytkeep/results/aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"); got != "644 ytkeep-work" {
 		t.Errorf("the old receiver's claimed result in results/: %s, want 644 ytkeep-work", got)
 	}
@@ -115,7 +136,7 @@ func TestSystemd(t *testing.T) {
 		t.Errorf("configuration after installing over a 0644 one: %s, want 640 root ytkeep-spool", got)
 	}
 	// HTTP mode ("HTTP mode instead"): the simulated Slack posts signed
-	// commands. The app-level token's file stays as install.sh made it,
+	// commands. The app-level token's file stays as the package made it,
 	// empty: the unit loads it as a credential all the same, and an HTTP
 	// receiver must start with it so.
 	if got := c.must("stat -c '%a %U %s' /etc/ytkeep/app_token"); got != "400 root 0" {
@@ -245,6 +266,68 @@ func TestSystemd(t *testing.T) {
 	botTokenUnit(t, c, slack, sm, socketCfg)
 	checkJournal(t, c)
 	reportEnforcement(t, c)
+	removeAndPurge(t, c)
+}
+
+// buildDeb builds the Debian package with make deb, as the README says,
+// into a directory of the test's, and returns its path.
+func buildDeb(t *testing.T, src string) string {
+	t.Helper()
+	version, err := os.ReadFile(filepath.Join(src, "VERSION"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dist := t.TempDir()
+	cmd := exec.Command("make", "--no-print-directory", "-C", src, "deb", "DIST="+dist)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	deb := filepath.Join(dist, "ytkeep_"+strings.TrimSpace(string(version))+"_amd64.deb")
+	st, err := os.Stat(deb)
+	if err != nil {
+		t.Fatalf("make deb did not make %s: %v", deb, err)
+	}
+	t.Logf("package: %s (%.1f MiB)", filepath.Base(deb), float64(st.Size())/(1<<20))
+	return deb
+}
+
+func copyInto(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// removeAndPurge removes the package from the running system, as the
+// README says: apt remove stops and disables every unit (the daemons'
+// processes end) and keeps the configuration, the spool, the videos and
+// the users; purge with YTKEEP_PURGE_USERS=1 and YTKEEP_PURGE_DOWNLOADS=1
+// leaves none of them.
+func removeAndPurge(t *testing.T, c *container) {
+	t.Helper()
+	c.must("DEBIAN_FRONTEND=noninteractive apt-get remove -y -q ytkeep")
+	for _, u := range append(slices.Clone(sockets), units...) {
+		if got, _ := c.run("systemctl is-enabled " + u + "; systemctl is-active " + u); !strings.Contains(got, "inactive") || strings.Contains(got, "enabled") {
+			t.Errorf("%s after apt remove: %q, want not enabled and inactive", u, got)
+		}
+	}
+	// (No ps in the image: the processes' names from /proc.)
+	if got := c.must(`for p in /proc/[0-9]*; do case "$(cat $p/comm 2>/dev/null)" in ytkeep*) echo "$p $(cat $p/comm)";; esac; done`); got != "" {
+		t.Errorf("ytkeep processes after apt remove:\n%s", got)
+	}
+	if got, _ := c.run("find /etc/systemd/system -name 'ytkeep-*'"); strings.TrimSpace(got) != "" {
+		t.Errorf("unit links after apt remove:\n%s", got)
+	}
+	c.must("test -s /etc/ytkeep/signing_secret && test -d /var/spool/ytkeep/incoming && ls /var/lib/ytkeep/downloads | grep -q dQw4w9WgXcQ && getent passwd ytkeep-recv")
+	c.must("YTKEEP_PURGE_USERS=1 YTKEEP_PURGE_DOWNLOADS=1 DEBIAN_FRONTEND=noninteractive apt-get purge -y -q ytkeep")
+	if got, _ := c.run("ls -d /etc/ytkeep /var/spool/ytkeep /var/lib/ytkeep /usr/bin/ytkeep* /usr/lib/systemd/system/ytkeep* 2>/dev/null; getent passwd | grep '^ytkeep'; getent group | grep '^ytkeep'"); strings.TrimSpace(got) != "" {
+		t.Errorf("left after apt purge with YTKEEP_PURGE_USERS=1 YTKEEP_PURGE_DOWNLOADS=1:\n%s", got)
+	}
+	t.Logf("apt remove: every unit stopped and disabled; apt purge (users and videos asked): nothing left")
 }
 
 // socketModeUnit switches the installed receiver to Socket Mode, the
