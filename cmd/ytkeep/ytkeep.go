@@ -1,5 +1,6 @@
 // Command ytkeep is the administrator's tool: demo runs the whole pipeline
-// on loopback; loadtest measures the receiver.
+// on loopback; loadtest measures the receiver; status shows what the
+// spool holds.
 package main
 
 import (
@@ -13,14 +14,17 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/demo"
 	"github.com/ytkeep/ytkeep/internal/doctor"
+	"github.com/ytkeep/ytkeep/internal/status"
 )
 
 const usage = `usage: ytkeep <command> [flags]
 
 commands:
   doctor     check this machine, the configuration and the spool tree
+  status     show queued and running jobs, failures, quarantine and alerts (as root)
   demo       run receiver and worker on loopback with a simulated Slack
-  loadtest   send signed slash commands to a receiver at a fixed rate
+  loadtest   send signed and forged slash commands to a receiver at a fixed rate,
+             with slowloris connections held open
 `
 
 func main() {
@@ -39,6 +43,13 @@ func main() {
 		if !doctor.Print(os.Stdout, doctor.Run(doctor.Options{ConfigPath: *cfg})) {
 			err = fmt.Errorf("some checks failed")
 		}
+	case "status":
+		fs := flag.NewFlagSet("status", flag.ExitOnError)
+		cfg := fs.String("config", "/etc/ytkeep/ytkeep.toml", "configuration file")
+		asJSON := fs.Bool("json", false, "print one JSON object instead of tables")
+		limit := fs.Int("limit", status.DefaultLimit, "entries shown per section")
+		parse(fs, os.Args[2:])
+		err = status.Command(os.Stdout, *cfg, *asJSON, *limit, os.Geteuid(), time.Now())
 	case "demo":
 		fs := flag.NewFlagSet("demo", flag.ExitOnError)
 		bin := fs.String("bin", defaultBinDir(), "directory holding ytkeep-receiver and ytkeep-worker")
@@ -55,12 +66,14 @@ func main() {
 		rate := fs.Int("rate", 500, "requests per second")
 		dur := fs.Duration("duration", 10*time.Second, "how long to send")
 		dir := fs.String("dir", "", "directory for the spool (default: a temporary one)")
+		forged := fs.Float64("forged", 0.05, "fraction of forged requests (bad signature, stale timestamp, replay, oversized body, wrong team)")
+		slowloris := fs.Int("slowloris", 300, "idle and slowloris connections held open")
 		parse(fs, os.Args[2:])
-		if *rate < 1 || *rate > 20000 || *dur <= 0 || *dur > 10*time.Minute {
-			err = fmt.Errorf("rate must be 1-20000 and duration at most 10m")
+		if *rate < 1 || *rate > 20000 || *dur <= 0 || *dur > 10*time.Minute || *forged < 0 || *forged > 1 || *slowloris < 0 || *slowloris > 5000 {
+			err = fmt.Errorf("rate must be 1-20000, duration at most 10m, forged 0-1 and slowloris 0-5000")
 			break
 		}
-		err = demo.Load(ctx, os.Stdout, demo.LoadOptions{BinDir: *bin, Rate: *rate, Duration: *dur, Dir: *dir})
+		err = demo.Load(ctx, os.Stdout, demo.LoadOptions{BinDir: *bin, Rate: *rate, Duration: *dur, Dir: *dir, Forged: *forged, Slowloris: *slowloris})
 	case "-h", "-help", "--help", "help":
 		fmt.Print(usage)
 		return
