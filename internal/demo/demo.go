@@ -17,6 +17,11 @@ import (
 	"github.com/ytkeep/ytkeep/internal/testbed"
 )
 
+// slackWait is how long the demo's Slack waits for an acknowledgement,
+// and its courier for an intermediate status update: 3 s, as Slack and
+// production do. TestDemo sets a hang guard instead, for a loaded machine.
+var slackWait = testbed.SlackAckWait
+
 // Run performs the demo in a temporary directory, writing the narration
 // to out. It returns an error if any step failed.
 //
@@ -36,7 +41,8 @@ func Run(ctx context.Context, out io.Writer, binDir string, keep, httpMode bool)
 
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir, SocketMode: !httpMode, Bot: true})
+	w, err := testbed.NewWorld(ctx, testbed.WorldOptions{Dir: dir, BinDir: binDir, SocketMode: !httpMode, Bot: true,
+		AckWait: slackWait, UpdateWait: slackWait})
 	if err != nil {
 		return err
 	}

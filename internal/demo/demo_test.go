@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDemo runs what make demo runs (the binaries make build left in
@@ -33,6 +34,10 @@ func TestDemo(t *testing.T) {
 			t.Skipf("SKIPPED LOUDLY: %s is not installed", tool)
 		}
 	}
+	// The narration's steps, not Slack's 3 s, are under test here: the
+	// ack and each status update may take long on a loaded machine.
+	defer func(w time.Duration) { slackWait = w }(slackWait)
+	slackWait = time.Minute
 	for _, httpMode := range []bool{false, true} {
 		var out bytes.Buffer
 		if err := Run(context.Background(), &out, bin, false, httpMode); err != nil {

@@ -146,7 +146,8 @@ var requestsAttr = regexp.MustCompile(` requests=(\d+) `)
 // a sandbox violation relayed from the worker in the middle. The
 // violation must reach the admins' channel; the flood must arrive as one
 // alert for its first request and counted summaries for the rest, while
-// the log keeps one event per request. The clock is synctest's: the
+// the log keeps one event per request up to refusalLogPerSecond a second,
+// and a count of the others. The clock is synctest's: the
 // summary is due when the gate's window closes, and the poster is driven
 // by Flush.
 func TestFloodKeepsViolations(t *testing.T) {
@@ -207,9 +208,10 @@ func TestFloodKeepsViolations(t *testing.T) {
 		if strings.Contains(all, "dropped") {
 			t.Errorf("alerts were dropped:\n%s", all)
 		}
-		// The log keeps every request, one event each; only the first is
-		// an alert.
-		var logged, alerted int
+		// The log keeps every request: one event each, up to
+		// refusalLogPerSecond a second, and a count of the rest at the
+		// end of each second; only the first is an alert.
+		var logged, alerted, unlogged, reports int
 		for _, l := range strings.Split(w.log.String(), "\n") {
 			if strings.Contains(l, `"event":"refused"`) && strings.Contains(l, `"reason":"bad_signature"`) {
 				logged++
@@ -217,9 +219,21 @@ func TestFloodKeepsViolations(t *testing.T) {
 					alerted++
 				}
 			}
+			if strings.Contains(l, `"event":"refused"`) && strings.Contains(l, `"reason":"unlogged"`) {
+				m := regexp.MustCompile(`"requests":(\d+),"reasons":"bad_signature:(\d+)"`).FindStringSubmatch(l)
+				if m == nil || m[1] != m[2] {
+					t.Errorf("report of unlogged refusals %q", l)
+					continue
+				}
+				n, _ := strconv.Atoi(m[1])
+				unlogged += n
+				reports++
+			}
 		}
-		if logged != 800 || alerted != 1 {
-			t.Errorf("log has %d refusals (%d alerts), want 800 (1)", logged, alerted)
+		// 400 a second for 2 seconds; the alert is logged besides.
+		if logged != 1+2*refusalLogPerSecond || alerted != 1 || logged+unlogged != 800 || reports != 2 {
+			t.Errorf("log has %d refusals (%d alerts) and %d reports of %d more, want %d (1) and 2 of %d",
+				logged, alerted, reports, unlogged, 1+2*refusalLogPerSecond, 799-2*refusalLogPerSecond)
 		}
 	})
 }

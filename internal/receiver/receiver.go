@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
@@ -65,16 +66,15 @@ type Service struct {
 	jobs     *spool.Outbox // receiver/tmp -> incoming
 	sealer   *reply.Sealer
 	refusals *refusalGate // unauthenticated requests: few alerts
+	replays  *refusalGate // replayed requests Slack signed: a gate of their own
+	signed   *signedGates // refusals of signed requests: few alerts
 
 	teams, channels, users, enterprises, admins allowlist
 
 	rateMu   sync.Mutex
-	rate     map[string][]time.Time
-	requests map[string][]time.Time // requests (list, cancel, send) by user: in memory
-	// requestsRefused: users refused for too many requests this minute
-	// (one alert each).
-	requestsRefused map[string]bool
-	rateLog         *rateLog // rate, on disk: it survives a restart
+	rate     *userWindow // accepted jobs by user
+	requests *userWindow // requests (list, cancel, send) by user: in memory
+	rateLog  *rateLog    // rate, on disk: it survives a restart
 }
 
 type allowlist struct {
@@ -110,8 +110,8 @@ func New(opt Options) (*Service, error) {
 	s := &Service{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir},
 		teams: newAllowlist(opt.AllowedTeams), channels: newAllowlist(opt.AllowedChannels),
 		users: newAllowlist(opt.AllowedUsers), enterprises: newAllowlist(opt.AllowedEnterprises),
-		admins: allowlist{ids: map[string]bool{}}, rate: map[string][]time.Time{}, requests: map[string][]time.Time{}, requestsRefused: map[string]bool{},
-		refusals: newRefusalGate(opt.Logger)}
+		admins: allowlist{ids: map[string]bool{}}, requests: newUserWindow(opt.Now(), nil),
+		refusals: newRefusalGate(opt.Logger), replays: newRefusalGate(opt.Logger), signed: newSignedGates(opt.Logger)}
 	for _, id := range opt.Admins {
 		s.admins.ids[id] = true // never "*" (config.CheckReceiver)
 	}
@@ -131,10 +131,11 @@ func New(opt Options) (*Service, error) {
 	if s.sealer, err = reply.Create(d[2]); err != nil {
 		return nil, err
 	}
-	var problem error
-	if s.rateLog, s.rate, problem = openRateLog(d[2], opt.Now(), time.Minute); problem != nil {
+	rl, live, problem := openRateLog(d[2], opt.Now(), time.Minute)
+	if problem != nil {
 		s.log.Error("the per-user limit's log: the limit may start afresh, or hold in memory only", "err", problem)
 	}
+	s.rateLog, s.rate = rl, newUserWindow(opt.Now(), live)
 	return s, nil
 }
 
@@ -150,7 +151,7 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 	who := []any{"team", c.TeamID, "user", c.UserID, "channel", c.ChannelID}
 	refuse := func(reason, msg string, alert bool, extra ...any) string {
 		attrs := append(append([]any{"reason", reason}, who...), extra...)
-		if alert {
+		if alert && s.signed.alertFirst(reason, c.TeamID, c.UserID) {
 			audit.Alert(s.log, audit.Refused, attrs...)
 		} else {
 			audit.Event(s.log, audit.Refused, attrs...)
@@ -247,6 +248,11 @@ func (s *Service) handle(c *slackreq.Command, key string) string {
 		audit.Event(s.log, audit.Duplicate, append([]any{"job", j.ID}, who...)...)
 		return s.queued(j)
 	}
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		// Nothing was queued; the next command may find room. One alert a
+		// minute per user at most (alertFirst).
+		return refuse(audit.DiskFull, "Sorry, the server's disk is full, so I couldn't queue that. The admins have been told; please try again later.", true, "job", j.ID)
+	}
 	if err != nil {
 		s.log.Error("couldn't enqueue job", "job", j.ID, "err", err)
 		return refuse("internal", "Sorry, I couldn't queue that (internal error). Please try again.", false)
@@ -284,31 +290,18 @@ func (s *Service) enqueue(j *job.Job, responseURL string, send bool) error {
 	return s.jobs.Put(j.FileName(), data)
 }
 
+// allowRate records an accepted job of user unless the user has queued
+// PerUserPerMinute in the last minute. Its cost does not depend on the
+// number of users (userWindow).
 func (s *Service) allowRate(user string) bool {
 	now := s.opt.Now()
 	s.rateMu.Lock()
 	defer s.rateMu.Unlock()
-	ts := s.rate[user]
-	keep := ts[:0]
-	for _, t := range ts {
-		if now.Sub(t) < time.Minute {
-			keep = append(keep, t)
-		}
-	}
-	if len(keep) >= s.opt.PerUserPerMinute {
-		s.rate[user] = keep
+	if ok, _ := s.rate.allow(user, now, s.opt.PerUserPerMinute); !ok {
 		return false
 	}
-	s.rate[user] = append(keep, now)
 	if err := s.rateLog.add(now, user); err != nil {
 		s.log.Error("couldn't record an accepted job in the rate log: the per-user limit holds until the next restart only", "err", err)
-	}
-	if len(s.rate) > 10000 { // forget idle users
-		for u, ts := range s.rate {
-			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Minute {
-				delete(s.rate, u)
-			}
-		}
 	}
 	return true
 }

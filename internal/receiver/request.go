@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
-	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
@@ -65,7 +64,7 @@ func (s *Service) handleActionOK(a *slackreq.Action, key string) (text string, o
 	refuse := func(reason, msg string, alert bool, extra ...any) string {
 		internal = internal || reason == "internal"
 		attrs := append(append([]any{"reason", reason, "interaction", true}, who...), extra...)
-		if alert {
+		if alert && s.signed.alertFirst(reason, a.TeamID, a.UserID) {
 			audit.Alert(s.log, audit.Refused, attrs...)
 		} else {
 			audit.Event(s.log, audit.Refused, attrs...)
@@ -154,27 +153,5 @@ func (s *Service) allowRequest(user string) (ok, first bool) {
 	now := s.opt.Now()
 	s.rateMu.Lock()
 	defer s.rateMu.Unlock()
-	keep := s.requests[user][:0]
-	for _, t := range s.requests[user] {
-		if now.Sub(t) < time.Minute {
-			keep = append(keep, t)
-		}
-	}
-	if len(keep) >= 2*s.opt.PerUserPerMinute {
-		first = !s.requestsRefused[user]
-		s.requestsRefused[user] = true
-		s.requests[user] = keep
-		return false, first
-	}
-	delete(s.requestsRefused, user)
-	s.requests[user] = append(keep, now)
-	if len(s.requests) > 10000 {
-		for u, ts := range s.requests {
-			if len(ts) == 0 || now.Sub(ts[len(ts)-1]) >= time.Minute {
-				delete(s.requests, u)
-				delete(s.requestsRefused, u)
-			}
-		}
-	}
-	return true, false
+	return s.requests.allow(user, now, 2*s.opt.PerUserPerMinute)
 }
