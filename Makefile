@@ -7,7 +7,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # 75804), and a count explores the same inputs however fast the machine.
 FUZZTIME ?= 50000x
 
-.PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean
+.PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean deb chaos
 
 all: build
 
@@ -25,7 +25,7 @@ demo: deps build
 	./$(BIN)/ytkeep demo
 
 test: test-deps build vet lint deploy-check
-	$(GO) test -count=1 -race ./...
+	$(GO) test -count=1 -race -timeout 25m ./...
 	$(MAKE) breach
 	$(MAKE) fuzz
 
@@ -83,12 +83,30 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzTruncate$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
 	$(GO) test -run=NONE -fuzz=FuzzRetryAfter$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
 	$(GO) test -run=NONE -fuzz=FuzzUploadURL$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
+	$(GO) test -run=NONE -fuzz=FuzzParseHistory$$ -fuzztime=$(FUZZTIME) ./internal/status
+	$(GO) test -run=NONE -fuzz=FuzzEscape$$ -fuzztime=$(FUZZTIME) ./internal/status
+
+# The chaos run (internal/testbed TestChaos, as root): 1,000 commands
+# while daemons are SIGKILLed, the disk fills and Slack fails; writes its
+# figures to docs/reliability.md. make test runs it with 100.
+chaos: build
+	YTKEEP_CHAOS_JOBS=$${JOBS:-1000} YTKEEP_CHAOS_REPORT=$(CURDIR)/docs/reliability.md \
+		$(GO) test -count=1 -run 'TestChaos$$' -v -timeout 90m ./internal/testbed
 
 # Benchmarks print figures; tests never time anything.
 bench: build
 	$(GO) test -run=NONE -bench=. -benchtime=2000x ./internal/slackreq ./internal/spool ./internal/receiver
 	$(GO) test -run=NONE -bench=BenchmarkFinalMessage -benchtime=40x ./internal/courier
 	./$(BIN)/ytkeep loadtest -rate 500 -duration 10s
+
+# The Debian package $(DIST)/ytkeep_<version>_amd64.deb, the version from
+# the file VERSION: deploy/deb (nfpm, a tool of tools/go.mod, out of the
+# daemons' module). make install and make systemd-test install it.
+DIST ?= dist
+deb: build
+	mkdir -p $(DIST)
+	v=$$(cat VERSION) && VERSION=$$v $(GO) tool -modfile=tools/go.mod nfpm package \
+		-f deploy/deb/nfpm.yaml -p deb -t $(DIST)/ytkeep_$${v}_amd64.deb
 
 # As root: binaries, units, users, tree, AppArmor profiles, example config.
 install: build

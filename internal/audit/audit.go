@@ -26,6 +26,7 @@ const (
 	Replied      = "replied"       // the courier posted a result to Slack
 	ReplyFailed  = "reply_failed"  // a post to Slack failed or was not allowed
 	Violation    = "violation"     // the downloader broke a sandbox rule
+	DiskFull     = "disk_full"     // a write failed for lack of space (what, err); the job fails or waits, nothing accepted is lost
 	Weakened     = "weakened"      // a security default is relaxed by config
 	Crashed      = "crashed"       // a daemon ended abnormally (systemd's ExecStopPost reports it)
 	SSLCheck     = "ssl_check"     // Slack checked the receiver's certificate (answered, unverified)

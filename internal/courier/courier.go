@@ -38,6 +38,9 @@ type Options struct {
 	// command (default 24 h); RetryBase the first wait between tries
 	// (default 10 s).
 	FinalTTL, RetryBase time.Duration
+	// UpdateWait is how long an intermediate status update may take
+	// before it is dropped (default 3 s, interWait in status.go).
+	UpdateWait time.Duration
 	// Command is the slash command, as the answers spell it (default
 	// "/ytkeep").
 	Command string
@@ -59,7 +62,11 @@ type Service struct {
 	sealer   *reply.Sealer
 	notifier *notify.Notifier
 
-	status   *spool.Dir // courier/status: the jobs' status messages
+	status *spool.Dir // courier/status: the jobs' status messages
+	// unsaved holds, by job ID, a placeholder posted whose record could
+	// not be written (a full disk): a retry updates it rather than
+	// posting another (*statusRecord).
+	unsaved  sync.Map
 	retries  *retryQueue
 	jobLocks [64]sync.Mutex // one post at a time per job (jobLock)
 	updates  chan update    // intermediate updates (runIntermediates)
@@ -96,6 +103,9 @@ func New(opt Options, n *notify.Notifier) (*Service, error) {
 	}
 	if opt.FinalTTL == 0 {
 		opt.FinalTTL = 24 * time.Hour
+	}
+	if opt.UpdateWait == 0 {
+		opt.UpdateWait = interWait
 	}
 	if opt.RetryBase == 0 {
 		opt.RetryBase = 10 * time.Second

@@ -152,7 +152,7 @@ func TestResults(t *testing.T) {
 	renamed, _ := j.Result(job.StatusFailed, job.ClassTimeout).Marshal()
 	os.WriteFile(filepath.Join(f.layout.Results(), j.ID+".started.result"), renamed, 0o640)
 	os.WriteFile(filepath.Join(f.layout.Results(), "junk"), []byte("x"), 0o640)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a hang guard
 	for {
 		q, _ := os.ReadDir(f.layout.Courier("quarantine"))
 		if len(q) == 5 {
@@ -179,9 +179,24 @@ func TestResults(t *testing.T) {
 	if posts[1] != want {
 		t.Errorf("done post\n%q, want\n%q", posts[1], want)
 	}
-	// A result replayed after the final one is refused and reported.
+	// The same final result again (the worker writes it again when it
+	// died before forgetting the job) is shown once, quietly.
+	before := strings.Count(f.log.String(), `"alert":true`)
 	f.writeResult(t, done)
-	deadline = time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(time.Minute) // a hang guard
+	for !strings.Contains(f.log.String(), `"reason":"repeat"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("no event for a repeated final result")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := strings.Count(f.log.String(), `"alert":true`); n != before {
+		t.Errorf("a repeated final result raised %d alerts", n-before)
+	}
+	// Another final result after the final one is refused and reported.
+	other := j.Result(job.StatusFailed, job.ClassTimeout)
+	f.writeResult(t, other)
+	deadline = time.Now().Add(time.Minute) // a hang guard
 	for !strings.Contains(f.log.String(), "result_after_final") {
 		if time.Now().After(deadline) {
 			t.Fatal("no alert for a result after the final one")
@@ -230,7 +245,7 @@ func TestResultsOnlyFromTheWorker(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.runResults(t)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a hang guard
 	for !strings.Contains(f.log.String(), `"event":"quarantined"`) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a result of another uid was not quarantined:\n%s", f.log.String())
@@ -295,15 +310,18 @@ func TestRelayedAlerts(t *testing.T) {
 	for _, data := range hostile {
 		f.put(t, job.AlertName(job.NewID()), data)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	// The relayed alert is logged before its file leaves claimed/: wait
+	// for both.
+	deadline := time.Now().Add(time.Minute)
 	for {
 		q, _ := os.ReadDir(f.layout.Courier("quarantine"))
+		c, _ := os.ReadDir(f.layout.Courier("claimed"))
 		log := f.log.String()
-		if len(q) == len(hostile) && strings.Contains(log, `"event":"violation"`) {
+		if len(q) == len(hostile) && len(c) == 0 && strings.Contains(log, `"event":"violation"`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("quarantine holds %d files, want %d\n%s", len(q), len(hostile), log)
+			t.Fatalf("quarantine holds %d files, want %d; claimed holds %d\n%s", len(q), len(hostile), len(c), log)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -29,6 +29,8 @@ const ResponseURLLifetime = 30 * time.Minute
 type budget struct {
 	Posts int  `json:"posts"`
 	Final bool `json:"final"`
+	// Sum is the final result's digest (see statusRecord.Sum).
+	Sum string `json:"sum,omitempty"`
 }
 
 func (s *Service) loadBudget(id string) (*budget, error) {
@@ -325,8 +327,12 @@ func (s *Service) reply(ctx context.Context, r *job.Result, info *reply.Info) {
 		// what it had claimed in directory order): too late to show.
 		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "late")...)
 		return
+	case b.Final && b.Sum != "" && finalSum(r) == b.Sum:
+		// The worker's repeat after a crash (worker.finish): shown once.
+		audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "repeat")...)
+		return
 	case b.Final:
-		// An honest worker writes no second final result.
+		// An honest worker writes no other final result.
 		audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
 		return
 	case b.Posts >= MaxPosts:
@@ -336,7 +342,7 @@ func (s *Service) reply(ctx context.Context, r *job.Result, info *reply.Info) {
 	// Count the post before making it: a crash must not let us exceed the
 	// budget on restart.
 	b.Posts++
-	b.Final = r.Status.Final()
+	b.Final, b.Sum = r.Status.Final(), finalSum(r)
 	if err := s.saveBudget(r.Job, b); err != nil {
 		s.log.Error("couldn't save reply budget", "job", r.Job, "err", err)
 		return

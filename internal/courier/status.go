@@ -2,6 +2,8 @@ package courier
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +46,9 @@ type statusRecord struct {
 	Channel string `json:"c"`
 	TS      string `json:"t"`
 	Final   bool   `json:"f"`
+	// Sum is the final result's digest (with Final, see finalSum): the
+	// same final result again is a repeat the worker makes after a crash.
+	Sum string `json:"s,omitempty"`
 }
 
 // postWait bounds one attempt to post or update a status message.
@@ -130,6 +135,31 @@ func (s *Service) saveStatus(id string, r *statusRecord) error {
 	return spool.WriteFile(s.tmp, s.status, id+".json", data, 0o600, -1, true)
 }
 
+// placeholder is the message a final result's status message is posted
+// as, before it is updated to the result (see postStatus).
+func placeholder(info *reply.Info, r *job.Result) slackapi.Message {
+	text := fmt.Sprintf(":mag: Looking up `%s` (%s)…", info.Video, info.Format)
+	return slackapi.Message{Text: text, Blocks: []slack.Block{
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, text, false, false), nil, nil),
+		slack.NewContextBlock("", slack.NewTextBlockObject(slack.MarkdownType, fmt.Sprintf("Job `%s`", r.Job), false, false)),
+	}}
+}
+
+// finalSum is the digest of r's canonical bytes if it is final, else "":
+// the worker writes a kept final result again byte for byte (a repeat);
+// anything else after a final result, even of the same status, is not.
+func finalSum(r *job.Result) string {
+	if !r.Status.Final() {
+		return ""
+	}
+	data, err := r.Marshal()
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}
+
 // postStatus posts or updates the status message of r's job.
 func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Info, p *job.Progress, rec *statusRecord) error {
 	// The button offers only a file that can be sent: within the cap and
@@ -145,10 +175,11 @@ func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Inf
 		var ae *slackapi.Error
 		if err == nil {
 			if final {
-				rec.Final = true
+				rec.Final, rec.Sum = true, finalSum(r)
 				if err := s.saveStatus(r.Job, rec); err != nil {
 					s.log.Error("couldn't record a final status message", "job", r.Job, "err", err)
 				}
+				s.unsaved.Delete(r.Job)
 			}
 			return nil
 		}
@@ -161,11 +192,40 @@ func (s *Service) postStatus(ctx context.Context, r *job.Result, info *reply.Inf
 	if err != nil {
 		return err
 	}
+	if final {
+		// A final result is never a new message: a crash between a post
+		// and its record would post it again at the restart (Slack's
+		// chat.postMessage has no idempotency key). A placeholder is
+		// posted and recorded first, then updated in place, which can be
+		// repeated: whatever the crash, the job has one final message
+		// (at worst, also a stray placeholder).
+		ts, err := s.opt.Slack.Post(ctx, ch, placeholder(info, r))
+		if err != nil {
+			return err
+		}
+		rec := &statusRecord{Channel: ch, TS: ts}
+		if err := s.saveStatus(r.Job, rec); err != nil {
+			// A full disk: go on with the message in hand, kept in
+			// memory for a retry, which updates it rather than
+			// posting another placeholder.
+			s.log.Error("couldn't record a status message", "job", r.Job, "err", err)
+			s.unsaved.Store(r.Job, rec)
+		}
+		if err := s.opt.Slack.Update(ctx, ch, ts, msg); err != nil {
+			return err
+		}
+		final := &statusRecord{Channel: ch, TS: ts, Final: true, Sum: finalSum(r)}
+		if err := s.saveStatus(r.Job, final); err != nil {
+			s.log.Error("couldn't record a final status message", "job", r.Job, "err", err)
+		}
+		s.unsaved.Delete(r.Job)
+		return nil
+	}
 	ts, err := s.opt.Slack.Post(ctx, ch, msg)
 	if err != nil {
 		return err
 	}
-	if err := s.saveStatus(r.Job, &statusRecord{Channel: ch, TS: ts, Final: final}); err != nil {
+	if err := s.saveStatus(r.Job, &statusRecord{Channel: ch, TS: ts, Final: final, Sum: finalSum(r)}); err != nil {
 		s.log.Error("couldn't record a status message: its next update posts another", "job", r.Job, "err", err)
 	}
 	return nil
@@ -206,9 +266,19 @@ func (s *Service) deliverWithin(ctx context.Context, name string, r *job.Result,
 		s.log.Error("couldn't read a status record", "job", r.Job, "err", err)
 		rec = nil
 	}
+	if rec == nil {
+		if v, ok := s.unsaved.Load(r.Job); ok {
+			rec = v.(*statusRecord)
+		}
+	}
 	if rec != nil && rec.Final {
-		if r.Status.Final() {
-			// An honest worker writes nothing after the final result.
+		switch {
+		case r.Status.Final() && rec.Sum != "" && finalSum(r) == rec.Sum:
+			// The worker writes its final result again when it died
+			// before it could forget the job (worker.finish): shown once.
+			audit.Event(s.log, audit.ReplyFailed, append(attrs, "reason", "repeat")...)
+		case r.Status.Final():
+			// An honest worker writes no other final result.
 			audit.Alert(s.log, audit.ReplyFailed, append(attrs, "reason", "result_after_final")...)
 		}
 		// An update queued before the final message went out: stale.
@@ -262,7 +332,7 @@ func (s *Service) jobLock(id string) *sync.Mutex {
 // Intermediate updates (a job's "started" record, later its progress)
 // are handed to one goroutine through a short queue and never waited
 // for: a full queue, a spent budget or a Slack that does not answer
-// within interWait drops them. So no number of them (a compromised
+// within interWait (Options.UpdateWait) drops them. So no number of them (a compromised
 // worker may write any, for every token it has kept) delays a final
 // message, which the Watch goroutine delivers itself.
 const (
@@ -301,7 +371,7 @@ func (s *Service) runIntermediates(ctx context.Context) {
 				continue
 			}
 			sent = append(sent, now)
-			s.deliverWithin(ctx, "", u.r, u.info, u.p, interWait)
+			s.deliverWithin(ctx, "", u.r, u.info, u.p, s.opt.UpdateWait)
 		}
 	}
 }

@@ -36,6 +36,9 @@ func botFixtureWith(t testing.TB, mut func(*Options)) (*fixture, *testbed.WebAPI
 	}
 	f := newFixtureWith(t, func(o *Options) {
 		o.Now, o.Slack, o.RetryBase = time.Now, bot, 20*time.Millisecond
+		// Every intermediate update is wanted, however slow the machine:
+		// a hang guard, not the production 3 s.
+		o.UpdateWait = time.Minute
 		if mut != nil {
 			mut(o)
 		}
@@ -97,7 +100,14 @@ func TestStatusMessage(t *testing.T) {
 	if v := api.Violations(); len(v) != 0 {
 		t.Errorf("Slack's limits broken: %q", v)
 	}
-	// A result after the final one is refused, with an alert.
+	// The same final result again (the worker's repeat after a crash)
+	// changes nothing and raises no alert.
+	f.writeResult(t, done)
+	waitLog(t, f, `"reason":"repeat"`)
+	if strings.Contains(f.log.String(), `"alert":true`) {
+		t.Errorf("a repeated final result raised an alert:\n%s", f.log.String())
+	}
+	// Another result after the final one is refused, with an alert.
 	f.writeResult(t, j.Result(job.StatusFailed, job.ClassTimeout))
 	waitLog(t, f, `"reason":"result_after_final"`)
 	if m := dm(api); len(m) != 1 || m[0].Updates != 1 {
@@ -131,7 +141,8 @@ func TestFinalThroughOutage(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // five retry periods: none may post again
-	if m := dm(api); len(m) != 1 || m[0].Updates != 0 {
+	// One message: its placeholder, updated once to the final result.
+	if m := dm(api); len(m) != 1 || m[0].Updates != 1 {
 		t.Errorf("the requester's DM after the outage: %+v, want the final message, posted once", m)
 	}
 }
@@ -239,7 +250,8 @@ func TestOldTokenRefused(t *testing.T) {
 // answers again. Had the updates been delivered in line (each waiting
 // for Slack), the final would wait for all of them: the test's deadline.
 func TestUpdatesNeverDelayFinals(t *testing.T) {
-	f, api := botFixture(t)
+	// The production bound: each hung update ends after 3 s.
+	f, api := botFixtureWith(t, func(o *Options) { o.UpdateWait = interWait })
 	f.runResults(t)
 	api.Hang("chat.postMessage", -1)
 	for range 200 {
@@ -340,5 +352,27 @@ func TestProgressInStatusMessage(t *testing.T) {
 	}
 	if p := g.slack.Posts(); len(p) != 0 {
 		t.Errorf("progress posted to the response_url: %q", p)
+	}
+}
+
+// TestPlaceholderNotPostedTwice: when the placeholder's record cannot be
+// written (here courier/status is gone, as a full disk would refuse it)
+// and the update to the final result fails too, the retry updates the
+// placeholder it posted, kept in memory: one message in the DM, not one
+// more per retry.
+func TestPlaceholderNotPostedTwice(t *testing.T) {
+	f, api := botFixture(t)
+	if err := os.Remove(f.layout.Courier("status")); err != nil { // empty: no job yet
+		t.Fatal(err)
+	}
+	api.Fail("chat.update", 1, 500)
+	f.runResults(t)
+	j := f.job(t, "dQw4w9WgXcQ", job.FormatBest, "/r/1")
+	done := j.Result(job.StatusDone, job.ClassNone)
+	done.Size, done.File = 1, "dQw4w9WgXcQ-best.mp4"
+	f.writeResult(t, done)
+	waitDM(t, api, ":white_check_mark: Saved")
+	if m := dm(api); len(m) != 1 || m[0].Updates != 1 {
+		t.Errorf("the requester's DM: %+v, want one message, its placeholder updated once", m)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -164,7 +165,14 @@ func TestUploadCap(t *testing.T) {
 // go, on disk: after a restart, what is left of the day is still what
 // it was, and a file over it is refused with a message that says so.
 func TestUploadQuota(t *testing.T) {
-	f, api := uploadFixture(t, 100_000, 70_000)
+	// A clock fixed at the start: on the real one, a run across 00:00
+	// UTC would start a new quota day in the middle.
+	start := time.Now()
+	f, api := botFixtureWith(t, func(o *Options) {
+		o.DownloadsDir = filepath.Join(filepath.Dir(o.SpoolDir), "dl")
+		o.MaxUploadBytes, o.UploadQuotaBytes = 100_000, 70_000
+		o.Now = func() time.Time { return start }
+	})
 	f.runResults(t)
 	f.store(t, "dQw4w9WgXcQ-720p.mp4", 40_000)
 	f.store(t, "dQw4w9WgXcQ-480p.mp4", 40_000)
@@ -192,7 +200,7 @@ func TestUploadQuota(t *testing.T) {
 	}
 	var q quotaRecord
 	data, _ := os.ReadFile(filepath.Join(f.layout.Courier("quota"), requester+".json"))
-	if json.Unmarshal(data, &q) != nil || q.Bytes != 40_000 || q.Day != time.Now().UTC().Format(time.DateOnly) {
+	if json.Unmarshal(data, &q) != nil || q.Bytes != 40_000 || q.Day != start.UTC().Format(time.DateOnly) {
 		t.Errorf("quota record %s, want 40000 bytes today", data)
 	}
 }
@@ -501,7 +509,16 @@ func TestUploadDeadline(t *testing.T) {
 		}
 	}
 	f, api := uploadFixture(t, 10_000, 100_000)
-	f.s.uploadDeadline = func(int64) time.Duration { return 200 * time.Millisecond }
+	// The first upload must reach Slack and get its 429, however slow
+	// the machine: a minute. The second waits out the Retry-After (an
+	// hour) in the client, so its 200 ms end it whatever the speed.
+	var tasks atomic.Int32
+	f.s.uploadDeadline = func(int64) time.Duration {
+		if tasks.Add(1) == 1 {
+			return time.Minute
+		}
+		return 200 * time.Millisecond
+	}
 	f.runResults(t)
 	f.store(t, "dQw4w9WgXcQ-720p.mp4", 3000)
 	f.store(t, "dQw4w9WgXcQ-480p.mp4", 3000)

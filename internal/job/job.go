@@ -235,6 +235,7 @@ const (
 	ClassGaveUp      Class = "gave_up"     // cut short too many times
 	ClassInternal    Class = "internal"    // our own fault
 	ClassQuota       Class = "quota"       // the requester's daily download quota is used up
+	ClassDiskFull    Class = "disk_full"   // the server's disk filled during the download
 )
 
 var classes = map[Class]string{
@@ -245,6 +246,7 @@ var classes = map[Class]string{
 	ClassSandbox:     "the downloader broke a sandbox rule and was stopped (reported to the admins)",
 	ClassGaveUp:      "the download was interrupted too many times and was abandoned",
 	ClassInternal:    "an internal error occurred (see the worker's log)",
+	ClassDiskFull:    "the server's disk is full (the admins have been told); nothing was kept, try again later",
 	ClassQuota:       "you have used up your daily download quota on this server (it starts afresh at midnight UTC; videos already on the server are not counted)",
 }
 

@@ -26,6 +26,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +36,7 @@ import (
 	"github.com/ytkeep/ytkeep/internal/confine"
 	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 )
 
 // ServerFlag and ChildFlag put our binary in launcher-server and
@@ -96,6 +98,11 @@ type Setup struct {
 	// MaxChildren caps the children running at once (default 4), so that
 	// a compromised worker cannot make the server fork without bound.
 	MaxChildren int
+	// Metrics counts launches and children (nil: none); MetricsDirs
+	// (confine.Rules.FileDirs) are added to the server's own Landlock
+	// rules only, never to a child's.
+	Metrics     *metrics.Set `json:"-"` // the daemon's own, never sent to a server it spawns
+	MetricsDirs []string
 }
 
 // DownloadConfig is fixed for the server's life.
@@ -341,12 +348,15 @@ func (l *Launcher) read() {
 	}
 	l.mu.Lock()
 	l.err = fmt.Errorf("launcher server gone: %w", err)
+	// Done first: whoever hears that its request failed (or reads l.err)
+	// finds Done closed, and can tell the launcher's end from a failure
+	// of its own.
+	close(l.done)
 	for id, ch := range l.waiting {
 		close(ch)
 		delete(l.waiting, id)
 	}
 	l.mu.Unlock()
-	close(l.done)
 }
 
 // Close stops the server and every child it runs: the server kills its
@@ -375,6 +385,16 @@ func (l *Launcher) Close() error {
 
 // Done is closed when the server has gone (its socket ended).
 func (l *Launcher) Done() <-chan struct{} { return l.done }
+
+// ErrBusy is the launcher's answer when every download slot (or proxy
+// port) is taken: nothing ran, and the request may be sent again.
+var ErrBusy = errors.New("the launcher is busy")
+
+// busyError is the server's busy answer, as it said it; it is ErrBusy.
+type busyError string
+
+func (e busyError) Error() string        { return "launcher server: " + string(e) }
+func (e busyError) Is(target error) bool { return target == ErrBusy }
 
 // Download runs yt-dlp for video in format, in the job directory dir
 // (named jobDir under the job root), copying its output to stdout and
@@ -478,6 +498,9 @@ func (l *Launcher) do(ctx context.Context, req *job.Launch, dir *os.File, stdout
 		return nil, l.err
 	}
 	if r.Error != "" {
+		if strings.HasPrefix(r.Error, "busy: ") {
+			return nil, busyError(r.Error)
+		}
 		return nil, errors.New("launcher server: " + r.Error)
 	}
 	o := &Outcome{ExitCode: r.Exit, Signal: syscall.Signal(r.Signal), TimedOut: r.TimedOut, Elapsed: time.Duration(r.ElapsedMS) * time.Millisecond,

@@ -221,6 +221,12 @@ func TestLauncherWithoutDescriptors(t *testing.T) {
 // with the echoing fake yt-dlp.
 func downloader(t *testing.T, ytdlp string) (*Launcher, string, error) {
 	t.Helper()
+	return downloaderWithin(t, ytdlp, 10*time.Second)
+}
+
+// downloaderWithin is downloader with each download's time limit.
+func downloaderWithin(t *testing.T, ytdlp string, timeout time.Duration) (*Launcher, string, error) {
+	t.Helper()
 	root := t.TempDir()
 	self, _ := os.Executable()
 	fake, _ := filepath.Abs(ytdlp)
@@ -229,7 +235,7 @@ func downloader(t *testing.T, ytdlp string) (*Launcher, string, error) {
 		Landlock: confine.LandlockABI() >= confine.MinLandlockABI,
 		Seccomp:  true,
 		Download: &DownloadConfig{YtDlp: fake, FFmpeg: "/usr/bin/ffmpeg", MaxBytes: 1 << 20, SocketTimeout: 5,
-			Timeout: 10 * time.Second, Limits: limits},
+			Timeout: timeout, Limits: limits},
 	}
 	l, err := StartLauncher(self, setup)
 	if err == nil {
@@ -507,7 +513,7 @@ func TestServerCapsChildren(t *testing.T) {
 		c := start(held)
 		select {
 		case r := <-c.done:
-			if want := "launcher server: busy: 2 children running"; r.err == nil || r.err.Error() != want {
+			if want := "launcher server: busy: 2 children running"; r.err == nil || r.err.Error() != want || !errors.Is(r.err, ErrBusy) {
 				t.Errorf("request %d of 5: %v %+v, want %q", i+3, r.err, r.o, want)
 			}
 			if out := c.stdout.String() + c.stderr.String(); out != "" {

@@ -140,6 +140,8 @@ func (s *server) prepare() (err error) {
 	if s.setup.ProbeDir != "" {
 		rules.WriteDirs = append(slices.Clone(rules.WriteDirs), s.setup.ProbeDir)
 	}
+	// The daemon's metrics file: the server's layer only (execChild).
+	rules.FileDirs = append(slices.Clone(rules.FileDirs), s.setup.MetricsDirs...)
 	if s.proxy != nil {
 		// Landlock layers stack: the children's one port must be open in
 		// the server's own layer too.
@@ -204,6 +206,7 @@ func ServeDaemon(ctx context.Context, ln *net.UnixListener, setup *Setup, log *s
 		return err
 	}
 	log.Info("downloader ready", "ytdlp", s.version, "proxy", strings.Join(s.proxyAts, " "), "landlock", setup.Landlock)
+	setup.Metrics.WatchChildren(func() int { return len(s.slots) })
 	stopped := make(chan struct{})
 	defer close(stopped)
 	go func() {
@@ -285,6 +288,7 @@ func (s *server) serveConn() error {
 		if err != nil {
 			closeAll(fds)
 			fmt.Fprintf(os.Stderr, "ytkeep launcher server: refused a request: %v\n", err)
+			s.setup.Metrics.Launch("refused")
 			continue
 		}
 		if req.Kill {
@@ -446,6 +450,10 @@ func (s *server) run(req *job.Launch, fds []int) {
 	defer stdout.Close()
 	defer stderr.Close()
 	proxyURL := ""
+	// releasePort gives the download's proxy port back, once: before the
+	// answer (as the slot below), or on an early return.
+	releasePort := func() {}
+	defer func() { releasePort() }()
 	if s.proxy != nil && req.Raw == nil {
 		var i int
 		select {
@@ -454,7 +462,8 @@ func (s *server) run(req *job.Launch, fds []int) {
 			s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d downloads running", len(s.proxyAts))})
 			return
 		}
-		defer func() { s.ports <- i }()
+		var once sync.Once
+		releasePort = func() { once.Do(func() { s.ports <- i }) }
 		cred, forget := s.proxy.Register(req.JobDir, req.Video)
 		defer forget()
 		proxyURL = "http://" + cred.User + ":" + cred.Token + "@" + s.proxyAts[i]
@@ -469,23 +478,29 @@ func (s *server) run(req *job.Launch, fds []int) {
 	}
 	spec, timeout, err := s.specFor(req, dir, proxyURL)
 	if err != nil {
+		s.setup.Metrics.Launch("refused")
 		s.send(&response{ID: req.ID, Error: err.Error()})
 		return
 	}
 	select {
 	case s.slots <- struct{}{}:
 	default:
+		s.setup.Metrics.Launch("busy")
 		s.send(&response{ID: req.ID, Error: fmt.Sprintf("busy: %d children running", s.setup.MaxChildren)})
 		return
 	}
+	s.setup.Metrics.Launch("started")
 	r := s.execChild(req.ID, req, spec, dir, stdout, stderr, timeout)
 	if req.Raw == nil {
 		if err := tidy(dir); err != nil {
 			fmt.Fprintf(os.Stderr, "ytkeep launcher server: job %s: %v\n", req.JobDir, err)
 		}
 	}
-	// Free the slot before answering: a worker that starts its next
-	// download as soon as it hears must find it free.
+	// Free the slot and the proxy port before answering: a worker that
+	// starts its next download as soon as it hears must find them free
+	// (the port came back after the answer once, and a busy worker's
+	// next download failed as "busy").
+	releasePort()
 	<-s.slots
 	s.send(r)
 }
@@ -559,6 +574,7 @@ func (s *server) execChild(id uint64, req *job.Launch, spec *Spec, dir, stdout, 
 	// The child sees only its own job directory, through its descriptor.
 	rules := s.setup.Rules
 	rules.WriteDirs = []string{"/proc/self/fd/4"}
+	rules.FileDirs = nil // never the daemon's metrics directory
 	tcpOnly := false
 	if s.proxy != nil {
 		// Its only way out: TCP to the egress proxy's port.

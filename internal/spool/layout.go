@@ -16,7 +16,7 @@ import (
 //	results/             courier:ytkeep-spool  1730  worker creates result files
 //	receiver/            recv:ytkeep-courier   2710  reply.key 0640 (the courier reads it)
 //	receiver/{tmp,alerts}                      recv 0700
-//	worker/{tmp,claimed,quarantine,seen}       worker 0700
+//	worker/{tmp,claimed,quarantine,seen,final} worker 0700
 //	courier/{tmp,claimed,quarantine,replies,alerts,status,history,quota} courier 0700
 //
 // Tree lists them with their owners and modes.
@@ -118,7 +118,7 @@ func (l Layout) Tree(downloads string) []Entry {
 	for _, s := range []string{"tmp", "claimed", "quarantine", "replies", "alerts", "status", "history", "quota"} {
 		t = append(t, Entry{l.Courier(s), 0o700, RoleCourier, RoleCourierGroup})
 	}
-	for _, s := range []string{"tmp", "claimed", "quarantine", "seen"} {
+	for _, s := range []string{"tmp", "claimed", "quarantine", "seen", "final"} {
 		t = append(t, Entry{l.Worker(s), 0o700, RoleWorker, RoleSpool})
 	}
 	// The downloader may pass through to a job directory it is given,

@@ -54,6 +54,35 @@ func (h *harness) waitLogN(what string, n int) {
 
 // gateRunning reports whether a download of the gate video is running:
 // the fake yt-dlp's command line names it.
+// releaseGate lets the gated download in dir end: it waits until a
+// process runs in dir (the launcher has checked the directory and
+// started yt-dlp there), then writes the file the fake waits for.
+// Written earlier, the launcher could find the directory not empty and
+// refuse it.
+func releaseGate(t *testing.T, dir string) {
+	t.Helper()
+	abs, _ := filepath.Abs(dir)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) { // a hang guard
+		found := false
+		cwds, _ := filepath.Glob("/proc/[0-9]*/cwd")
+		for _, c := range cwds {
+			if target, err := os.Readlink(c); err == nil && target == abs {
+				found = true
+				break
+			}
+		}
+		if found {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no download started in %s", dir)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func gateRunning(t *testing.T) bool {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -64,13 +93,20 @@ func gateRunning(t *testing.T) bool {
 	return false
 }
 
+// gateTimeout gives the gated downloads (gateAAAAAAA waits for the test's
+// "go" file) a time limit of minutes: a hang guard, which the default
+// 10 s is not on a loaded machine.
+func gateTimeout(_ *Options, timeout *time.Duration) { *timeout = 5 * time.Minute }
+
 // TestQueueAndCancel: with one slot, jobs behind a running download get
 // their place in the queue; a user cancels their own queued job (it
 // never starts) and their running download (its processes end, and the
 // next job gets the slot), not another user's; an admin may; a list is
 // forwarded as it came.
 func TestQueueAndCancel(t *testing.T) {
-	h := newHarness(t, func(o *Options, _ *time.Duration) { o.Concurrency = 1 })
+	// The gated downloads wait for the test: a time limit of minutes, a
+	// hang guard only.
+	h := newHarness(t, func(o *Options, timeout *time.Duration) { o.Concurrency, *timeout = 1, 5*time.Minute })
 	h.start()
 	a := newJob("gateAAAAAAA", job.FormatBest)
 	h.submit(a)
@@ -175,7 +211,7 @@ func TestQueueAndCancel(t *testing.T) {
 // TestCancelLeaderRunsParked: a user cancels a download another user's
 // job is parked behind: that job is not cancelled, it downloads itself.
 func TestCancelLeaderRunsParked(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, gateTimeout)
 	h.start()
 	a, b := newJob("gateAAAAAAA", job.FormatBest), newJob("gateAAAAAAA", job.FormatBest)
 	b.User = "U2"
@@ -192,9 +228,7 @@ func TestCancelLeaderRunsParked(t *testing.T) {
 		t.Fatalf("cancelled job: %+v", r)
 	}
 	h.waitLog(`"event":"started","job":"` + b.ID)
-	if err := os.WriteFile(filepath.Join(h.layout.Work(), b.ID, "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	releaseGate(t, filepath.Join(h.layout.Work(), b.ID))
 	if r := h.result(b.ID); r.Status != job.StatusDone || r.Cached {
 		t.Fatalf("parked job after its leader's cancel: %+v", r)
 	}
@@ -320,16 +354,13 @@ func TestCancelTakenNotStarted(t *testing.T) {
 // TestCancelTooLate: once the download has returned, the file is being
 // stored: a cancel finds nothing to stop, and the job is saved.
 func TestCancelTooLate(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, gateTimeout)
 	h.start()
 	j := newJob("gateAAAAAAA", job.FormatBest)
 	h.submit(j)
 	h.waitLog(`"event":"started","job":"` + j.ID)
 	h.w.storeMu.Lock() // the store waits for it
-	if err := os.WriteFile(filepath.Join(h.layout.Work(), j.ID, "go"), nil, 0o644); err != nil {
-		h.w.storeMu.Unlock()
-		t.Fatal(err)
-	}
+	releaseGate(t, filepath.Join(h.layout.Work(), j.ID))
 	h.waitRunning(j.ID, func(r running) bool { return r.ended })
 	req := newRequest(job.RequestCancel, "U1")
 	req.Job = j.ID

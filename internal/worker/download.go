@@ -15,6 +15,7 @@ import (
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
 )
@@ -231,6 +232,19 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}()
 	// The launcher builds yt-dlp's command line from the ID and format.
 	outcome, err := w.opt.Launcher.Download(runCtx, j.ID, j.Video, j.Format, dir, pw, stderr)
+	// Busy (every slot of a launcher that another worker run still
+	// used, or fewer slots than worker.concurrency): nothing ran; wait
+	// for a slot, for a few minutes at most.
+	for tries := 0; errors.Is(err, sandbox.ErrBusy) && tries < 600 && runCtx.Err() == nil; tries++ {
+		if tries == 0 {
+			w.log.Warn("the downloader is busy: waiting for a slot", "job", j.ID)
+		}
+		select {
+		case <-runCtx.Done():
+		case <-time.After(500 * time.Millisecond):
+			outcome, err = w.opt.Launcher.Download(runCtx, j.ID, j.Video, j.Format, dir, pw, stderr)
+		}
+	}
 	w.downloadEnded(j) // too late to cancel: what follows stores the file
 	stopRun()
 	<-watchDone
@@ -246,6 +260,14 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	default:
 	}
 	if err != nil {
+		select {
+		case <-w.opt.Launcher.Done():
+			// The downloader went away: Run ends (and systemd starts
+			// the worker again, which reconnects); the job stays
+			// claimed and runs again then. Not the job's failure.
+			<-ctx.Done()
+		default:
+		}
 		if ctx.Err() != nil {
 			return fail(job.ClassInternal)
 		}
@@ -259,6 +281,7 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	}
 	w.log.Info("downloader exited", "job", j.ID, "exit", outcome.ExitCode, "signal", sig,
 		"elapsed_ms", outcome.Elapsed.Milliseconds(), "progress", out.Progress, "output_lines", out.Lines)
+	w.opt.Metrics.Downloaded(outcome.Elapsed)
 	switch {
 	case outcome.OutputHeld:
 		// A process of the download outlived the server's kill of its
@@ -280,12 +303,20 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 		return fail(job.ClassUnavailable)
 	case outcome.ExitCode != 0 && outcome.ExitCode != 101: // 101: --max-downloads reached
 		w.log.Info("yt-dlp failed", "job", j.ID, "exit", outcome.ExitCode, "stderr", lastLines(tail, 5))
-		return fail(ytdlp.Classify(tail))
+		c := ytdlp.Classify(tail)
+		if c == job.ClassDiskFull {
+			audit.Alert(w.log, audit.DiskFull, "job", j.ID, "what", "download", "err", "yt-dlp: no space left on device")
+		}
+		return fail(c)
 	}
 	name, ext, err := w.findOutput(dir, j.Video)
 	if err != nil {
 		w.log.Warn("no acceptable output", "job", j.ID, "err", err, "stderr", lastLines(tail, 5))
-		if c := ytdlp.Classify(tail); c == job.ClassTooLarge {
+		switch c := ytdlp.Classify(tail); c {
+		case job.ClassTooLarge:
+			return fail(c)
+		case job.ClassDiskFull:
+			audit.Alert(w.log, audit.DiskFull, "job", j.ID, "what", "download", "err", "yt-dlp: no space left on device")
 			return fail(c)
 		}
 		return fail(job.ClassBadOutput)
@@ -298,10 +329,15 @@ func (w *Worker) download(ctx context.Context, j *job.Job) *job.Result {
 	if errors.Is(err, errTooLarge) {
 		return fail(job.ClassTooLarge)
 	}
+	if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+		audit.Alert(w.log, audit.DiskFull, "job", j.ID, "what", "store the download", "err", err.Error())
+		return fail(job.ClassDiskFull)
+	}
 	if err != nil {
 		w.log.Error("couldn't store the download", "job", j.ID, "err", err)
 		return fail(job.ClassInternal)
 	}
+	w.opt.Metrics.Stored(s.Size)
 	return storedResult(s, j, false)
 }
 
@@ -547,26 +583,32 @@ func (w *Worker) store(dir *os.File, name string, j *job.Job, ext string, meta *
 
 	w.storeMu.Lock()
 	defer w.storeMu.Unlock()
-	err = w.dlTmp.Rename(tmpName, w.downloads, stored)
-	if errors.Is(err, unix.EEXIST) {
+	if prev := w.lookupStoredLocked(j.Video, j.Format); prev != nil {
 		// Another job stored the same video meanwhile; keep the first.
-		if prev := w.lookupStoredLocked(j.Video, j.Format); prev != nil {
-			return prev, nil
-		}
-		return nil, fmt.Errorf("couldn't store %s: a file of that name exists without metadata", stored)
+		return prev, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("couldn't store %s: %w", stored, err)
-	}
-	committed = true
-	if err := w.downloads.Sync(); err != nil {
-		return nil, err
-	}
+	// The sidecar first, then the file: a stored file always has its
+	// sidecar. A crash (or a full disk) between the two leaves a sidecar
+	// without its file, which lookupStored ignores, the next download of
+	// the video replaces, and removeOrphans clears at the next start. The
+	// other order left a file no sidecar described, and every later
+	// request for it failed.
 	data, err := s.Marshal()
 	if err != nil {
 		return nil, err
 	}
 	if err := spool.WriteFile(w.dlTmp, w.downloads, job.SidecarName(j.Video, j.Format), data, 0o640, w.dlGID, true); err != nil {
+		return nil, err
+	}
+	// Replace, not rename: what has the name now is a file no valid
+	// sidecar describes (lookupStored said so, under storeMu, and only
+	// the worker writes downloads/), such as one an earlier version left.
+	if err := w.dlTmp.Replace(tmpName, w.downloads, stored); err != nil {
+		w.downloads.Remove(job.SidecarName(j.Video, j.Format))
+		return nil, fmt.Errorf("couldn't store %s: %w", stored, err)
+	}
+	committed = true
+	if err := w.downloads.Sync(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -591,7 +633,7 @@ func (w *Worker) lookupStoredLocked(video string, f job.Format) *job.Stored {
 		return nil
 	}
 	var st unix.Stat_t
-	if err := unix.Fstatat(w.downloads.FD(), s.File, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+	if err := unix.Fstatat(w.downloads.FD(), s.File, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Size != s.Size {
 		return nil
 	}
 	return s

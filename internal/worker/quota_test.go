@@ -13,7 +13,12 @@ import (
 // already stored costs nothing; the counts survive a restart and start
 // afresh the next day.
 func TestDailyQuota(t *testing.T) {
-	h := newHarness(t, func(o *Options, _ *time.Duration) { o.DailyBytes = 20; o.Concurrency = 1 })
+	// A fixed day: on the real clock, a run across 00:00 UTC would see
+	// the counts start afresh in the middle.
+	now := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
+	h := newHarness(t, func(o *Options, _ *time.Duration) {
+		o.DailyBytes, o.Concurrency, o.Now = 20, 1, func() time.Time { return now }
+	})
 	h.start()
 	for i, tt := range []struct {
 		video, user string
@@ -39,7 +44,6 @@ func TestDailyQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	tmp, _ := spool.OpenDir(h.layout.Worker("tmp"))
-	now := time.Now()
 	u, err := openUsage(wdir, tmp, 20, func() time.Time { return now })
 	if err != nil {
 		t.Fatal(err)

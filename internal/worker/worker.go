@@ -13,12 +13,14 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/ytkeep/ytkeep/internal/audit"
 	"github.com/ytkeep/ytkeep/internal/egress"
 	"github.com/ytkeep/ytkeep/internal/job"
+	"github.com/ytkeep/ytkeep/internal/metrics"
 	"github.com/ytkeep/ytkeep/internal/sandbox"
 	"github.com/ytkeep/ytkeep/internal/spool"
 	"github.com/ytkeep/ytkeep/internal/ytdlp"
@@ -43,9 +45,14 @@ type Options struct {
 	// a file already stored, a failed or a cancelled download costs
 	// nothing.
 	DailyBytes int64
+	// Now is the clock of DailyBytes' UTC day (default time.Now).
+	Now func() time.Time
 	// ProgressEvery spaces a job's progress records (default 10 s).
 	ProgressEvery time.Duration
 	Logger        *slog.Logger
+	// Metrics gets the queue's gauges and the downloads' histograms
+	// (nil: none).
+	Metrics *metrics.Set
 }
 
 // Worker processes jobs. Create it with New and start it with Run.
@@ -63,6 +70,11 @@ type Worker struct {
 	// seenFor): a job delivered again under the same ID (a Socket Mode
 	// redelivery, see job.IDFor) is not run twice.
 	seen *spool.Dir
+	// kept holds each final result from before it is written to
+	// results/ until its job is forgotten (see finish).
+	kept *spool.Dir
+	// runCtx is Run's context: finish waits on it for a full disk.
+	runCtx context.Context
 
 	mu      sync.Mutex
 	cond    *sync.Cond // on mu: the queue has a task, or ctx ended
@@ -82,6 +94,7 @@ func New(opt Options) (*Worker, error) {
 	w := &Worker{opt: opt, log: opt.Logger, layout: spool.Layout{Root: opt.SpoolDir}, pending: map[string]bool{},
 		inflight: map[string][]parkedJob{}, running: map[string]*running{}}
 	w.cond = sync.NewCond(&w.mu)
+	w.registerMetrics()
 	if w.log == nil || opt.Launcher == nil {
 		return nil, errors.New("worker: no logger or launcher")
 	}
@@ -127,16 +140,26 @@ func New(opt Options) (*Worker, error) {
 	if w.seen, err = spool.OpenDir(w.layout.Worker("seen")); err != nil {
 		return nil, err
 	}
+	if err := os.Mkdir(w.layout.Worker("final"), 0o700); err != nil && !os.IsExist(err) {
+		return nil, fmt.Errorf("couldn't create %s: %w", w.layout.Worker("final"), err)
+	}
+	if w.kept, err = spool.OpenDir(w.layout.Worker("final")); err != nil {
+		return nil, err
+	}
 	w.forgetSeen(time.Now())
 	if opt.DailyBytes > 0 {
 		wdir, err := spool.OpenDir(w.layout.Worker(""))
 		if err != nil {
 			return nil, err
 		}
-		if w.usage, err = openUsage(wdir, dirs[3], opt.DailyBytes, time.Now); err != nil {
+		now := opt.Now
+		if now == nil {
+			now = time.Now
+		}
+		if w.usage, err = openUsage(wdir, dirs[3], opt.DailyBytes, now); err != nil {
 			// Not a reason to stop every download: count afresh.
 			w.log.Error("couldn't read the daily download counts; counting afresh", "err", err)
-			w.usage = &usage{dir: wdir, tmp: dirs[3], limit: opt.DailyBytes, now: time.Now, Bytes: map[string]int64{}, held: map[string]int64{}}
+			w.usage = &usage{dir: wdir, tmp: dirs[3], limit: opt.DailyBytes, now: now, Bytes: map[string]int64{}, held: map[string]int64{}}
 		}
 	}
 	return w, nil
@@ -184,8 +207,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	if ytdlp.OlderThan(version, ytdlp.CurrentVersion) {
 		w.log.Warn("yt-dlp is older than "+ytdlp.CurrentVersion+": current YouTube downloads need a newer yt-dlp with a JavaScript runtime (deno); run ytkeep doctor", "version", version)
 	}
+	w.removeOrphans()
 	ctx, cancelRun := context.WithCancel(ctx)
 	defer cancelRun()
+	w.runCtx = ctx
+	go func() {
+		// Without its downloader the worker can do nothing: Run ends
+		// (interrupted jobs stay claimed), and so does the daemon.
+		select {
+		case <-w.opt.Launcher.Done():
+			w.log.Error("the downloader went away: stopping")
+			cancelRun()
+		case <-ctx.Done():
+		}
+	}()
+	w.deliverKept()
 	go w.logEgress(ctx)
 	var wg sync.WaitGroup
 	for i := 0; i < w.opt.Concurrency; i++ {
@@ -399,9 +435,29 @@ func (w *Worker) report(r *job.Result) {
 	}
 }
 
-// finish reports the final result and forgets the claimed job.
+// finish reports the final result and forgets the claimed job. The
+// result is kept in worker/final first, then written to results/, and
+// only then is the claimed job removed: a crash at any point leaves the
+// job claimed (run again at the next start) or its final result kept
+// (written again by deliverKept, never worked out again), so a job gets
+// one final result, or the same one twice, which the courier shows once.
+// A full disk is waited out (alerted, retried) while Run runs: the
+// claimed job stays, and nothing accepted is lost.
 func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
-	w.report(r)
+	data, err := r.Marshal()
+	if err != nil {
+		w.log.Error("couldn't encode result", "job", r.Job, "err", err)
+		return
+	}
+	name := r.FileName()
+	if !w.retry(j.ID, "keep the final result", func() error {
+		return spool.WriteFile(w.results.Tmp, w.kept, name, data, 0o600, -1, true)
+	}) {
+		return
+	}
+	if !w.retry(j.ID, "write the final result", func() error { return w.putFinal(name, data) }) {
+		return
+	}
 	switch r.Status {
 	case job.StatusDone:
 		audit.Event(w.log, audit.Finished, "job", j.ID, "video", j.Video, "format", j.Format, "file", r.File, "size", r.Size, "cached", r.Cached)
@@ -410,10 +466,19 @@ func (w *Worker) finish(j *job.Job, claimedAs string, r *job.Result) {
 	default:
 		audit.Event(w.log, audit.Failed, "job", j.ID, "video", j.Video, "format", j.Format, "class", r.Class)
 	}
+	// The job directory of an attempt a crash cut short, if any (the
+	// answer came from the store, or the job gave up).
+	if err := os.RemoveAll(filepath.Join(w.layout.Work(), j.ID)); err != nil {
+		w.log.Error("couldn't remove the job directory", "job", j.ID, "err", err)
+	}
 	if err := w.inbox.Claimed.Remove(claimedAs); err != nil {
 		w.log.Error("couldn't remove finished job", "job", j.ID, "err", err)
+		return
 	}
 	w.inbox.Claimed.Sync()
+	if err := w.kept.Remove(name); err != nil {
+		w.log.Error("couldn't remove a kept final result", "job", j.ID, "err", err)
+	}
 }
 
 func resultsOutbox(tmp, results *spool.Dir) (*spool.Outbox, error) {

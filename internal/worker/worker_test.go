@@ -55,7 +55,12 @@ func newHarness(t *testing.T, tweak func(*Options, *time.Duration)) *harness {
 // worker's own checks on what Landlock would otherwise prevent.
 func newHarnessLayers(t *testing.T, tweak func(*Options, *time.Duration), landlock bool) *harness {
 	t.Helper()
-	root := t.TempDir()
+	return newHarnessIn(t, t.TempDir(), tweak, landlock)
+}
+
+// newHarnessIn is newHarnessLayers with the spool and downloads in root.
+func newHarnessIn(t *testing.T, root string, tweak func(*Options, *time.Duration), landlock bool) *harness {
+	t.Helper()
 	h := &harness{t: t, layout: spool.Layout{Root: filepath.Join(root, "spool")}, dl: filepath.Join(root, "downloads"), log: &syncBuffer{}}
 	if err := h.layout.CreateSingleUser(h.dl); err != nil {
 		t.Fatal(err)
@@ -134,7 +139,7 @@ func (h *harness) submit(j *job.Job) {
 // result waits for the final result of job id.
 func (h *harness) result(id string) *job.Result {
 	h.t.Helper()
-	deadline := time.Now().Add(90 * time.Second) // a hang guard, never a timing assertion
+	deadline := time.Now().Add(6 * time.Minute) // a hang guard, never a timing assertion: past the 5-min download limits some tests set
 	for time.Now().Before(deadline) {
 		for _, st := range []job.Status{job.StatusDone, job.StatusFailed, job.StatusCancelled} {
 			b, err := os.ReadFile(filepath.Join(h.layout.Results(), id+"."+string(st)+".result"))
@@ -180,7 +185,7 @@ func TestDownloadAndStore(t *testing.T) {
 	// Work and temporary directories are cleaned (the claimed file goes
 	// right after the result is written, so give it a moment).
 	for _, d := range []string{h.layout.Work(), h.layout.Worker("claimed"), filepath.Join(h.dl, ".tmp")} {
-		deadline := time.Now().Add(5 * time.Second)
+		deadline := time.Now().Add(time.Minute)
 		for {
 			ents, _ := os.ReadDir(d)
 			if len(ents) == 0 {
@@ -252,7 +257,11 @@ func TestStoreRefuses(t *testing.T) {
 }
 
 func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
-	h := newHarnessLayers(t, func(_ *Options, timeout *time.Duration) { *timeout = 2 * time.Second }, landlock)
+	// Every case but the sleep one ends on its own: a time limit of
+	// minutes, a hang guard a loaded machine cannot reach (filling the
+	// disk budget, 66 MB under -race on two busy cores, took longer than
+	// a few seconds on CI).
+	h := newHarnessLayers(t, func(_ *Options, timeout *time.Duration) { *timeout = 5 * time.Minute }, landlock)
 	h.start()
 	tests := []struct {
 		video string
@@ -270,20 +279,18 @@ func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
 		{"sleepAAAAAA", job.ClassTimeout},
 		{"sigsysAAAAA", job.ClassSandbox},
 		// 400 files of 1 MB, each under RLIMIT_FSIZE: over the budget of
-		// 2 x 1 MiB + 64 MiB, stopped before the time limit. Its own
-		// worker, whose time limit (a minute) a loaded machine cannot
-		// reach before the budget: with the others' 2 s, writing 66 MB
-		// could take longer under -race on two busy cores (seen on CI),
-		// and the outcome would depend on the machine's speed.
+		// 2 x 1 MiB + 64 MiB, stopped before the time limit.
 		{"diskfillAAA", job.ClassTooLarge},
 	}
-	hd := newHarnessLayers(t, func(_ *Options, timeout *time.Duration) { *timeout = time.Minute }, landlock)
-	hd.start()
+	// The sleep case (30 s) has its own worker with a time limit of 2 s,
+	// which it reaches however fast or slow the machine.
+	hs := newHarnessLayers(t, func(_ *Options, timeout *time.Duration) { *timeout = 2 * time.Second }, landlock)
+	hs.start()
 	for _, tt := range tests {
 		t.Run(tt.video, func(t *testing.T) {
 			h := h
-			if tt.video == "diskfillAAA" {
-				h = hd
+			if tt.video == "sleepAAAAAA" {
+				h = hs
 			}
 			j := newJob(tt.video, job.FormatBest)
 			h.submit(j)
@@ -302,7 +309,7 @@ func hostileOutput(t *testing.T, landlock bool, refused job.Class) {
 	if !strings.Contains(h.log.String(), `"event":"violation"`) {
 		t.Error("SIGSYS in the child raised no violation alert")
 	}
-	if !strings.Contains(hd.log.String(), `"reason":"disk_budget"`) {
+	if !strings.Contains(h.log.String(), `"reason":"disk_budget"`) {
 		t.Error("filling the disk raised no alert")
 	}
 }
@@ -466,22 +473,35 @@ func TestSameJobIDRunsOnce(t *testing.T) {
 	for _, f := range res {
 		os.Remove(f)
 	}
-	h.submit(j)
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if ents, _ := os.ReadDir(h.layout.Incoming()); len(ents) == 0 {
-			if c, _ := os.ReadDir(h.layout.Worker("claimed")); len(c) == 0 {
-				break
-			}
+	// The first file's task is over: until then its name is pending, and
+	// the watch skips a file of that name (it would wait in incoming/
+	// for the next start).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		h.w.mu.Lock()
+		n := len(h.w.pending)
+		h.w.mu.Unlock()
+		if n == 0 {
+			break
 		}
-		time.Sleep(20 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the first delivery's task did not end in a minute")
+		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	h.submit(j)
+	// The second file is taken: seen as a duplicate and gone.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		ents, _ := os.ReadDir(h.layout.Incoming())
+		c, _ := os.ReadDir(h.layout.Worker("claimed"))
+		if len(ents) == 0 && len(c) == 0 && strings.Contains(h.log.String(), `"event":"duplicate"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second delivery was not taken as a duplicate in a minute: incoming %d, claimed %d\n%s", len(ents), len(c), h.log.String())
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a second run, if any, would have written by now
 	if res, _ := filepath.Glob(filepath.Join(h.layout.Results(), j.ID+".*")); len(res) != 0 {
 		t.Errorf("the job ran twice: %v", res)
-	}
-	if !strings.Contains(h.log.String(), `"event":"duplicate"`) {
-		t.Errorf("no duplicate event:\n%s", h.log.String())
 	}
 }
 
@@ -526,7 +546,7 @@ func TestSameVideoOneDownload(t *testing.T) {
 // fails on its timeout. Then the download ends and the parked jobs get
 // its file.
 func TestParkedJobsHoldNoSlot(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, gateTimeout)
 	h.start()
 	a := newJob("gateAAAAAAA", job.FormatBest)
 	h.submit(a)
@@ -541,9 +561,7 @@ func TestParkedJobsHoldNoSlot(t *testing.T) {
 	if r := h.result(d.ID); r.Status != job.StatusDone {
 		t.Fatalf("another video, while the parked jobs wait: %+v", r)
 	}
-	if err := os.WriteFile(filepath.Join(gate, "go"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	releaseGate(t, gate)
 	for _, j := range []*job.Job{a, b, c} {
 		if r := h.result(j.ID); r.Status != job.StatusDone || r.File != "gateAAAAAAA-best.mp4" || r.Cached != (j != a) {
 			t.Errorf("job %s: %+v", j.ID, r)

@@ -383,6 +383,8 @@ func Classify(stderr string) job.Class {
 	switch {
 	case strings.Contains(stderr, "larger than max-filesize"), strings.Contains(stderr, "File is larger than"):
 		return job.ClassTooLarge
+	case strings.Contains(stderr, "No space left on device"), strings.Contains(stderr, "[Errno 28]"), strings.Contains(stderr, "Disk quota exceeded"):
+		return job.ClassDiskFull
 	default:
 		return job.ClassUnavailable
 	}
