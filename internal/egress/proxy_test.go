@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -310,7 +311,11 @@ func TestProxySlowHead(t *testing.T) {
 // MaxPendingHeads they are refused at once, and an honest job is served
 // meanwhile.
 func TestProxyCapsPendingHeads(t *testing.T) {
-	w := newWorld(t, map[string][]string{"rr1.googlevideo.com": {"142.250.185.14"}})
+	// The idle connections must stay pending for the whole test, however
+	// slow the machine: a head timeout far past it. (With the default
+	// 5 s they could time out first, and the connection past the cap,
+	// closed on its own head timeout, would pass for refused.)
+	w := newWorld(t, map[string][]string{"rr1.googlevideo.com": {"142.250.185.14"}}, func(p *Proxy) { p.HeadTimeout = 10 * time.Minute })
 	var idle []net.Conn
 	for i := 0; i < MaxPendingHeads; i++ {
 		c, err := net.Dial("tcp", w.addr)
@@ -330,8 +335,8 @@ func TestProxyCapsPendingHeads(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer extra.Close()
-	extra.SetReadDeadline(time.Now().Add(60 * time.Second))
-	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil {
+	extra.SetReadDeadline(time.Now().Add(60 * time.Second)) // a hang guard
+	if n, err := extra.Read(make([]byte, 1)); n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("the connection past the cap was kept: %d, %v", n, err)
 	}
 	// Freeing one slot lets an honest job through.

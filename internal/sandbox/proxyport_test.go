@@ -19,21 +19,33 @@ import (
 // request answered. With one port for all, the second request would find
 // the heads full and be dropped unanswered (review finding R4).
 func TestProxyPortPerDownload(t *testing.T) {
-	l, root, err := downloader(t, "testdata/proxy-yt-dlp")
+	// Time limits of minutes: hang guards. The flood holds on until the
+	// test is done with it.
+	l, root, err := downloaderWithin(t, "testdata/proxy-yt-dlp", 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const flood, ask = "ffffffffffffffffffffffffff", "aaaaaaaaaaaaaaaaaaaaaaaaaa"
 	var wg sync.WaitGroup
-	var floodOut bytes.Buffer
+	floodOut := newSyncWriter()
+	floodDir := jobDir(t, root, flood)
+	release := func() { os.WriteFile(filepath.Join(root, flood, "done"), nil, 0o644) }
+	defer release()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		l.Download(context.Background(), flood, "floodAAAAAA", "best", jobDir(t, root, flood), &floodOut, nil)
+		l.Download(context.Background(), flood, "floodAAAAAA", "best", floodDir, floodOut, nil)
 	}()
-	time.Sleep(200 * time.Millisecond) // the flood starts first; the asker waits 1 s more itself
+	// The flood in place first: each of its four processes holds its
+	// connections.
+	for deadline := time.Now().Add(time.Minute); strings.Count(floodOut.String(), "holding") < 4; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flood is not in place after a minute: %q", floodOut.String())
+		}
+	}
 	var out bytes.Buffer
 	o, err := l.Download(context.Background(), ask, "askAAAAAAAA", "best", jobDir(t, root, ask), &out, nil)
+	release()
 	wg.Wait()
 	if err != nil || o.ExitCode != 0 {
 		t.Fatalf("download: %v %+v\n%s", err, o, out.String())
@@ -54,28 +66,32 @@ func TestProxyAdmitsOnlyItsUser(t *testing.T) {
 		}
 		t.Skip("SKIPPED: a connection from another user needs root")
 	}
-	l, root, err := downloader(t, "testdata/proxy-yt-dlp")
+	// The download holds its port until the test is done (./done); its
+	// time limit is a hang guard.
+	l, root, err := downloaderWithin(t, "testdata/proxy-yt-dlp", 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
 	const id = "pppppppppppppppppppppppppp"
+	dir := jobDir(t, root, id)
+	release := func() { os.WriteFile(filepath.Join(root, id, "done"), nil, 0o644) }
+	defer release()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.Download(context.Background(), id, "peerAAAAAAA", "best", jobDir(t, root, id), nil, nil)
+		l.Download(context.Background(), id, "peerAAAAAAA", "best", dir, nil, nil)
 	}()
 	var port string
-	for i := 0; i < 100 && port == ""; i++ {
+	for deadline := time.Now().Add(time.Minute); port == "" && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		b, _ := os.ReadFile(filepath.Join(root, id, "port"))
 		port = strings.TrimSpace(string(b))
-		time.Sleep(100 * time.Millisecond)
 	}
 	if port == "" {
 		t.Fatal("the download never said its proxy port")
 	}
 	ask := func(uid uint32) string {
 		cmd := exec.Command("/usr/bin/python3", "-c", `import socket, sys
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
 c.sendall(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n")
 try:
     print(c.recv(100).decode().split("\r\n")[0] or "closed")
@@ -94,5 +110,6 @@ except OSError as e:
 	if got := ask(uint32(os.Getuid())); !strings.HasPrefix(got, "HTTP/1.1 407 ") {
 		t.Errorf("the server's own user got %q, want the proxy's 407 (no credentials)", got)
 	}
+	release()
 	<-done
 }

@@ -585,6 +585,11 @@ func breachReceiverSocket(t *testing.T, bin, layer string, w *World, cfg []byte,
 	return out
 }
 
+// attemptWait bounds one attempt in daemonAttempt (its daemon is killed
+// after it) and the wait for the previous one's connection to close: a
+// hang guard, which an attempt reaches only if it never ends.
+const attemptWait = 2 * time.Minute
+
 // daemonAttempt starts a breach build of daemon d and triggers attempt id
 // in it: a crafted request for the receiver, a crafted job file for the
 // worker, a crafted result file for the courier. It returns the
@@ -631,7 +636,7 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 	if sm != nil {
 		// The previous attempt's connection must be gone, so that the one
 		// counted next is this process's.
-		if err := waitFor(20*time.Second, func() bool { return sm.Connections() == 0 }); err != nil {
+		if err := waitFor(attemptWait, func() bool { return sm.Connections() == 0 }); err != nil {
 			t.Fatalf("receiver (Socket Mode) %s: the previous attempt's connection is still open", id)
 		}
 	}
@@ -640,26 +645,28 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	// The trigger is sent until this attempt's daemon has ended (ended
+	// is closed on return, after it was reaped), never to the next one.
+	ended, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	switch {
 	case d == breach.Receiver && sm != nil:
 		// A slash command envelope, once the receiver has connected
 		// (the previous attempt's connection has closed: its process
 		// ended).
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if sm.WaitConnected(ctx, 1) == nil {
-				sm.Send(ctx, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: breach.TriggerKey + id})
+			if sm.WaitConnected(ended, 1) == nil {
+				sm.Send(ended, Invocation{User: User, Channel: Channel, Command: "/ytkeep", Text: breach.TriggerKey + id})
 			}
 		}()
 	case d == breach.Receiver:
-		go craftedRequest("http://" + addr + "/slack/commands?" + breach.TriggerKey + id)
+		go craftedRequest(ended, "http://"+addr+"/slack/commands?"+breach.TriggerKey+id)
 	}
 	var err error
 	timedOut := false
 	select {
 	case err = <-done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(attemptWait):
 		cmd.Process.Kill()
 		err = <-done
 		timedOut = true
@@ -668,7 +675,7 @@ func daemonAttempt(t *testing.T, bin, d, cfgPath, cwd string, env []string, vict
 	if timedOut && outcome == "" {
 		// The suite's own kill is no outcome of the attempt: the
 		// backdoor never opened, or the attempt never ended.
-		return "", "no outcome within 30 s; killed by the suite"
+		return "", fmt.Sprintf("no outcome within %v; killed by the suite", attemptWait)
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -720,11 +727,16 @@ var planted = map[string]struct{ domain, file string }{
 	"B11": {breach.Worker, "aaaaaaaaaaaaaaaaaaaaaaaaaa.done.result"},
 }
 
-// craftedRequest posts to url until the daemon, still starting, takes it
-// (or 10 s have passed).
-func craftedRequest(url string) {
-	for i := 0; i < 200; i++ {
-		resp, err := http.Post(url, "application/x-www-form-urlencoded", strings.NewReader("text=x"))
+// craftedRequest posts to url until the daemon, still starting, takes it,
+// or ctx ends (the daemon ended without listening).
+func craftedRequest(ctx context.Context, url string) {
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader("text=x"))
+		if err != nil {
+			return
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			return
@@ -732,7 +744,11 @@ func craftedRequest(url string) {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			return // the daemon took it, and died on it
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return // the daemon ended without listening
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -1003,7 +1019,7 @@ func detectDownloader(t *testing.T, w *World, results []breach.Result, rebound b
 		if _, _, status, err := w.Slack.Send(context.Background(), http.DefaultClient, w.Endpoint, inv); err != nil || status != http.StatusOK {
 			t.Fatalf("sending %s: %d %v", video, status, err)
 		}
-		r.Alerted = waitAlert(w, 30*time.Second, append(parts, "video="+video)...)
+		r.Alerted = waitAlert(w, time.Minute, append(parts, "video="+video)...) // a hang guard: the alert is expected
 		if !r.Alerted {
 			t.Errorf("downloader %s ended %q but no alert with %q reached the admin channel", r.ID, r.Outcome, parts)
 		}

@@ -65,7 +65,9 @@ func newWorld(t *testing.T, opt WorldOptions) *World {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A hang guard, not a bound: making the clip with ffmpeg and starting
+	// the daemons take tens of seconds on a loaded machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	opt.Dir = t.TempDir()
 	if opt.BinDir == "" {
@@ -106,7 +108,9 @@ func send(t *testing.T, w *World, text string) (string, string) {
 
 func waitFinal(t *testing.T, w *World, id string) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	// A hang guard past the worker's job_timeout_seconds (120): a job
+	// that takes too long ends in a final message anyway.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	msgs, err := w.Slack.WaitFor(ctx, id, Final)
 	if err != nil {
@@ -189,10 +193,11 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// waitEmpty waits up to 10 s for the spool directories to hold no record.
+// waitEmpty waits for the spool directories to hold no record, up to a
+// minute (a hang guard).
 func waitEmpty(t *testing.T, w *World, dirs ...string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for _, d := range dirs {
 		for {
 			names := spoolNames(t, w, d)
@@ -239,9 +244,10 @@ func countAlerts(w *World, parts ...string) int {
 	return n
 }
 
-// waitCount waits until n admin-channel alert lines contain all parts.
+// waitCount waits until n admin-channel alert lines contain all parts,
+// up to a minute (a hang guard).
 func waitCount(w *World, n int, parts ...string) bool {
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
 		if countAlerts(w, parts...) >= n {
 			return true
@@ -331,7 +337,7 @@ func TestRefusals(t *testing.T) {
 			t.Errorf("no alert with %s in the admin channel: %q", r, w.AdminAlerts())
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(time.Minute) // a hang guard: the summary comes after 10 s
 	for badSignatures(w) < 41 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -544,7 +550,7 @@ func TestDownloaderConfigOnStdin(t *testing.T) {
 		t.Errorf("the downloader was started with %q, want -config -", args[1:])
 	}
 	// Once it serves (the worker, started after it, has connected).
-	if err := waitFor(10*time.Second, func() bool { return strings.Contains(w.Worker.Log(), `"msg":"worker ready"`) }); err != nil {
+	if err := waitFor(2*time.Minute, func() bool { return strings.Contains(w.Worker.Log(), `"msg":"worker ready"`) }); err != nil {
 		t.Fatalf("the worker never got ready:\n%s", w.Worker.Log())
 	}
 	fds, err := os.ReadDir("/proc/" + pid + "/fd")

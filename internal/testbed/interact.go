@@ -71,7 +71,7 @@ func (s *Slack) SendClick(ctx context.Context, client *http.Client, endpoint str
 }
 
 // Click delivers c as a Socket Mode "interactive" envelope and waits up
-// to 3 s for its acknowledgement (which carries nothing); it returns the
+// to AckWait for its acknowledgement (which carries nothing); it returns the
 // response URL id.
 func (sm *SocketMode) Click(ctx context.Context, c Click) (responseID string, err error) {
 	conn := sm.anyConn()
@@ -96,8 +96,8 @@ func (sm *SocketMode) Click(ctx context.Context, c Click) (responseID string, er
 	select {
 	case <-ch:
 		return responseID, nil
-	case <-time.After(3 * time.Second):
-		return "", ErrNoAck
+	case <-time.After(sm.AckWait):
+		return "", fmt.Errorf("%w (%v)", ErrNoAck, sm.AckWait)
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}

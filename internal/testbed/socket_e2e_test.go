@@ -54,7 +54,7 @@ func TestSocketModeEndToEnd(t *testing.T) {
 	// Slack moves the connection: the receiver opens a new one.
 	opened := w.Socket.Opened()
 	w.Socket.Disconnect("refresh_requested", time.Second)
-	if err := waitFor(30*time.Second, func() bool { return w.Socket.Opened() > opened && w.Socket.Connections() == 1 }); err != nil {
+	if err := waitFor(2*time.Minute, func() bool { return w.Socket.Opened() > opened && w.Socket.Connections() == 1 }); err != nil {
 		t.Fatalf("no new connection after a disconnect: %v\nreceiver log:\n%s", err, w.Receiver.Log())
 	}
 	reply, id, err := w.Send(ctx, w.Invocation("<https://youtu.be/dQw4w9WgXcQ> 720p"))

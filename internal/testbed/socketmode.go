@@ -46,7 +46,15 @@ type SocketMode struct {
 	// CloseAfterHello makes each connection close right after its hello,
 	// as a broken (or hostile) peer might.
 	CloseAfterHello atomic.Bool
+	// AckWait is how long Deliver and Click wait for an acknowledgement
+	// before ErrNoAck. NewSocketMode sets a minute, a hang guard for tests
+	// on a loaded machine; Slack itself waits 3 s (SlackAckWait), which
+	// the demo uses. Set it before the first delivery.
+	AckWait time.Duration
 }
+
+// SlackAckWait is how long Slack waits for an envelope's acknowledgement.
+const SlackAckWait = 3 * time.Second
 
 // smConn is one app connection; gorilla's Conn allows one writer.
 type smConn struct {
@@ -73,7 +81,7 @@ const smPing = 5 * time.Second
 // random app-level token.
 func NewSocketMode(slack *Slack) (*SocketMode, error) {
 	sm := &SocketMode{slack: slack, AppToken: "xapp-1-A0TESTAPP-1-" + randomSecret(), AppID: "A0TESTAPP",
-		conns: map[*smConn]bool{}, waiting: map[string]chan json.RawMessage{}}
+		conns: map[*smConn]bool{}, waiting: map[string]chan json.RawMessage{}, AckWait: time.Minute}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/apps.connections.open", sm.open)
 	mux.HandleFunc("GET /link/", sm.link)
@@ -128,6 +136,9 @@ func (sm *SocketMode) link(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &smConn{ws: ws}
+	// The hello goes first, as from Slack: a delivery to the connection,
+	// once it is counted, waits for it (c.wm).
+	c.wm.Lock()
 	sm.mu.Lock()
 	c.seq = sm.seq.Add(1)
 	sm.conns[c] = true
@@ -142,7 +153,10 @@ func (sm *SocketMode) link(w http.ResponseWriter, r *http.Request) {
 	hello := map[string]any{"type": "hello", "num_connections": n,
 		"debug_info":      map[string]any{"host": "applink-sim", "approximate_connection_time": 18060},
 		"connection_info": map[string]any{"app_id": sm.AppID}}
-	if c.write(hello) != nil || sm.CloseAfterHello.Load() {
+	ws.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	err = ws.WriteJSON(hello)
+	c.wm.Unlock()
+	if err != nil || sm.CloseAfterHello.Load() {
 		return
 	}
 	stop := make(chan struct{})
@@ -252,13 +266,13 @@ func (sm *SocketMode) Envelope(inv Invocation) (*Envelope, error) {
 	return &Envelope{ID: fmt.Sprintf("%08x-sim-%d", time.Now().UnixNano()&0xffffffff, sm.seq.Add(1)), ResponseID: responseID, payload: p}, nil
 }
 
-// ErrNoAck is returned when the app did not acknowledge an envelope in
-// time: Slack would then show the user an error (and retry some kinds of
-// envelopes, never slash commands).
-var ErrNoAck = errors.New("no acknowledgement within 3 s")
+// ErrNoAck is returned when the app did not acknowledge an envelope
+// within AckWait: Slack would then show the user an error (and retry some
+// kinds of envelopes, never slash commands).
+var ErrNoAck = errors.New("no acknowledgement in time")
 
 // Deliver sends e over a connection (retry > 0 marks a redelivery) and
-// waits up to 3 s for its acknowledgement; it returns the ephemeral
+// waits up to AckWait for its acknowledgement; it returns the ephemeral
 // reply's text, if the acknowledgement carried one.
 func (sm *SocketMode) Deliver(ctx context.Context, e *Envelope, retry int) (reply string, err error) {
 	c := sm.anyConn()
@@ -297,8 +311,8 @@ func (sm *SocketMode) Deliver(ctx context.Context, e *Envelope, retry int) (repl
 			return "", fmt.Errorf("reply is %q, not ephemeral", r.ResponseType)
 		}
 		return r.Text, nil
-	case <-time.After(3 * time.Second):
-		return "", ErrNoAck
+	case <-time.After(sm.AckWait):
+		return "", fmt.Errorf("%w (%v)", ErrNoAck, sm.AckWait)
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}

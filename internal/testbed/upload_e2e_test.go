@@ -218,7 +218,17 @@ func TestUploadQuotaEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := w.WebAPI
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// The courier counts uploads per UTC day on the real clock: the
+	// scenario must not straddle 00:00 UTC, or the second send would
+	// find a new day's quota. It runs within ctx's bound (a hang guard);
+	// closer to midnight than that, wait for the new day first (a few
+	// minutes, in a few runs in a thousand).
+	const bound = 5 * time.Minute
+	if left := time.Until(time.Now().UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)); left < bound+30*time.Second {
+		t.Logf("waiting %v for 00:00 UTC: the upload quota's day must not change during the test", left.Round(time.Second))
+		time.Sleep(left + time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 
 	command(t, ctx, w, "https://youtu.be/dQw4w9WgXcQ send")
