@@ -7,7 +7,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # 75804), and a count explores the same inputs however fast the machine.
 FUZZTIME ?= 50000x
 
-.PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean deb chaos
+.PHONY: all build demo test vet lint fuzz deploy-check systemd-test breach breach-report bench loadtest deps test-deps install clean deb chaos chaos-short
 
 all: build
 
@@ -25,7 +25,8 @@ demo: deps build
 	./$(BIN)/ytkeep demo
 
 test: test-deps build vet lint deploy-check
-	$(GO) test -count=1 -race -timeout 25m ./...
+	$(GO) test -count=1 -race -timeout 25m -skip '^TestChaos$$' ./...
+	$(MAKE) chaos-short
 	$(MAKE) breach
 	$(MAKE) fuzz
 
@@ -85,6 +86,13 @@ fuzz:
 	$(GO) test -run=NONE -fuzz=FuzzUploadURL$$ -fuzztime=$(FUZZTIME) ./internal/slackapi
 	$(GO) test -run=NONE -fuzz=FuzzParseHistory$$ -fuzztime=$(FUZZTIME) ./internal/status
 	$(GO) test -run=NONE -fuzz=FuzzEscape$$ -fuzztime=$(FUZZTIME) ./internal/status
+
+# The chaos run with 100 commands, in make test, its counts printed.
+# (The daemons' logs, shown on a failure, stay in bin/chaos.log.)
+chaos-short:
+	@mkdir -p $(BIN)
+	$(GO) test -count=1 -run '^TestChaos$$' -v -timeout 20m ./internal/testbed > $(BIN)/chaos.log 2>&1; \
+		rc=$$?; grep -Ev '^        \{|^=== RUN' $(BIN)/chaos.log; exit $$rc
 
 # The chaos run (internal/testbed TestChaos, as root): 1,000 commands
 # while daemons are SIGKILLed, the disk fills and Slack fails; writes its

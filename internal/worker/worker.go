@@ -216,7 +216,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		// (interrupted jobs stay claimed), and so does the daemon.
 		select {
 		case <-w.opt.Launcher.Done():
-			w.log.Error("the downloader went away: stopping")
+			w.log.Info("the downloader went away: stopping (systemd starts the worker again)")
 			cancelRun()
 		case <-ctx.Done():
 		}
