@@ -161,6 +161,35 @@ func storedFileOf(name, video string, format job.Format) bool {
 	return job.ValidStoredName(name) && strings.HasPrefix(name, video+"-"+string(format)+".")
 }
 
+// HistoryEntry is one job of a user's history (courier/history/<user>.json),
+// for readers outside the courier (ytkeep status).
+type HistoryEntry = historyEntry
+
+// Its states, as HistoryEntry.State holds them.
+const (
+	HistoryQueued      = stateQueued
+	HistoryDownloading = stateDownloading
+	HistorySaved       = stateSaved
+	HistoryFailed      = stateFailed
+	HistoryCancelled   = stateCancelled
+)
+
+// MaxHistorySize bounds a history file.
+const MaxHistorySize = maxHistorySize
+
+// ParseHistory decodes a user's history file as the courier reads it
+// (parseHistory), after checking its size: the jobs, newest first.
+func ParseHistory(data []byte) ([]HistoryEntry, error) {
+	if len(data) > maxHistorySize {
+		return nil, fmt.Errorf("history of %d bytes, over %d", len(data), maxHistorySize)
+	}
+	h, err := parseHistory(data)
+	if err != nil {
+		return nil, fmt.Errorf("history: %w", err)
+	}
+	return h.Jobs, nil
+}
+
 // parseHistory decodes a history file strictly: known fields only, one
 // object, every entry checked.
 func parseHistory(data []byte) (*history, error) {

@@ -47,6 +47,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ytkeep/ytkeep/internal/courier"
 	"github.com/ytkeep/ytkeep/internal/job"
 	"github.com/ytkeep/ytkeep/internal/slackreq"
 )
@@ -450,17 +451,17 @@ func (c *collector) failures(results *listing) FailureSection {
 		}
 		for _, e := range files {
 			user := strings.TrimSuffix(e.name, ".json")
-			data, err := l.d.read(e.name, c.courierUID, maxHistorySize)
-			var h *history
+			data, err := l.d.read(e.name, c.courierUID, courier.MaxHistorySize)
+			var jobs []courier.HistoryEntry
 			if err == nil {
-				h, err = parseHistory(data)
+				jobs, err = courier.ParseHistory(data) // as the courier reads it
 			}
 			if err != nil {
 				s.problem(l, e.name, readErr(err))
 				continue
 			}
-			for _, j := range h.Jobs {
-				if j.State != stateFailed {
+			for _, j := range jobs {
+				if j.State != courier.HistoryFailed {
 					continue
 				}
 				seen[j.Job] = true
