@@ -18,7 +18,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ytkeep/ytkeep/internal/clitest"
-	"github.com/ytkeep/ytkeep/internal/spool"
 )
 
 func TestMain(m *testing.M) { clitest.Main(m, "ytkeep", main) }
@@ -31,73 +30,12 @@ func TestScript(t *testing.T) { clitest.Run(t) }
 // below (clitest's scripts have none of them, so these live in a
 // directory of their own).
 func TestStatusScript(t *testing.T) {
-	root := t.TempDir()
-	if os.Geteuid() == 0 {
-		// asuser runs the command as another user: the directories
-		// above $WORK let any user through.
-		for _, d := range []string{filepath.Dir(root), root} {
-			if err := os.Chmod(d, 0o711); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	testscript.Run(t, testscript.Params{
-		Dir:                 filepath.Join("testdata", "status"),
-		WorkdirRoot:         root,
-		RequireExplicitExec: true,
-		Setup: func(env *testscript.Env) error {
-			if os.Geteuid() == 0 {
-				return os.Chmod(env.WorkDir, 0o711)
-			}
-			return nil
-		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "root" {
-				return os.Geteuid() == 0, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
-		},
-		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"asuser":   cmdAsUser,
-			"envsubst": cmdEnvsubst,
-			"mkfile":   cmdMkfile,
-			"mkspool":  cmdMkspool,
-			"record":   cmdRecord,
-			"snapshot": cmdSnapshot,
-		},
+	clitest.RunIn(t, "status", map[string]func(*testscript.TestScript, bool, []string){
+		"asuser":   cmdAsUser,
+		"mkfile":   cmdMkfile,
+		"record":   cmdRecord,
+		"snapshot": cmdSnapshot,
 	})
-}
-
-// envsubst FILE... replaces $VAR and ${VAR} in each file with the
-// script's environment (a configuration needs absolute paths under
-// $WORK); an unset or empty variable is an error.
-func cmdEnvsubst(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) == 0 {
-		ts.Fatalf("usage: envsubst file...")
-	}
-	for _, name := range args {
-		path := ts.MkAbs(name)
-		data, err := os.ReadFile(path)
-		ts.Check(err)
-		out := os.Expand(string(data), func(k string) string {
-			v := ts.Getenv(k)
-			if v == "" {
-				ts.Fatalf("%s: $%s is not set", name, k)
-			}
-			return v
-		})
-		ts.Check(os.WriteFile(path, []byte(out), 0o644))
-	}
-}
-
-// mkspool DIR DOWNLOADS makes the spool tree and the downloads directory
-// with the production modes, owned by the current user.
-func cmdMkspool(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 2 {
-		ts.Fatalf("usage: mkspool dir downloads")
-	}
-	l := spool.Layout{Root: ts.MkAbs(args[0])}
-	ts.Check(l.CreateSingleUser(ts.MkAbs(args[1])))
 }
 
 // mkfile PATH SIZE creates a sparse file of SIZE bytes. PATH may be

@@ -33,9 +33,22 @@ func Main(m *testing.M, name string, main func()) {
 }
 
 // Run runs testdata/script/*.txtar.
-func Run(t *testing.T) {
+func Run(t *testing.T) { RunIn(t, "script", nil) }
+
+// RunIn runs testdata/<dir>/*.txtar with the commands below and extra.
+func RunIn(t *testing.T, dir string, extra map[string]func(*testscript.TestScript, bool, []string)) {
+	cmds := map[string]func(*testscript.TestScript, bool, []string){
+		"cat":      cmdCat,
+		"envsubst": cmdEnvsubst,
+		"exitcode": cmdExitcode,
+		"lsdir":    cmdLsdir,
+		"mkspool":  cmdMkspool,
+	}
+	for name, cmd := range extra {
+		cmds[name] = cmd
+	}
 	testscript.Run(t, testscript.Params{
-		Dir: filepath.Join("testdata", "script"),
+		Dir: filepath.Join("testdata", dir),
 		// In the test's own temporary directory, which the testing
 		// package removes even when -run leaves out some scripts (then
 		// testscript's own would stay behind).
@@ -43,13 +56,7 @@ func Run(t *testing.T) {
 		RequireExplicitExec: true,
 		Setup:               setup,
 		Condition:           condition,
-		Cmds: map[string]func(*testscript.TestScript, bool, []string){
-			"cat":      cmdCat,
-			"envsubst": cmdEnvsubst,
-			"exitcode": cmdExitcode,
-			"lsdir":    cmdLsdir,
-			"mkspool":  cmdMkspool,
-		},
+		Cmds:                cmds,
 	})
 }
 
