@@ -212,6 +212,7 @@ func (w *Worker) deliverKept() {
 		if !w.retry(n.ID, "write a kept final result", func() error { return w.putFinal(name, data) }) {
 			return
 		}
+		os.RemoveAll(filepath.Join(w.layout.Work(), n.ID)) // an attempt the crash cut short
 		for _, c := range claimed {
 			if cn, err := job.ParseName(c); err == nil && cn.Kind == job.KindClaimed && cn.ID == n.ID {
 				w.inbox.Claimed.Remove(c)
