@@ -135,7 +135,10 @@ func (t task) job() *job.Job {
 	return t.preview
 }
 
-// done ends a task next gave.
+// done ends a task next gave. A file of the same name that came into
+// incoming/ meanwhile (a redelivery under the same job ID, which the
+// watch skipped: the name was pending) is queued now; otherwise it would
+// wait for the next start. Claimed, it is answered as a duplicate.
 func (w *Worker) done(t task) {
 	w.mu.Lock()
 	w.busy--
@@ -145,7 +148,15 @@ func (w *Worker) done(t task) {
 			delete(w.running, j.ID)
 		}
 	}
+	ctx := w.runCtx
 	w.mu.Unlock()
+	if t.j != nil || t.recover || ctx == nil {
+		return // not a name in incoming/
+	}
+	var st unix.Stat_t
+	if unix.Fstatat(w.inbox.In.FD(), t.name, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		go w.enqueue(ctx, task{name: t.name}, false)
+	}
 }
 
 // running is a job a slot has taken: cancel finds it here from the

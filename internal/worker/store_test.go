@@ -154,3 +154,29 @@ func TestDownloaderGoneKeepsJob(t *testing.T) {
 		t.Errorf("results/ holds %q, want only the started result", names)
 	}
 }
+
+// TestRedeliveryWhileRunning: a job file delivered again under the same
+// ID while the first is still being handled (the watch skips a name in
+// hand) is taken once the first ends, and answered as a duplicate: it
+// does not wait in incoming/ for the next start.
+func TestRedeliveryWhileRunning(t *testing.T) {
+	h := newHarness(t, gateTimeout)
+	h.start()
+	j := newJob("gateAAAAAAA", job.FormatBest)
+	h.submit(j)
+	h.waitLog(`"event":"started","job":"` + j.ID)
+	h.submit(j) // the same file again, while the first downloads
+	releaseGate(t, filepath.Join(h.layout.Work(), j.ID))
+	if r := h.result(j.ID); r.Status != job.StatusDone {
+		t.Fatalf("result %+v", r)
+	}
+	h.waitLog(`"event":"duplicate","job":"` + j.ID)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) { // a hang guard
+		if ents, _ := os.ReadDir(h.layout.Incoming()); len(ents) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the redelivered file stays in incoming/")
+		}
+	}
+}
