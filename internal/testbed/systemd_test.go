@@ -159,6 +159,13 @@ func TestSystemd(t *testing.T) {
 		`allowed_channels = ["C0123456789"]`: fmt.Sprintf("allowed_channels = [%q]", Channel),
 		`allowed_users = ["U0123456789"]`:    fmt.Sprintf("allowed_users = [%q]", User),
 	})
+	// Metrics on, in the directory the package's tmpfiles.d makes (the
+	// example's [metrics] keys, as an admin edits them): each unit must
+	// write its own file from inside its sandbox.
+	edited = replaceLines(t, edited, map[string]string{
+		`dir = ""`:             `dir = "/var/lib/ytkeep/metrics"`,
+		`interval_seconds = 5`: `interval_seconds = 1`,
+	})
 	edited += fmt.Sprintf("\n[testing]\nmedia_base_url = %q\nloopback_response_port = %s\n", media.BaseURL(), slack.Port())
 	writeInto(t, cfgPath, edited)
 	// Step 7, doctor: no FAIL.
@@ -198,6 +205,28 @@ func TestSystemd(t *testing.T) {
 		t.Fatalf("no stored file for the video:\n%s", stored)
 	}
 	t.Logf("stored:\n%s", stored)
+	// Each unit's metrics file, its user's, written under its sandbox;
+	// the receiver's counts the command.
+	for d, user := range map[string]string{"receiver": "ytkeep-recv", "worker": "ytkeep-work", "downloader": "ytkeep-dl", "courier": "ytkeep-courier"} {
+		f := "/var/lib/ytkeep/metrics/" + d + "/ytkeep_" + d + ".prom"
+		want := "ytkeep_process_resident_memory_bytes"
+		if d == "receiver" {
+			want = `ytkeep_commands_total{daemon="receiver",outcome="accepted"`
+		}
+		for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) { // a hang guard
+			b, err := os.ReadFile(c.path(f))
+			if err == nil && strings.Contains(string(b), want) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s holds no %s (%v):\n%s", f, want, err, b)
+			}
+		}
+		if got := c.must("stat -c '%U %a' " + f); got != user+" 644" {
+			t.Errorf("%s: %s, want %s 644", f, got, user)
+		}
+	}
+	t.Logf("metrics: each unit writes its own file under /var/lib/ytkeep/metrics")
 
 	checkDownloaderView(t, c)
 
